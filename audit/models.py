@@ -1,0 +1,232 @@
+"""Value objects shared by collection, checks, reports and the CLI.
+
+Everything here is plain data: frozen dataclasses and small named tuples. Checks read a
+TenantSnapshot and yield Findings; reports read Findings and TenantResults. Nothing in here talks
+to Graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import StrEnum
+from typing import Generic, NamedTuple, TypeVar
+
+T = TypeVar("T")
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: critical 4 ... low 1."""
+        return {"critical": 4, "high": 3, "medium": 2, "low": 1}[self.value]
+
+
+class TenantStatus(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"  # collected, but some data could not be read (see not_evaluated / error)
+    FAILED = "failed"  # nothing usable: auth failed, Graph unreachable, ...
+
+
+# The four errors the remediation product shows, worded exactly as its documentation words them.
+RESOURCE_NOT_FOUND = "Resource is Not Found"
+UNKNOWN_REASON = "Remediation Failed - Unknown Reason"
+USER_INVALID = "The Requested User is Invalid"
+MAILBOX_INACTIVE = "The Mailbox is either Inactive, Soft-Deleted, or is Hosted On-Premise"
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    """A check's declarative metadata. `needs` names the snapshot datasets it cannot do without."""
+
+    id: str
+    title: str
+    severity: Severity
+    predicts: str
+    cause: str
+    fix: str
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One account or tenant setting on which remediation would fail. Field order = report column order."""
+
+    tenant_id: str
+    check_id: str
+    severity: Severity
+    user_principal_name: str | None
+    user_id: str | None
+    display_name: str | None
+    predicted_error: str
+    cause: str
+    fix: str
+    evidence: str
+    first_seen: str | None = None  # ISO-8601; set by the report from the previous run
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity across runs: the same check on the same object in the same tenant."""
+        return (self.tenant_id, self.check_id, self.user_id or "")
+
+
+FINDING_FIELDS = [f.name for f in fields(Finding)]
+
+
+@dataclass(frozen=True)
+class NotEvaluated:
+    check_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Dataset(Generic[T]):
+    """Something read from Graph, or the reason it could not be read (with the permission to grant).
+
+    Missing data is never a pass: a check that needs a dataset whose `error` is set is reported as
+    not evaluated with that reason.
+    """
+
+    value: T | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def missing(cls, reason: str) -> Dataset[T]:
+        return cls(None, reason)
+
+
+class AssignedPlan(NamedTuple):
+    plan_id: str  # servicePlanId, lower-case GUID
+    service: str  # e.g. "exchange"
+    status: str  # capabilityStatus: Enabled | Warning | Suspended | LockedOut | Deleted
+
+
+class ProvisionedPlan(NamedTuple):
+    service: str
+    capability_status: str
+    provisioning_status: str  # Success | PendingInput | PendingActivation | PendingProvisioning | Error ...
+
+
+class License(NamedTuple):
+    sku_id: str
+    disabled_plans: tuple[str, ...]
+
+
+class LicenseState(NamedTuple):
+    sku_id: str
+    state: str  # Active | ActiveWithError | Disabled | Error
+    error: str | None  # CountViolation | MutuallyExclusiveViolation | ... | None
+    assigned_by_group: str | None  # group id, None when assigned directly
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A compact record of one directory user: only what the checks and reports use."""
+
+    id: str
+    upn: str
+    display_name: str | None
+    mail: str | None
+    proxy_addresses: tuple[str, ...]
+    user_type: str  # Member | Guest
+    enabled: bool
+    created: str | None  # ISO-8601 from createdDateTime
+    sync_enabled: bool  # onPremisesSyncEnabled is true
+    immutable_id: str | None
+    licenses: tuple[License, ...]
+    plans: tuple[AssignedPlan, ...]
+    provisioned: tuple[ProvisionedPlan, ...]
+    license_states: tuple[LicenseState, ...]
+    deleted: str | None = None  # deletedDateTime, for users in the deleted-items container
+
+    @property
+    def is_guest(self) -> bool:
+        return self.user_type.lower() == "guest"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxProbe:
+    """What Graph said when asked for this user's mailbox (GET /users/{id}/mailboxSettings).
+
+    outcome: "mailbox" (it exists; purpose says user/shared/room/equipment/...),
+    "no_mailbox" (MailboxNotEnabledForRESTAPI / ResourceNotFound / ErrorInvalidUser on the mail side),
+    "access_denied" (the *audit's* app may not read it: a probe problem, never a finding),
+    "failed" (throttled past the retry budget or another error; the user is not assessed).
+    source: "probe" or "usage_report" (settled from the mailbox usage report without probing).
+    """
+
+    outcome: str
+    purpose: str | None = None
+    code: str | None = None
+    source: str = "probe"
+
+
+@dataclass(frozen=True)
+class AppScope:
+    """Exchange application access policies for the remediation app, resolved to user ids."""
+
+    restrict: dict[str, frozenset[str]]  # scope (group address or id) -> member user ids; RestrictAccess
+    deny: dict[str, frozenset[str]]  # scope -> member user ids; DenyAccess
+
+
+@dataclass(frozen=True)
+class TenantSnapshot:
+    """All that was read from one tenant, once. Checks never call Graph; they read this."""
+
+    tenant_name: str
+    tenant_id: str
+    collected_at: datetime
+    users: Dataset[list[User]]
+    deleted_users: Dataset[list[User]]
+    organization: Dataset[dict]  # GET /organization item: id, displayName, verifiedDomains ...
+    subscribed_skus: Dataset[list[dict]]
+    remediation_sp: Dataset[dict | None]  # None: no service principal in this tenant
+    remediation_roles: Dataset[list[dict]]  # its appRoleAssignments
+    remediation_delegated: Dataset[list[dict]]  # its oauth2PermissionGrants (evidence only)
+    graph_sp_id: Dataset[str]  # object id of Microsoft Graph's service principal in this tenant
+    application: Dataset[dict | None]  # the app object, only readable in the app's home tenant
+    probes: Dataset[dict[str, MailboxProbe]]  # by user id
+    app_scope: Dataset[AppScope | None]
+    recipients: Dataset[list[str]]
+    directory_user_count: int | None = None  # what $count says the directory holds
+    audit_roles: tuple[str, ...] = ()  # application roles in the audit's own token
+
+    def dataset(self, name: str) -> Dataset:
+        return getattr(self, name)
+
+
+@dataclass
+class TenantResult:
+    name: str
+    tenant_id: str
+    status: TenantStatus
+    error: str | None = None
+    users_scanned: int = 0
+    users_in_directory: int | None = None
+    mailboxes_probed: int = 0
+    not_assessed: dict[str, int] = field(default_factory=dict)  # reason -> number of users
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    snapshot: TenantSnapshot | None = None
+
+
+@dataclass
+class RunResult:
+    started: datetime
+    finished: datetime
+    version: str
+    probes: bool
+    tenants: list[TenantResult]
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for t in self.tenants for f in t.findings]
