@@ -199,6 +199,7 @@ class TenantSnapshot:
     recipients: Dataset[list[str]]
     directory_user_count: int | None = None  # what $count says the directory holds
     audit_roles: tuple[str, ...] = ()  # application roles in the audit's own token
+    problems: tuple[str, ...] = ()  # faults met while collecting (not permissions): the tenant is partial
 
     def dataset(self, name: str) -> Dataset:
         return getattr(self, name)
