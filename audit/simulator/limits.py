@@ -1,0 +1,240 @@
+"""Faults on demand, Graph's throttling limits (opt-in) and the counters tests assert on."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+# Request classes: how Graph's throttling sees a call.
+DIRECTORY, OUTLOOK, REPORTS, BATCH, IDENTITY, OTHER = (
+    "directory",
+    "outlook",
+    "reports",
+    "batch",
+    "identity",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Faults injected into Graph calls, drawn from a seeded RNG.
+
+    Parsed from e.g. "429=0.1,retry_after=1-3,5xx=0.05,drop=0.02,token_ttl=60,latency=0.005,seed=3":
+    ratios of 429 (with a Retry-After drawn from `retry_after`), 503/504, dropped connections (the
+    socket is closed with no response); `token_ttl`: seconds after which the server refuses a token
+    with 401 although it advertised 3599; `latency`: seconds slept in every Graph call.
+    """
+
+    throttle: float = 0.0
+    retry_after: tuple[float, float] = (1.0, 1.0)
+    server_error: float = 0.0
+    drop: float = 0.0
+    token_ttl: float | None = None
+    latency: float = 0.0
+    seed: int = 0
+
+    _KEYS = ("429", "retry_after", "5xx", "drop", "token_ttl", "latency", "seed")
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultSpec:
+        values: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            key, sep, raw = part.partition("=")
+            key, raw = key.strip().lower(), raw.strip()
+            if not sep or not raw:
+                raise ValueError(
+                    f"fault spec {spec!r}: {part!r} is not key=value (keys: {', '.join(cls._KEYS)})"
+                )
+            try:
+                if key in ("429", "5xx", "drop"):
+                    ratio = float(raw)
+                    if not 0.0 <= ratio <= 1.0:
+                        raise ValueError
+                    values[{"429": "throttle", "5xx": "server_error", "drop": "drop"}[key]] = ratio
+                elif key == "retry_after":
+                    low, _, high = raw.partition("-")
+                    bounds = (float(low), float(high or low))
+                    if bounds[0] < 0 or bounds[1] < bounds[0]:
+                        raise ValueError
+                    values["retry_after"] = bounds
+                elif key in ("token_ttl", "latency"):
+                    number = float(raw)
+                    if number < 0:
+                        raise ValueError
+                    values[key] = number
+                elif key == "seed":
+                    values["seed"] = int(raw)
+                else:
+                    raise KeyError(key)
+            except KeyError:
+                raise ValueError(
+                    f"fault spec {spec!r}: unknown key {key!r} (keys: {', '.join(cls._KEYS)})"
+                ) from None
+            except ValueError:
+                raise ValueError(
+                    f"fault spec {spec!r}: bad value {raw!r} for {key!r} "
+                    "(ratios are 0..1, durations are seconds >= 0, retry_after is N or LOW-HIGH)"
+                ) from None
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Graph's service limits, enforced only when given (graph-side numbers from the throttling docs).
+
+    outlook_concurrency: Outlook-class calls in flight per (app, tenant), batch items included.
+    ru_per_10s: resource units per 10 s per (app, tenant) for directory calls (token bucket).
+    global_rps: requests per second per app over all tenants.
+    latency: seconds slept per class: "directory", "outlook", "reports", "batch" (batch overhead).
+    """
+
+    outlook_concurrency: int = 4
+    ru_per_10s: int | None = None
+    global_rps: int | None = None
+    latency: dict[str, float] = field(default_factory=dict)
+    outlook_retry_after: float = 1.0  # Retry-After sent when the Outlook concurrency limit refuses a call
+
+
+class TokenBucket:
+    """A thread-safe token bucket; take() answers 0 when granted, else the seconds to wait."""
+
+    def __init__(self, capacity: float, per_second: float, clock=time.monotonic) -> None:
+        self.capacity, self.rate, self.clock = capacity, per_second, clock
+        self.tokens, self.stamp = capacity, clock()
+        self.lock = threading.Lock()
+
+    def take(self, cost: float) -> float:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens >= cost:
+                self.tokens -= cost
+                return 0.0
+            return max(1.0, math.ceil((cost - self.tokens) / self.rate))
+
+
+class OutlookGate:
+    """Counts Outlook-class calls in flight per (app, tenant); refuses above the limit when enforced."""
+
+    def __init__(self, limit: int | None, counters: Counters) -> None:
+        self.limit, self.counters = limit, counters
+        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.lock = threading.Lock()
+
+    def reserve(self, key: tuple[str, str], wanted: int) -> int:
+        """Take up to `wanted` slots (all of them when not enforced); return how many were taken."""
+        with self.lock:
+            free = wanted if self.limit is None else max(0, self.limit - self.in_flight[key])
+            taken = min(wanted, free)
+            self.in_flight[key] += taken
+            self.counters.observe_outlook(self.in_flight[key])
+            return taken
+
+    def release(self, key: tuple[str, str], count: int = 1) -> None:
+        with self.lock:
+            self.in_flight[key] -= count
+
+
+class Counters:
+    """Thread-safe counts of what the simulator saw and did. `snapshot()` gives plain values."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_class: Counter[str] = Counter()  # every Graph operation, $batch items included
+        self.by_route: Counter[str] = Counter()  # e.g. "users.list", "mailboxSettings", "token"
+        self.http_requests = 0  # HTTP requests received (a $batch is one)
+        self.throttled = 0  # 429 sent (top level and batch items)
+        self.server_errors = 0  # 5xx sent
+        self.drops = 0  # connections closed without a response
+        self.unauthorized = 0  # 401 sent
+        self.tokens_issued = 0
+        self.token_errors = 0
+        self.batch_sizes: list[int] = []
+        self.max_outlook_concurrency = 0
+
+    def count(self, request_class: str, route: str) -> None:
+        with self.lock:
+            self.by_class[request_class] += 1
+            self.by_route[route] += 1
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def status(self, status: int) -> None:
+        with self.lock:
+            if status == 429:
+                self.throttled += 1
+            elif status >= 500:
+                self.server_errors += 1
+            elif status == 401:
+                self.unauthorized += 1
+
+    def batch(self, size: int) -> None:
+        with self.lock:
+            self.batch_sizes.append(size)
+
+    def observe_outlook(self, in_flight: int) -> None:
+        with self.lock:  # called under the gate lock; this lock is never held while taking the gate's
+            self.max_outlook_concurrency = max(self.max_outlook_concurrency, in_flight)
+
+    def snapshot(self) -> dict:
+        with self.lock:
+            return {
+                "by_class": dict(self.by_class),
+                "by_route": dict(self.by_route),
+                "http_requests": self.http_requests,
+                "throttled": self.throttled,
+                "server_errors": self.server_errors,
+                "drops": self.drops,
+                "unauthorized": self.unauthorized,
+                "tokens_issued": self.tokens_issued,
+                "token_errors": self.token_errors,
+                "batch_sizes": list(self.batch_sizes),
+                "max_outlook_concurrency": self.max_outlook_concurrency,
+            }
+
+
+class FaultDice:
+    """Draws faults from one seeded RNG, thread-safely."""
+
+    def __init__(self, spec: FaultSpec) -> None:
+        self.spec = spec
+        self.rng = random.Random(spec.seed)
+        self.lock = threading.Lock()
+
+    def draw(self, allow_drop: bool = True) -> str | None:
+        """None, "drop", "429", "503" or "504" for one call ($batch items cannot be dropped)."""
+        spec = self.spec
+        drop = spec.drop if allow_drop else 0.0
+        if not (drop or spec.throttle or spec.server_error):
+            return None
+        with self.lock:
+            roll = self.rng.random()
+            if roll < drop:
+                return "drop"
+            roll -= drop
+            if roll < spec.throttle:
+                return "429"
+            roll -= spec.throttle
+            if roll < spec.server_error:
+                return "503" if self.rng.random() < 0.5 else "504"
+            return None
+
+    def retry_after(self) -> str:
+        low, high = self.spec.retry_after
+        with self.lock:
+            value = low if high == low else self.rng.uniform(low, high)
+        return format_seconds(value)
+
+
+def format_seconds(value: float) -> str:
+    """Retry-After as Graph writes it: whole seconds, or up to 3 decimals when fractional."""
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return text or "0"
