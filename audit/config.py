@@ -1,9 +1,22 @@
-"""Configuration: a TOML file, validated strictly. Every error names the file, the key and the fix."""
+"""Configuration: a TOML file, validated strictly. Every error names the file, the key and the fix.
+
+Messages read `<file>: <key path>: <what is wrong>. <how to fix>.` Key paths count array items from 0
+(`tenants[0]` is the first tenant). Secrets never live in the file: it names environment variables.
+"""
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from audit.clouds import CLOUDS
+from audit.models import Severity
 
 
 class ConfigError(Exception):
@@ -78,6 +91,624 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Shapes of values
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMAIL_RE = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}$")
+THUMBPRINT_RE = re.compile(r"^[0-9a-fA-F]{40}$")
+SECRET_KEYS = frozenset(
+    {
+        "client_secret",
+        "secret",
+        "password",
+        "smtp_password",
+        "api_key",
+        "token",
+        "access_token",
+        "private_key",
+    }
+)
+SECRET_HINT = "put the secret in an environment variable and name that variable in client_secret_env"
+SEVERITIES = tuple(s.value for s in Severity)
+FORMATS = ("xlsx", "json", "csv")
+CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+class _Loader:
+    """Walks the parsed TOML; each `take_*` reads one key, checks its type and shape, or raises."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.base = path.parent
+
+    def fail(self, where: str, problem: str, fix: str) -> ConfigError:
+        fix = fix[:1].upper() + fix[1:]
+        end = "" if fix.endswith(("?", ".")) else "."
+        return ConfigError(f"{self.path}: {where}: {problem}. {fix}{end}")
+
+    # ---- tables ---------------------------------------------------------------------------------
+
+    def table(self, data: dict, where: str, known: tuple[str, ...]) -> None:
+        """Refuse literal secrets and unknown keys in one table (not nested ones)."""
+        for key in data:
+            at = f"{where}.{key}" if where else key
+            lowered = key.lower()
+            if lowered in SECRET_KEYS or (
+                lowered.endswith(("_secret", "_password")) and not lowered.endswith("_env")
+            ):
+                raise self.fail(
+                    at,
+                    "secrets are not accepted in the config file",
+                    f"{SECRET_HINT} (for SMTP: smtp_password_env)",
+                )
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(known)}"
+                raise self.fail(at, f"unknown key '{key}'", f"Remove it or fix its spelling; {hint}")
+
+    def sub_table(self, data: dict, key: str, required: bool) -> dict | None:
+        if key not in data:
+            if required:
+                raise self.fail(key, f"required section [{key}] is missing", f"add a [{key}] section")
+            return None
+        value = data[key]
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, got {_kind(value)}", f"write it as a [{key}] section")
+        return value
+
+    # ---- scalars --------------------------------------------------------------------------------
+
+    def take(self, data: dict, where: str, key: str, kind: type, example: str, required: bool = False) -> Any:
+        at = f"{where}.{key}" if where else key
+        if key not in data:
+            if required:
+                raise self.fail(where or key, f"required key '{key}' is missing", f"add {key} = {example}")
+            return None
+        value = data[key]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            raise self.fail(
+                at, f"expected {_kind_name(kind)}, got {_kind(value)}", f"write it like {key} = {example}"
+            )
+        if isinstance(value, str) and not value.strip():
+            raise self.fail(at, "is empty", f"write it like {key} = {example} or remove the key")
+        return value.strip() if isinstance(value, str) else value
+
+    def take_str_list(self, data: dict, where: str, key: str, example: str) -> tuple[str, ...] | None:
+        at = f"{where}.{key}"
+        if key not in data:
+            return None
+        value = data[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(
+                at, f"expected a list of strings, got {_kind(value)}", f"write it like {key} = {example}"
+            )
+        return tuple(v.strip() for v in value)
+
+    def take_choice(
+        self, data: dict, where: str, key: str, choices: tuple[str, ...], default: str | None
+    ) -> str | None:
+        value = self.take(data, where, key, str, f'"{choices[0]}"')
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise self.fail(
+                f"{where}.{key}",
+                f"'{value}' is not one of {', '.join(choices)}",
+                f"use one of {', '.join(choices)}",
+            )
+        return value.lower()
+
+    def take_int(
+        self, data: dict, where: str, key: str, default: int, low: int, high: int | None = None
+    ) -> int:
+        value = self.take(data, where, key, int, str(max(low, default)))
+        if value is None:
+            return default
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self.fail(f"{where}.{key}", f"{value} is out of range", f"use a whole number {bound}")
+        return value
+
+    def take_env(
+        self, data: dict, where: str, key: str, example: str, must_be_set: bool = True
+    ) -> str | None:
+        """A key naming an environment variable: refuse values that look like the secret itself."""
+        at = f"{where}.{key}"
+        if key not in data:
+            return None
+        value = data[key]
+        if not isinstance(value, str):
+            raise self.fail(at, f"expected a string, got {_kind(value)}", f"write it like {key} = {example}")
+        if not ENV_NAME_RE.match(value):
+            # Never echo the value: it may be the secret itself.
+            raise self.fail(
+                at,
+                "this is not an environment variable name (it looks like a literal secret)",
+                f"{SECRET_HINT}; a name has only letters, digits and '_', e.g. {key} = {example}",
+            )
+        if must_be_set and not os.environ.get(value):
+            raise self.fail(
+                at,
+                f"environment variable {value} is not set (or is empty)",
+                f"set {value} in the job's environment before running, or name another variable",
+            )
+        return value
+
+    def take_path(
+        self, data: dict, where: str, key: str, example: str, must_exist: bool = False
+    ) -> Path | None:
+        value = self.take(data, where, key, str, example)
+        if value is None:
+            return None
+        try:
+            path = self.resolve(value)
+        except (RuntimeError, ValueError, OSError):
+            raise self.fail(
+                f"{where}.{key}", f"'{value}' is not a usable path", f"write it like {key} = {example}"
+            ) from None
+        if must_exist:
+            if not path.is_file():
+                problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+                raise self.fail(f"{where}.{key}", f"{path} {problem}", "point it at an existing file")
+            if not os.access(path, os.R_OK):
+                raise self.fail(
+                    f"{where}.{key}", f"{path} cannot be read", "make the file readable by the job"
+                )
+        return path
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    def take_url(self, data: dict, where: str, key: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.take(data, where, key, str, f'"{schemes[0]}://host.example"')
+        if value is None:
+            return None
+        m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://[^/\s]+(/\S*)?$", value)
+        if not m or m.group(1).lower() not in schemes:
+            raise self.fail(
+                f"{where}.{key}",
+                f"'{value}' is not a {' or '.join(schemes)} URL",
+                f'write a full URL such as "{schemes[0]}://host.example"',
+            )
+        return value.rstrip("/")
+
+    def check(self, ok: bool, at: str, problem: str, fix: str) -> None:
+        if not ok:
+            raise self.fail(at, problem, fix)
+
+
+def _kind(value: object) -> str:
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _kind_name(kind: type) -> str:
+    return {bool: "true or false", int: "a whole number", str: "a string"}.get(kind, kind.__name__)
+
+
+def _is_tenant_ref(value: str) -> bool:
+    return bool(GUID_RE.match(value) or DOMAIN_RE.match(value))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sections
+
+TOP_KEYS = ("tenants", "remediation_app", "audit", "email", "schedule")
+TENANT_KEYS = (
+    "name",
+    "tenant_id",
+    "client_id",
+    "client_secret_env",
+    "certificate_path",
+    "certificate_thumbprint",
+    "cloud",
+    "domains",
+    "authority_host",
+    "graph_endpoint",
+)
+APP_KEYS = ("app_id", "home_tenant_id", "access_policy_file", "credential_warning_days")
+AUDIT_KEYS = (
+    "out_dir",
+    "fail_on",
+    "keep",
+    "ca_bundle",
+    "proxy",
+    "probe",
+    "formats",
+    "tenant_concurrency",
+    "exceptions_file",
+)
+EMAIL_KEYS = (
+    "to",
+    "transport",
+    "sender",
+    "sender_tenant",
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "smtp_username_env",
+    "smtp_password_env",
+    "only_on_change",
+    "webhook_url_env",
+)
+SCHEDULE_KEYS = ("cron", "timezone", "misfire_grace_seconds", "heartbeat_file")
+GUID_EXAMPLE = '"00000000-0000-0000-0000-000000000000"'
+
+
+def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
+    raw = data.get("tenants")
+    if raw is None:
+        raise ld.fail("tenants", "no tenant is configured", "add at least one [[tenants]] section")
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
+        raise ld.fail(
+            "tenants", "expected one or more [[tenants]] sections", "write each tenant as [[tenants]]"
+        )
+    tenants: list[TenantConfig] = []
+    seen: dict[str, int] = {}
+    for i, t in enumerate(raw):
+        w = f"tenants[{i}]"
+        ld.table(t, w, TENANT_KEYS)
+        name = ld.take(t, w, "name", str, '"contoso"', required=True)
+        if name.lower() in seen:
+            raise ld.fail(
+                f"{w}.name",
+                f"'{name}' is already used by tenants[{seen[name.lower()]}]",
+                "give each tenant a unique name",
+            )
+        seen[name.lower()] = i
+        tenant_id = ld.take(t, w, "tenant_id", str, GUID_EXAMPLE, required=True)
+        ld.check(
+            _is_tenant_ref(tenant_id),
+            f"{w}.tenant_id",
+            f"'{tenant_id}' is neither a GUID nor a domain name",
+            "use the directory (tenant) ID GUID or a verified domain such as contoso.onmicrosoft.com",
+        )
+        client_id = ld.take(t, w, "client_id", str, GUID_EXAMPLE, required=True)
+        ld.check(
+            bool(GUID_RE.match(client_id)),
+            f"{w}.client_id",
+            f"'{client_id}' is not a GUID",
+            "use the audit app's application (client) ID, a GUID",
+        )
+        secret_env = ld.take_env(t, w, "client_secret_env", '"CONTOSO_AUDIT_SECRET"')
+        cert_path = ld.take_path(t, w, "certificate_path", '"certs/audit.pem"', must_exist=True)
+        thumbprint = ld.take(t, w, "certificate_thumbprint", str, '"<40 hex digits>"')
+        if (secret_env is None) == (cert_path is None):
+            raise ld.fail(
+                w,
+                "needs exactly one credential, client_secret_env or certificate_path"
+                + (" (both are set)" if secret_env else " (neither is set)"),
+                "keep client_secret_env for a secret, or certificate_path with certificate_thumbprint"
+                " for a certificate",
+            )
+        if cert_path is not None and thumbprint is None:
+            raise ld.fail(
+                w,
+                "certificate_path is set but certificate_thumbprint is missing",
+                "add certificate_thumbprint = \"<SHA-1 thumbprint shown for the certificate in the app's"
+                ' Certificates & secrets page>"',
+            )
+        if thumbprint is not None:
+            if cert_path is None:
+                raise ld.fail(
+                    f"{w}.certificate_thumbprint",
+                    "is set without certificate_path",
+                    "add certificate_path (the PEM file with the private key) or remove the thumbprint",
+                )
+            thumbprint = re.sub(r"[\s:]", "", thumbprint).upper()
+            ld.check(
+                bool(THUMBPRINT_RE.match(thumbprint)),
+                f"{w}.certificate_thumbprint",
+                "is not a SHA-1 thumbprint (40 hex digits)",
+                "copy the thumbprint from the app's Certificates & secrets page",
+            )
+        cloud = ld.take_choice(t, w, "cloud", tuple(CLOUDS), "global")
+        domains = ld.take_str_list(t, w, "domains", '["contoso.com"]') or ()
+        for j, d in enumerate(domains):
+            ld.check(
+                bool(DOMAIN_RE.match(d)),
+                f"{w}.domains[{j}]",
+                f"'{d}' is not a domain name",
+                "list plain domain names such as contoso.com",
+            )
+        tenants.append(
+            TenantConfig(
+                name=name,
+                tenant_id=tenant_id,
+                client_id=client_id,
+                client_secret_env=secret_env,
+                certificate_path=cert_path,
+                certificate_thumbprint=thumbprint,
+                cloud=cloud or "global",
+                domains=tuple(d.lower() for d in domains),
+                authority_host=ld.take_url(t, w, "authority_host", ("https",)),
+                graph_endpoint=ld.take_url(t, w, "graph_endpoint", ("https",)),
+            )
+        )
+    return tuple(tenants)
+
+
+def _remediation_app(ld: _Loader, data: dict) -> RemediationAppConfig:
+    w = "remediation_app"
+    t = ld.sub_table(data, w, required=True)
+    assert t is not None
+    ld.table(t, w, APP_KEYS)
+    app_id = ld.take(t, w, "app_id", str, GUID_EXAMPLE, required=True)
+    ld.check(
+        bool(GUID_RE.match(app_id)),
+        f"{w}.app_id",
+        f"'{app_id}' is not a GUID",
+        "use the application (client) ID of the remediation product's app",
+    )
+    home = ld.take(t, w, "home_tenant_id", str, GUID_EXAMPLE)
+    if home is not None:
+        ld.check(
+            _is_tenant_ref(home),
+            f"{w}.home_tenant_id",
+            f"'{home}' is neither a GUID nor a domain name",
+            "use the tenant ID where the remediation app is registered",
+        )
+    return RemediationAppConfig(
+        app_id=app_id.lower(),
+        home_tenant_id=home,
+        access_policy_file=ld.take_path(
+            t, w, "access_policy_file", '"access-policies.json"', must_exist=True
+        ),
+        credential_warning_days=ld.take_int(t, w, "credential_warning_days", 30, 0, 3650),
+    )
+
+
+def _audit(ld: _Loader, data: dict) -> AuditConfig:
+    w = "audit"
+    t = ld.sub_table(data, w, required=False) or {}
+    ld.table(t, w, AUDIT_KEYS)
+    formats = ld.take_str_list(t, w, "formats", '["xlsx", "json"]')
+    if formats is not None:
+        bad = [f for f in formats if f.lower() not in FORMATS]
+        ld.check(
+            not bad and bool(formats),
+            f"{w}.formats",
+            f"unknown format {bad[0]!r}" if bad else "is empty",
+            f"list one or more of {', '.join(FORMATS)}",
+        )
+        formats = tuple(dict.fromkeys(f.lower() for f in formats))
+    return AuditConfig(
+        out_dir=ld.take_path(t, w, "out_dir", '"reports"') or ld.base / "reports",
+        fail_on=ld.take_choice(t, w, "fail_on", SEVERITIES, "high") or "high",
+        keep=ld.take_int(t, w, "keep", 12, 1),
+        ca_bundle=ld.take_path(t, w, "ca_bundle", '"corp-ca.pem"', must_exist=True),
+        proxy=ld.take_url(t, w, "proxy", ("http", "https", "socks5", "socks5h")),
+        probe=ld.take_choice(t, w, "probe", ("auto", "all", "none"), "auto") or "auto",
+        formats=formats or ("xlsx", "json"),
+        tenant_concurrency=ld.take_int(t, w, "tenant_concurrency", 4, 1, 64),
+        exceptions_file=ld.take_path(t, w, "exceptions_file", '"exceptions.csv"', must_exist=True),
+    )
+
+
+def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailConfig | None:
+    w = "email"
+    t = ld.sub_table(data, w, required=False)
+    if t is None:
+        return None
+    ld.table(t, w, EMAIL_KEYS)
+    to = ld.take_str_list(t, w, "to", '["secops@contoso.com"]')
+    if not to:
+        raise ld.fail(f"{w}.to", "no recipient is listed", 'add to = ["secops@contoso.com"]')
+    for j, addr in enumerate(to):
+        ld.check(
+            bool(EMAIL_RE.match(addr)),
+            f"{w}.to[{j}]",
+            f"'{addr}' is not an e-mail address",
+            "fix the address",
+        )
+    transport = ld.take_choice(t, w, "transport", ("smtp", "graph"), "smtp") or "smtp"
+    sender = ld.take(t, w, "sender", str, '"etd-audit@contoso.com"')
+    if sender is None:
+        raise ld.fail(w, "required key 'sender' is missing", 'add sender = "etd-audit@contoso.com"')
+    ld.check(
+        bool(EMAIL_RE.match(sender)), f"{w}.sender", f"'{sender}' is not an e-mail address", "fix the address"
+    )
+    sender_tenant = ld.take(t, w, "sender_tenant", str, '"contoso"')
+    smtp_host = ld.take(t, w, "smtp_host", str, '"smtp.contoso.com"')
+    user_env = ld.take_env(t, w, "smtp_username_env", '"SMTP_USERNAME"')
+    pass_env = ld.take_env(t, w, "smtp_password_env", '"SMTP_PASSWORD"')
+    if transport == "graph":
+        names = [x.name for x in tenants]
+        if sender_tenant is None:
+            raise ld.fail(
+                w,
+                "transport 'graph' needs sender_tenant",
+                f"add sender_tenant = the name of the sending tenant, one of {', '.join(names)}",
+            )
+        ld.check(
+            sender_tenant in names,
+            f"{w}.sender_tenant",
+            f"'{sender_tenant}' is not the name of a configured tenant",
+            f"use one of {', '.join(names)}",
+        )
+        for key, value in (
+            ("smtp_host", smtp_host),
+            ("smtp_username_env", user_env),
+            ("smtp_password_env", pass_env),
+        ):
+            ld.check(value is None, f"{w}.{key}", "is only used with transport 'smtp'", "remove it")
+    else:
+        if smtp_host is None:
+            raise ld.fail(w, "transport 'smtp' needs smtp_host", 'add smtp_host = "smtp.contoso.com"')
+        ld.check(
+            sender_tenant is None, f"{w}.sender_tenant", "is only used with transport 'graph'", "remove it"
+        )
+        ld.check(
+            (user_env is None) == (pass_env is None),
+            w,
+            "smtp_username_env and smtp_password_env must be set together",
+            "set both to sign in to the SMTP server, or neither to send without signing in",
+        )
+    return EmailConfig(
+        to=tuple(to),
+        transport=transport,
+        sender=sender,
+        sender_tenant=sender_tenant,
+        smtp_host=smtp_host,
+        smtp_port=ld.take_int(t, w, "smtp_port", 587, 1, 65535),
+        smtp_security=ld.take_choice(t, w, "smtp_security", ("starttls", "tls", "none"), "starttls")
+        or "starttls",
+        smtp_username_env=user_env,
+        smtp_password_env=pass_env,
+        only_on_change=bool(ld.take(t, w, "only_on_change", bool, "false")),
+        webhook_url_env=ld.take_env(t, w, "webhook_url_env", '"AUDIT_WEBHOOK_URL"'),
+    )
+
+
+def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
+    w = "schedule"
+    t = ld.sub_table(data, w, required=False) or {}
+    ld.table(t, w, SCHEDULE_KEYS)
+    defaults = ScheduleConfig()
+    zone = ld.take(t, w, "timezone", str, '"Europe/Berlin"') or defaults.timezone
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ld.fail(
+            f"{w}.timezone",
+            f"'{zone}' is not a known time zone",
+            'use an IANA name such as "UTC" or "Europe/Berlin"',
+        ) from None
+    cron = ld.take(t, w, "cron", str, '"0 6 * * 1"') or defaults.cron
+    try:
+        cron_trigger(cron, zone)
+    except ValueError as exc:
+        raise ld.fail(
+            f"{w}.cron",
+            f"'{cron}' is not a valid cron expression ({exc})",
+            'use five fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1" = Mondays 06:00',
+        ) from None
+    return ScheduleConfig(
+        cron=" ".join(cron.split()),
+        timezone=zone,
+        misfire_grace_seconds=ld.take_int(t, w, "misfire_grace_seconds", defaults.misfire_grace_seconds, 1),
+        heartbeat_file=ld.take_path(t, w, "heartbeat_file", '"/var/tmp/etd-audit.heartbeat"')
+        or defaults.heartbeat_file,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cron: standard crontab meaning, also for the day of the week
+
+
+def crontab_weekdays(field_text: str) -> str:
+    """Rewrite a crontab day-of-week field with numbers (0 or 7 = Sunday) into day names.
+
+    APScheduler 3.x reads a numeric day of week with 0 = Monday, so "0 6 * * 1" would fire on Tuesdays.
+    Names mean the same to both, so numbers are expanded to names. Fields with names pass unchanged.
+    """
+    text = field_text.strip().lower()
+    if text in ("*", "?") or re.search(r"[a-z]", text):
+        return text
+    days: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?", part)
+        if not m:
+            raise ValueError(f"cannot read day-of-week part '{part}'")
+        start_s, end_s, step_s = m.groups()
+        if start_s == "*":
+            start, end = 0, 6
+        else:
+            start = int(start_s)
+            end = int(end_s) if end_s is not None else (7 if step_s else start)
+        step = int(step_s) if step_s else 1
+        if not (0 <= start <= 7 and 0 <= end <= 7) or start > end or step < 1:
+            raise ValueError(f"day-of-week part '{part}' is out of range (0-7, 0 and 7 are Sunday)")
+        days.extend(d % 7 for d in range(start, end + 1, step))
+    ordered = sorted(set(days))
+    return ",".join(CRON_WEEKDAYS[d] for d in ordered)
+
+
+def cron_trigger(cron: str, timezone: str = "UTC") -> Any:
+    """An APScheduler CronTrigger for a crontab expression, with crontab's day-of-week numbering."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields_ = cron.split()
+    if len(fields_) != 5:
+        raise ValueError(f"expected 5 fields, got {len(fields_)}")
+    fields_[4] = crontab_weekdays(fields_[4])
+    return CronTrigger.from_crontab(" ".join(fields_), timezone=ZoneInfo(timezone))
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError naming file, key and fix."""
-    raise NotImplementedError
+    file = Path(path).expanduser()
+    try:
+        file = file.resolve()
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: the config file does not exist. Check the path, or copy config/example.toml."
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{file}: is a folder, not a config file. Give the path of the .toml file."
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"{file}: the config file cannot be read ({exc.strerror or exc}). Make it readable by the job."
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{file}: is not a UTF-8 text file. Give the path of the TOML config file."
+        ) from None
+    if "\x00" in text:
+        raise ConfigError(f"{file}: is a binary file, not TOML. Give the path of the TOML config file.")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        where = f"line {m.group(1)}, column {m.group(2)}" if m else "syntax"
+        what = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
+        if "end of document" in msg:
+            where = "end of file"
+        raise ConfigError(
+            f"{file}: {where}: not valid TOML ({what}). Fix the syntax there; strings need double quotes."
+        ) from None
+    ld = _Loader(file)
+    ld.table(data, "", TOP_KEYS)
+    tenants = _tenants(ld, data)
+    return Config(
+        path=file,
+        tenants=tenants,
+        remediation_app=_remediation_app(ld, data),
+        audit=_audit(ld, data),
+        email=_email(ld, data, tenants),
+        schedule=_schedule(ld, data),
+    )
+
+
+__all__ = [
+    "AuditConfig",
+    "Config",
+    "ConfigError",
+    "EmailConfig",
+    "RemediationAppConfig",
+    "ScheduleConfig",
+    "TenantConfig",
+    "cron_trigger",
+    "crontab_weekdays",
+    "load_config",
+]

@@ -1,0 +1,357 @@
+"""App-only sign-in per tenant with msal: client secret or certificate, msal's own token cache.
+
+Every failure becomes an AuthError whose text is one line: what failed, the AADSTS code when there is
+one, and what to do. The text never carries the secret, the private key or the signed assertion.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import os
+import re
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+from requests.adapters import HTTPAdapter
+
+from audit.clouds import CLOUDS
+from audit.config import TenantConfig
+
+log = logging.getLogger("audit")
+
+# What to do, per AADSTS code. {env}, {client_id}, {tenant_id}, {cloud} are filled in.
+_TENANT_HINT = "Tenant not found: check tenant_id ({tenant_id}) and that cloud ({cloud}) is where it lives"
+_SCOPE_HINT = (
+    "The requested scope is not valid: check cloud ({cloud}); the Graph endpoint must belong to the same "
+    "cloud as the sign-in host"
+)
+_CERT_HINT = (
+    "The certificate was rejected: check certificate_thumbprint, that this certificate is uploaded to the "
+    "app's Certificates & secrets page, and that this machine's clock is right"
+)
+HINTS: dict[str, str] = {
+    "7000215": (
+        "The client secret is wrong: check the value in the environment variable {env} (it must be the "
+        "secret's Value, not its Secret ID), or create a new secret for the app and put it there"
+    ),
+    "7000222": "The client secret has expired: create a new secret for the app and put it in {env}",
+    "90002": _TENANT_HINT,
+    "90023": _TENANT_HINT,
+    "700016": (
+        "The app {client_id} is not known in tenant {tenant_id}: check client_id; if the app is registered "
+        "in another tenant it must be multi-tenant and an administrator of this tenant must consent to it"
+    ),
+    "700027": _CERT_HINT,
+    "700024": _CERT_HINT,
+    "1002012": _SCOPE_HINT,
+    "70011": _SCOPE_HINT,
+}
+GENERIC_HINT = "Look the code up in Microsoft Entra's list of sign-in error codes"
+KEY_RE = re.compile(r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
+CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+class AuthError(Exception):
+    """Sign-in failed. str(e) is one line: what failed, the AADSTS code, and what to do."""
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
+
+def graph_base(tenant: TenantConfig) -> str:
+    """The Graph v1.0 root for this tenant's cloud (or its override)."""
+    return (tenant.graph_endpoint or CLOUDS[tenant.cloud].graph_endpoint).rstrip("/") + "/v1.0"
+
+
+def aadsts_code(*texts: Any) -> str | None:
+    """The AADSTS number in an error: from `error_codes` (a list) or the text of a description."""
+    for text in texts:
+        if isinstance(text, list) and text and isinstance(text[0], int):
+            return str(text[0])
+        if isinstance(text, str):
+            m = re.search(r"AADSTS(\d+)", text)
+            if m:
+                return m.group(1)
+    return None
+
+
+def load_certificate(path: Path, thumbprint: str | None, *, now: datetime | None = None) -> dict[str, str]:
+    """Read a PEM with the private key (and maybe the certificate) into msal's client_credential.
+
+    When the certificate is in the file, it must belong to the key, match the thumbprint and be in
+    its validity period.
+    """
+    where = f"certificate {path}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AuthError(f"{where}: the file does not exist. Fix certificate_path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = (
+            "it is not a text PEM file" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
+        )
+        raise AuthError(
+            f"{where}: cannot be read ({reason}). Give a readable PEM file with the private key."
+        ) from None
+    key_match = KEY_RE.search(text)
+    if not key_match:
+        raise AuthError(
+            f"{where}: holds no private key. Use a PEM file with the private key (e.g. exported with "
+            "'openssl pkcs12 -in app.pfx -nodes -out app.pem')."
+        )
+    if key_match.group(1).startswith("ENCRYPTED"):
+        raise AuthError(
+            f"{where}: the private key is encrypted with a passphrase. Store it unencrypted in a file "
+            "only the job's account can read."
+        )
+    key_pem = key_match.group(0)
+    try:
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise AuthError(f"{where}: the private key cannot be loaded ({exc}). Export the key again.") from None
+    given = re.sub(r"[\s:]", "", thumbprint or "").upper() or None
+    certs = []
+    for block in CERT_RE.findall(text):
+        try:
+            certs.append(x509.load_pem_x509_certificate(block.encode()))
+        except ValueError as exc:
+            raise AuthError(
+                f"{where}: a certificate in the file cannot be read ({exc}). Export it again."
+            ) from None
+    credential = {"private_key": key_pem}
+    if certs:
+        public = key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        mine = [
+            c
+            for c in certs
+            if c.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            == public
+        ]
+        if not mine:
+            raise AuthError(
+                f"{where}: the certificate in the file does not belong to its private key. "
+                "Put the matching key and certificate together."
+            )
+        cert = mine[0]
+        actual = cert.fingerprint(hashes.SHA1()).hex().upper()  # the thumbprint Entra shows is SHA-1
+        if given and given != actual:
+            raise AuthError(
+                f"{where}: certificate_thumbprint {given} does not match the certificate in the file "
+                f"({actual}). Fix certificate_thumbprint or point certificate_path at the right file."
+            )
+        current = now or datetime.now(UTC)
+        if cert.not_valid_after_utc < current:
+            raise AuthError(
+                f"{where}: the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}. Create a new "
+                "certificate, upload it to the app and point certificate_path at it."
+            )
+        if cert.not_valid_before_utc > current:
+            raise AuthError(
+                f"{where}: the certificate is not valid before "
+                f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC. Check this machine's clock or use a "
+                "current certificate."
+            )
+        credential["thumbprint"] = actual
+        credential["public_certificate"] = cert.public_bytes(serialization.Encoding.PEM).decode()
+    elif given:
+        credential["thumbprint"] = given
+    else:
+        raise AuthError(
+            f"{where}: no certificate_thumbprint is configured and the file holds no certificate. "
+            "Add certificate_thumbprint."
+        )
+    return credential
+
+
+def _session(verify: str | bool, proxy: str | None, timeout: float) -> requests.Session:
+    """The HTTP session msal uses. verify/proxies go on every request: a REQUESTS_CA_BUNDLE variable would
+    otherwise replace a Session-level verify, and the configured CA bundle must win."""
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=1)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    proxies = {"http": proxy, "https": proxy} if proxy else None
+    session.request = functools.partial(  # type: ignore[method-assign]
+        session.request, verify=verify, proxies=proxies, timeout=timeout
+    )
+    return session
+
+
+class TokenProvider:
+    """Access tokens for Graph in one tenant. Thread-safe; msal's cache answers until a token nears expiry."""
+
+    def __init__(
+        self,
+        tenant: TenantConfig,
+        *,
+        verify: str | bool = True,
+        proxy: str | None = None,
+        timeout: float = 30,
+    ):
+        self.tenant = tenant
+        cloud = CLOUDS[tenant.cloud]
+        self.authority = f"{(tenant.authority_host or cloud.authority_host).rstrip('/')}/{tenant.tenant_id}"
+        self.scope = f"{(tenant.graph_endpoint or cloud.graph_endpoint).rstrip('/')}/.default"
+        self.verify = str(verify) if not isinstance(verify, bool) else verify
+        self.proxy = proxy
+        self.timeout = timeout
+        self.token_requests = 0  # tokens fetched from the identity provider (not from the cache)
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._secret: str | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"TokenProvider(tenant={self.tenant.name!r}, authority={self.authority!r})"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.authority).netloc
+
+    def token(self) -> str:
+        """An access token: msal's cache first, the identity provider when it has none."""
+        with self._lock:
+            app = self._application()
+            try:
+                result = app.acquire_token_for_client(scopes=[self.scope])
+            except (ValueError, requests.RequestException) as exc:
+                raise self._wrap(exc) from exc
+            if result and "access_token" in result:
+                if result.get("token_source") == "identity_provider":
+                    self.token_requests += 1
+                    log.debug("tenant %s: new access token from %s", self.tenant.name, self.host)
+                return result["access_token"]
+            raise self._from_result(result or {})
+
+    def invalidate(self) -> None:
+        """Forget cached access tokens, so the next token() asks the identity provider."""
+        with self._lock:
+            if self._app is None:
+                return
+            cache = self._app.token_cache
+            kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+            for entry in list(cache.search(kind, query={"client_id": self.tenant.client_id})):
+                cache.remove_at(entry)
+
+    def roles(self) -> tuple[str, ...]:
+        """Application permissions granted to the app in this tenant: the token's `roles` claim."""
+        return tuple(token_claims(self.token()).get("roles") or ())
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _credential(self) -> str | dict[str, str]:
+        t = self.tenant
+        if t.client_secret_env:
+            secret = os.environ.get(t.client_secret_env)
+            if not secret:
+                raise AuthError(
+                    f"tenant '{t.name}': environment variable {t.client_secret_env} (client_secret_env) is "
+                    "not set. Set it to the app's client secret in the job's environment."
+                )
+            self._secret = secret
+            return secret
+        if t.certificate_path is None:
+            raise AuthError(
+                f"tenant '{t.name}': no credential configured. Set client_secret_env or certificate_path."
+            )
+        try:
+            return load_certificate(t.certificate_path, t.certificate_thumbprint)
+        except AuthError as exc:
+            raise AuthError(f"tenant '{t.name}': {exc}") from None
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        if self._app is not None:
+            return self._app
+        credential = self._credential()
+        known = urlsplit(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
+        try:
+            self._app = msal.ConfidentialClientApplication(
+                self.tenant.client_id,
+                client_credential=credential,
+                authority=self.authority,
+                # Our own session carries verify/proxies on each request (see _session).
+                http_client=_session(self.verify, self.proxy, self.timeout),
+                instance_discovery=None if known else False,
+                token_cache=msal.TokenCache(),
+            )
+        except (ValueError, requests.RequestException) as exc:
+            raise self._wrap(exc) from exc
+        return self._app
+
+    def _message(self, code: str | None, what: str) -> str:
+        t = self.tenant
+        hint = HINTS.get(code or "", GENERIC_HINT if code else "")
+        hint = hint.format(
+            env=t.client_secret_env, client_id=t.client_id, tenant_id=t.tenant_id, cloud=t.cloud
+        )
+        prefix = f"tenant '{t.name}': sign-in failed" + (f" with AADSTS{code}" if code else "")
+        text = f"{prefix}: {what.rstrip('.')}." + (f" {hint.rstrip('.')}." if hint else "")
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return " ".join(text.split())
+
+    def _from_result(self, result: dict) -> AuthError:
+        description = str(result.get("error_description") or result.get("error") or "no reason given")
+        code = aadsts_code(result.get("error_codes"), description)
+        first = description.splitlines()[0] if description.strip() else description
+        first = re.sub(r"^AADSTS\d+:\s*", "", first).strip() or str(result.get("error"))
+        first = re.split(r"(?<=\.)\s", first, maxsplit=1)[0]  # its first sentence says what failed
+        return AuthError(self._message(code, first), f"AADSTS{code}" if code else None)
+
+    def _wrap(self, exc: Exception) -> AuthError:
+        """Turn an exception raised inside msal or requests into an AuthError with a clear message."""
+        host = self.host
+        if isinstance(exc, requests.exceptions.SSLError):
+            what = (
+                f"the sign-in service at {host} presented a certificate this machine does not trust. "
+                "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
+            )
+            return AuthError(self._message(None, what))
+        if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
+            what = f"the sign-in service at {host} answered HTTP {exc.response.status_code}. Try again later"
+            return AuthError(self._message(aadsts_code(exc.response.text), what))
+        if isinstance(exc, requests.RequestException):
+            what = (
+                f"cannot reach the sign-in service at {host} ({type(exc).__name__}). "
+                "Check network access and audit.proxy"
+            )
+            return AuthError(self._message(None, what))
+        chain = " ".join(str(e) for e in (exc, exc.__context__, exc.__cause__) if e is not None)
+        code = aadsts_code(chain)
+        if code:
+            m = re.search(rf"AADSTS{code}:\s*([^\r\n\"]+)", chain)
+            what = m.group(1).strip() if m else f"{host} refused the tenant"
+            what = re.split(r"\\r|\\n|Trace ID|(?<=\.)\s", what)[0].strip()
+            return AuthError(self._message(code, what), f"AADSTS{code}")
+        if "authority configuration" in str(exc) or "OIDC Discovery" in chain:
+            what = (
+                f"no sign-in configuration for tenant {self.tenant.tenant_id} at {host}. "
+                "Check tenant_id, cloud and authority_host"
+            )
+            return AuthError(self._message(None, what))
+        return AuthError(self._message(None, f"{exc}. Check cloud, authority_host and tenant_id"))
+
+
+def token_claims(access_token: str) -> dict:
+    """The payload of a JWT, decoded without checking its signature (only for reading claims)."""
+    try:
+        payload = access_token.split(".")[1]
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
