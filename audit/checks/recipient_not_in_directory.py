@@ -1,0 +1,73 @@
+"""Recipient addresses that no user in the directory owns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from audit.checks._base import CheckContext, day, parse_time
+from audit.checks._facts import normalize_address, user_addresses
+from audit.models import USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot, User
+
+CHECK = CheckInfo(
+    id="recipient-not-in-directory",
+    title="Recipient address not owned by any user",
+    severity=Severity.MEDIUM,  # one address; may also be a group or contact the product cannot act on
+    predicts=USER_INVALID,
+    cause=(
+        "No account in this tenant has the address as its mail address, user principal name or proxy "
+        "address, so Graph cannot resolve the user the remediation product asks for: the owner was deleted "
+        "or renamed, the address belongs to a group, contact or another tenant, or it was mistyped."
+    ),
+    fix=(
+        "Look the address up with Get-EXORecipient -Identity <address> or in Exchange admin center > "
+        "Recipients. If the user was renamed, add the old address as an alias (Set-Mailbox <user> "
+        "-EmailAddresses @{add='smtp:<address>'}); if the owner was deleted by mistake, restore it from "
+        "Entra admin center > Users > Deleted users within 30 days; if it belongs to a group, contact or "
+        "another tenant, remediation cannot act on it in this tenant."
+    ),
+    needs=("recipients", "users"),
+)
+
+
+def _owners(users: list[User]) -> dict[str, User]:
+    owners: dict[str, User] = {}
+    for user in users:
+        for address in user_addresses(user):
+            owners.setdefault(address, user)
+    return owners
+
+
+def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
+    owners = _owners(snapshot.users.value or [])
+    deleted = _owners(snapshot.deleted_users.value or []) if snapshot.deleted_users.ok else {}
+    seen: set[str] = set()
+    for raw in snapshot.recipients.value or ():
+        address = normalize_address(raw)
+        if not address or address in seen:
+            continue
+        seen.add(address)
+        if address in owners:
+            continue
+        evidence = f"no user owns {address} as mail, user principal name or proxy address"
+        former = deleted.get(address)
+        if former is not None:
+            when = parse_time(former.deleted)
+            evidence += (f"; it belongs only to the soft-deleted user {former.upn}"
+                         + (f" (deleted {day(when)})" if when else ""))
+        elif not snapshot.deleted_users.ok:
+            evidence += f"; soft-deleted users could not be checked: {snapshot.deleted_users.error}"
+        yield Finding(
+            tenant_id=snapshot.tenant_id,
+            check_id=CHECK.id,
+            severity=CHECK.severity,
+            # The address stands where the user would: it is what the product tried to resolve. No user
+            # id: the address belongs to no account in the directory (a soft-deleted owner is named in
+            # the evidence and has its own soft-deleted-user finding).
+            user_principal_name=address,
+            user_id=None,
+            display_name=None,
+            predicted_error=CHECK.predicts,
+            cause=CHECK.cause,
+            fix=CHECK.fix,
+            evidence=evidence,
+        )

@@ -1,0 +1,172 @@
+"""The catalogue's shape, and how run_checks treats missing data, undecidable checks and crashes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import audit.checks
+from audit.checks import CHECKS, CheckUnavailable, app_not_consented, catalogue, run_checks
+from audit.models import (
+    MAILBOX_INACTIVE,
+    RESOURCE_NOT_FOUND,
+    UNKNOWN_REASON,
+    USER_INVALID,
+    CheckInfo,
+    Dataset,
+    MailboxProbe,
+    Severity,
+)
+from tests.checks.builders import MAILBOX, NO_MAILBOX, context, e3_user, snapshot, unlicensed
+
+ERRORS = (RESOURCE_NOT_FOUND, UNKNOWN_REASON, USER_INVALID, MAILBOX_INACTIVE)
+EXPECTED_IDS = [
+    "no-exchange-license",
+    "exchange-license-suspended",
+    "mailbox-not-provisioned",
+    "on-premises-mailbox",
+    "soft-deleted-user",
+    "mailbox-outside-app-scope",
+    "recipient-not-in-directory",
+    "app-not-consented",
+    "app-disabled",
+    "app-missing-permission",
+    "app-single-tenant",
+    "domain-not-verified",
+    "app-credential-expiring",
+]
+
+
+def test_catalogue_lists_every_check_in_order():
+    assert [c.id for c in catalogue()] == EXPECTED_IDS
+
+
+def test_ids_match_module_names_and_every_module_is_registered():
+    for module in CHECKS:
+        assert module.__name__.rsplit(".", 1)[-1] == module.CHECK.id.replace("-", "_")
+    package_dir = Path(audit.checks.__file__).parent
+    on_disk = {p.stem for p in package_dir.glob("*.py") if not p.stem.startswith("_")}
+    assert on_disk == {m.__name__.rsplit(".", 1)[-1] for m in CHECKS}
+
+
+@pytest.mark.parametrize("info", catalogue(), ids=lambda c: c.id)
+def test_every_check_has_complete_metadata(info: CheckInfo):
+    assert info.title.strip() and info.cause.strip() and info.fix.strip()
+    assert len(info.cause) > 80 and len(info.fix) > 80
+    assert isinstance(info.severity, Severity)
+    # predicts is built only from the four error strings (joined with " / " or with a parenthesis).
+    leftover = info.predicts
+    for error in ERRORS:
+        leftover = leftover.replace(error, "")
+    assert any(error in info.predicts for error in ERRORS)
+    assert re.fullmatch(r"[ /()]*(then\s+once purged|once it lapses)?[ /()]*", leftover), info.predicts
+
+
+def test_validation_rejects_a_module_whose_id_does_not_match():
+    fake = SimpleNamespace(
+        __name__="audit.checks.something_else",
+        run=lambda s, c: [],
+        CHECK=CheckInfo("no-such-check", "t", Severity.LOW, UNKNOWN_REASON, "c", "f"),
+    )
+    with pytest.raises(RuntimeError, match="does not match the module name"):
+        audit.checks._validate([fake])
+    dup = SimpleNamespace(__name__="audit.checks.app_disabled", run=lambda s, c: [], CHECK=CHECKS[8].CHECK)
+    with pytest.raises(RuntimeError, match="duplicate"):
+        audit.checks._validate([CHECKS[8], dup])
+
+
+def test_healthy_tenant_has_no_findings():
+    users = [e3_user("a"), e3_user("b", synced=True), unlicensed("shared", enabled=False)]
+    probes = {"a": MAILBOX, "b": MAILBOX, "shared": MailboxProbe("mailbox", purpose="shared")}
+    findings, not_evaluated = run_checks(snapshot(users, probes=probes), context(domains=("contoso.com",)))
+    assert findings == []
+    # Only what the default snapshot lacks: policy export, recipients list, the app registration.
+    assert {n.check_id for n in not_evaluated} == {
+        "mailbox-outside-app-scope",
+        "recipient-not-in-directory",
+        "app-credential-expiring",
+    }
+
+
+def test_missing_dataset_propagates_its_reason_and_the_other_checks_still_run():
+    reason = "the audit app may not read users (Graph 403); grant it the application permission User.Read.All"
+    findings, not_evaluated = run_checks(_no_users(reason), context())
+    reasons = {n.check_id: n.reason for n in not_evaluated}
+    for check_id in (
+        "no-exchange-license",
+        "exchange-license-suspended",
+        "mailbox-not-provisioned",
+        "on-premises-mailbox",
+    ):
+        assert reasons[check_id] == reason
+    assert [f.check_id for f in findings] == ["app-not-consented"]
+
+
+def _no_users(reason):
+    return dataclasses.replace(snapshot(sp=None), users=Dataset.missing(reason))
+
+
+def test_probes_off_is_not_a_missing_dataset():
+    findings, not_evaluated = run_checks(snapshot([unlicensed("bob")]), context())
+    assert [f.check_id for f in findings] == ["no-exchange-license"]
+    assert "no-exchange-license" not in {n.check_id for n in not_evaluated}
+
+
+def test_an_exception_in_one_check_does_not_stop_the_others():
+    def explode(snapshot, ctx):
+        yield from ()
+        raise KeyError("verifiedDomains")
+
+    broken = SimpleNamespace(
+        __name__="audit.checks.broken",
+        run=explode,
+        CHECK=CheckInfo("broken", "t", Severity.HIGH, UNKNOWN_REASON, "c", "f"),
+    )
+    findings, not_evaluated = run_checks(snapshot(sp=None), context(), checks=[broken, app_not_consented])
+    assert [f.check_id for f in findings] == ["app-not-consented"]
+    assert [(n.check_id, n.reason) for n in not_evaluated] == [
+        ("broken", "the check failed: KeyError: 'verifiedDomains'")
+    ]
+
+
+def test_a_check_that_fails_half_way_contributes_no_findings():
+    def half(snapshot, ctx):
+        yield from app_not_consented.run(snapshot, ctx)
+        raise ValueError("bad data")
+
+    halfway = SimpleNamespace(
+        __name__="audit.checks.halfway",
+        run=half,
+        CHECK=CheckInfo("halfway", "t", Severity.HIGH, UNKNOWN_REASON, "c", "f"),
+    )
+    findings, not_evaluated = run_checks(snapshot(sp=None), context(), checks=[halfway])
+    assert findings == [] and not_evaluated[0].reason == "the check failed: ValueError: bad data"
+
+
+def test_malformed_snapshot_data_only_costs_the_check_that_reads_it():
+    snap = snapshot(
+        [unlicensed("bob")],
+        probes={"bob": NO_MAILBOX},
+        organization={"id": "x", "verifiedDomains": "not-a-list"},
+    )
+    findings, not_evaluated = run_checks(snap, context(domains=("contoso.com",)))
+    assert [f.check_id for f in findings] == ["no-exchange-license"]
+    reasons = {n.check_id: n.reason for n in not_evaluated}
+    assert reasons["domain-not-verified"].startswith("the check failed: AttributeError")
+
+
+def test_check_unavailable_becomes_not_evaluated():
+    def undecided(snapshot, ctx):
+        raise CheckUnavailable("needs the thing")
+        yield  # pragma: no cover
+
+    module = SimpleNamespace(
+        __name__="audit.checks.undecided",
+        run=undecided,
+        CHECK=CheckInfo("undecided", "t", Severity.LOW, UNKNOWN_REASON, "c", "f"),
+    )
+    assert run_checks(snapshot(), context(), checks=[module])[1][0].reason == "needs the thing"

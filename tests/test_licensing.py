@@ -1,0 +1,180 @@
+"""The shipped licensing tables and their derivation from Microsoft's licensing CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+import audit.licensing as licensing
+
+MAILBOX_PLANS = {
+    "9aaf7827-d63c-4b61-89c3-182f06f82e5c": "EXCHANGE_S_STANDARD",
+    "efb87545-963c-4e0d-99df-69c6916d9eb0": "EXCHANGE_S_ENTERPRISE",
+    "4a82b400-a79f-41a4-b4e2-e94f5787b113": "EXCHANGE_S_DESKLESS",
+    "1126bef5-da20-4f07-b45e-ad25d2581aa8": "EXCHANGE_S_ESSENTIALS",
+    "d42bdbd6-c335-4231-ab3d-c8f348d5aff5": "EXCHANGE_L_STANDARD",
+    "fc52cc4b-ed7d-472d-bbe7-b081c23ecc56": "EXCHANGE_S_STANDARD_MIDMARKET",
+    "90927877-dcff-4af6-b346-2332c0b15bb7": "EXCHANGE_B_STANDARD",
+    "e9b4930a-925f-45e2-ac2a-3f7788ca6fdd": "EXCHANGE_S_STANDARD_GOV",
+    "8c3069c0-ccdb-44be-ab77-986203a67df2": "EXCHANGE_S_ENTERPRISE_GOV",
+    "88f4d7ef-a73b-4246-8047-516022144c9f": "EXCHANGE_S_DESKLESS_GOV",
+}
+NO_MAILBOX_PLANS = {
+    "113feb6c-3fe4-4440-bddc-54d774bf0318": "EXCHANGE_S_FOUNDATION",
+    "922ba911-5694-4e99-a794-73aed9bfeec8": "EXCHANGE_S_FOUNDATION_GOV",
+    "176a09a6-7ec5-4039-ac02-b2791c6ba793": "EXCHANGE_S_ARCHIVE_ADDON",
+    "da040e0a-b393-4bea-bb76-928b3fa1cf5a": "EXCHANGE_S_ARCHIVE",
+    "326e2b78-9d27-42c9-8509-46c827743a17": "EOP_ENTERPRISE",
+    "34c0d7a0-a70f-4668-9238-47f9fc208882": "EXCHANGE_ANALYTICS",
+    "cd31b152-6326-4d1b-ae1b-997b625182e6": "MIP_S_Exchange",
+    "897d51f1-2cfa-4848-9b30-469149f5e68e": "EXCHANGEONLINE_MULTIGEO",
+}
+
+
+def test_mailbox_plan_ids_are_exactly_the_exchange_online_mailbox_plans():
+    assert licensing.MAILBOX_PLAN_IDS == frozenset(MAILBOX_PLANS)
+    assert not licensing.MAILBOX_PLAN_IDS & set(NO_MAILBOX_PLANS)
+
+
+@pytest.mark.parametrize("plan_id,name", [*MAILBOX_PLANS.items(), *NO_MAILBOX_PLANS.items()])
+def test_plan_names_of_known_guids(plan_id, name):
+    assert licensing.plan_name(plan_id) == name
+
+
+@pytest.mark.parametrize(
+    "sku_id,part,product",
+    [
+        ("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", "Office 365 E3"),
+        ("c7df2760-2c81-4ef7-b578-5b5392b571df", "ENTERPRISEPREMIUM", "Office 365 E5"),
+        ("4b9405b0-7788-4568-add1-99614e613b69", "EXCHANGESTANDARD", "Exchange Online (Plan 1)"),
+        ("05e9a617-0261-4cee-bb44-138d3ef5d965", "SPE_E3", "Microsoft 365 E3"),
+        ("66b55226-6b4f-492c-910c-a3b7a3c9d993", "SPE_F1", "Microsoft 365 F3"),
+    ],
+)
+def test_sku_names_of_known_guids(sku_id, part, product):
+    assert licensing.sku_part_number(sku_id) == part
+    assert licensing.product_name(sku_id) == product
+
+
+def test_lookups_ignore_case_and_whitespace_and_return_none_when_unknown():
+    assert licensing.plan_name(" 9AAF7827-D63C-4B61-89C3-182F06F82E5C ") == "EXCHANGE_S_STANDARD"
+    assert licensing.plan_friendly_name("9aaf7827-d63c-4b61-89c3-182f06f82e5c") == "Exchange Online (Plan 1)"
+    assert licensing.sku_part_number("6FD2C87F-B296-42F0-B197-1E91E994B900") == "ENTERPRISEPACK"
+    assert licensing.plan_name("00000000-0000-0000-0000-000000000000") is None
+    assert licensing.sku_part_number(None) is None
+    assert licensing.product_name("not-a-guid") is None
+
+
+def test_sku_mailbox_plans():
+    e3 = "6fd2c87f-b296-42f0-b197-1e91e994b900"
+    power_bi_free = "a403ebcc-fae0-4ca2-8c8c-7a907fd6c235"
+    assert licensing.sku_mailbox_plan_ids(e3) == {"efb87545-963c-4e0d-99df-69c6916d9eb0"}
+    assert licensing.sku_mailbox_plan_ids(power_bi_free) == frozenset()
+    gcc_high_e3 = next(
+        r for r in _shipped("skus.csv") if r["sku_part_number"] == "ENTERPRISEPACK_USGOV_GCCHIGH"
+    )
+    assert gcc_high_e3["mailbox_plans"] == "efb87545-963c-4e0d-99df-69c6916d9eb0"
+
+
+def _shipped(name: str) -> list[dict[str, str]]:
+    path = Path(licensing.__file__).parent / "data" / name
+    return list(csv.DictReader(path.open(encoding="utf-8")))
+
+
+def test_shipped_tables_follow_the_one_mailbox_rule():
+    plans = _shipped("service_plans.csv")
+    assert len(plans) > 700 and len(_shipped("skus.csv")) > 500
+    flagged = {r["plan_name"] for r in plans if r["gives_mailbox"] == "true"}
+    assert flagged == licensing.MAILBOX_PLAN_NAMES
+    assert all(r["plan_id"] == r["plan_id"].strip().lower() for r in plans)
+
+
+def test_data_date_is_documented():
+    assert licensing.DATA_DATE == "2025-12"
+    notes = (Path(licensing.__file__).parent / "data" / "LICENSING.md").read_text(encoding="utf-8")
+    assert licensing.DATA_DATE in notes and "python -m audit.licensing" in notes
+
+
+HEADER = (
+    "Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names"
+)
+
+
+def _source(rows: list[str], header: str = HEADER, bom: bool = True) -> io.StringIO:
+    # Every mailbox plan must exist in a source, or the derivation stops.
+    filler = [
+        f"Filler,FILLER,00000000-0000-0000-0000-00000000{i:04d},{name},{plan_id},{name}"
+        for i, (plan_id, name) in enumerate(MAILBOX_PLANS.items())
+    ]
+    return io.StringIO(("\ufeff" if bom else "") + "\n".join([header, *rows, *filler]) + "\n")
+
+
+def test_derive_tables_from_a_small_source():
+    rows = [
+        "Office 365 E3,ENTERPRISEPACK ,6FD2C87F-B296-42F0-B197-1E91E994B900,EXCHANGE_S_ENTERPRISE,"
+        "EFB87545-963C-4E0D-99DF-69C6916D9EB0,EXCHANGE ONLINE (PLAN 2)",
+        "Office 365 E3,ENTERPRISEPACK,6fd2c87f-b296-42f0-b197-1e91e994b900,EXCHANGE_S_FOUNDATION,"
+        "113feb6c-3fe4-4440-bddc-54d774bf0318,Exchange Foundation",
+        "Power BI,POWER_BI_STANDARD,a403ebcc-fae0-4ca2-8c8c-7a907fd6c235,EXCHANGE_S_FOUNDATION,"
+        "113feb6c-3fe4-4440-bddc-54d774bf0318,EXCHANGE FOUNDATION",
+        "Office 365 E5,ENTERPRISEPREMIUM,c7df2760-2c81-4ef7-b578-5b5392b571df,EXCHANGE_S_ENTERPRISE,"
+        "efb87545-963c-4e0d-99df-69c6916d9eb0,Exchange Online (Plan 2)",
+    ]
+    skus, plans = licensing.derive_tables(_source(rows))
+    by_sku = {s.sku_id: s for s in skus}
+    e3 = by_sku["6fd2c87f-b296-42f0-b197-1e91e994b900"]
+    assert (e3.sku_part_number, e3.product_name) == ("ENTERPRISEPACK", "Office 365 E3")
+    assert e3.mailbox_plans == ("efb87545-963c-4e0d-99df-69c6916d9eb0",)
+    assert by_sku["a403ebcc-fae0-4ca2-8c8c-7a907fd6c235"].mailbox_plans == ()
+    by_plan = {p.plan_id: p for p in plans}
+    assert by_plan["efb87545-963c-4e0d-99df-69c6916d9eb0"].gives_mailbox
+    assert not by_plan["113feb6c-3fe4-4440-bddc-54d774bf0318"].gives_mailbox
+    # A tie between spellings goes to the one that is not all capitals.
+    assert by_plan["113feb6c-3fe4-4440-bddc-54d774bf0318"].friendly_name == "Exchange Foundation"
+    assert [s.sku_id for s in skus] == sorted(s.sku_id for s in skus)
+
+
+def test_derive_reads_old_semicolon_copies_without_bom():
+    header = HEADER.replace("String_Id", "String_ Id").replace(",", ";")
+    rows = [
+        "Office 365 E1;STANDARDPACK;18181a46-0d4e-45cd-891e-60aabd171b4e;EXCHANGE_S_STANDARD;"
+        "9aaf7827-d63c-4b61-89c3-182f06f82e5c;Exchange Online (Plan 1)"
+    ]
+    source = _source(rows, header=header, bom=False)
+    source = io.StringIO(source.getvalue().replace(",", ";"))
+    skus, _ = licensing.derive_tables(source)
+    assert {s.sku_part_number for s in skus} >= {"STANDARDPACK"}
+
+
+def test_derive_stops_when_a_mailbox_plan_is_missing_from_the_source():
+    source = io.StringIO(HEADER + "\nX,X,1,EXCHANGE_S_STANDARD,9aaf7827-d63c-4b61-89c3-182f06f82e5c,P1\n")
+    with pytest.raises(ValueError, match="EXCHANGE_S_ENTERPRISE"):
+        licensing.derive_tables(source)
+
+
+def test_derive_warns_about_unreviewed_exchange_plans(caplog):
+    rows = [
+        "New,NEWSKU,11111111-2222-3333-4444-555555555555,EXCHANGE_S_NEWTHING,"
+        "22222222-3333-4444-5555-666666666666,Something new"
+    ]
+    with caplog.at_level("WARNING", logger="audit"):
+        licensing.derive_tables(_source(rows))
+    assert "unreviewed Exchange plan EXCHANGE_S_NEWTHING" in caplog.text
+
+
+def test_regenerate_command_writes_both_tables(tmp_path, capsys):
+    source = tmp_path / "source.csv"
+    source.write_text(_source([]).getvalue(), encoding="utf-8")
+    out = tmp_path / "out"
+    assert licensing.main([str(source), "--out", str(out)]) == 0
+    plans = list(csv.DictReader((out / "service_plans.csv").open(encoding="utf-8")))
+    assert {r["plan_name"] for r in plans if r["gives_mailbox"] == "true"} == licensing.MAILBOX_PLAN_NAMES
+    assert (
+        (out / "skus.csv")
+        .read_text(encoding="utf-8")
+        .startswith("sku_id,sku_part_number,product_name,mailbox_plans\n")
+    )
+    assert "mailbox plans (10)" in capsys.readouterr().out
