@@ -1,0 +1,112 @@
+"""Never lose a report: write to a hidden temporary file, then rename it into place.
+
+Every output is first written in full to a temporary file in the target folder (created 0o640, so
+there is no moment with wider permissions), flushed to disk, and only then renamed over its final
+name with os.replace. A run that dies part-way leaves at most a hidden ``.<name>.<random>.tmp`` file
+(removed by a later run) and never a truncated report; older reports are pruned only after the new
+ones are in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger("audit")
+
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+REPORT_SUFFIXES = (".xlsx", ".json", ".csv")
+STALE_TEMP_SECONDS = 3600
+
+
+def ensure_dir(path: Path) -> None:
+    if path.is_dir():
+        return
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(path, DIR_MODE)  # mkdir's mode is narrowed by the umask; say exactly what we mean
+
+
+def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a complete temporary file beside `target` and return its path (not yet renamed)."""
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each staged temp file over its target, in order, then make the renames durable."""
+    for temp, target in staged:
+        os.replace(temp, target)
+    if staged:
+        _fsync_dir(staged[0][1].parent)
+
+
+def discard(staged: list[tuple[Path, Path]]) -> None:
+    for temp, _ in staged:
+        temp.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(out_dir: Path, family: str, now: float | None = None) -> None:
+    """Temporary files left by a run that was killed: removed once they are an hour old."""
+    now = time.time() if now is None else now
+    for temp in out_dir.glob(f".{family}*.tmp"):
+        try:
+            if now - temp.stat().st_mtime > STALE_TEMP_SECONDS:
+                temp.unlink()
+        except OSError as err:
+            log.warning("could not remove the stale temporary file %s: %s", temp, err)
+
+
+def report_stems(out_dir: Path, family: str) -> dict[str, list[Path]]:
+    stems: dict[str, list[Path]] = {}
+    for path in out_dir.glob(f"{family}*"):
+        if path.suffix in REPORT_SUFFIXES and path.is_file():
+            stems.setdefault(path.stem, []).append(path)
+    return stems
+
+
+def prune(out_dir: Path, family: str, current: str, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` earlier reports of the family (the current one is never counted)."""
+    stems = report_stems(out_dir, family)
+    stems.pop(current, None)
+
+    def age(item: tuple[str, list[Path]]) -> tuple[float, str]:
+        return max(p.stat().st_mtime for p in item[1]), item[0]
+
+    removed: list[Path] = []
+    for _, paths in sorted(stems.items(), key=age, reverse=True)[max(keep, 0):]:
+        for path in paths:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError as err:
+                log.warning("could not prune the old report %s: %s", path, err)
+    return removed

@@ -1,0 +1,92 @@
+"""The one-glance answer: is it safe to rely on remediation? SAFE, NOT SAFE or INCOMPLETE, and why.
+
+A run that could not assess everything never reads SAFE: every failed tenant, check that could not be
+evaluated, user that could not be assessed and gap between the directory count and the users read
+is a Gap, listed with its reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from audit.models import Finding, RunResult, Severity, TenantStatus
+
+SAFE, NOT_SAFE, INCOMPLETE = "SAFE", "NOT SAFE", "INCOMPLETE"
+SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
+
+
+@dataclass(frozen=True)
+class Gap:
+    tenant: str
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    word: str
+    reason: str
+    gaps: tuple[Gap, ...]
+
+
+def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
+    counts = Counter(str(f.severity) for f in findings)
+    return {s: counts.get(s, 0) for s in SEVERITIES}
+
+
+def gaps(result: RunResult) -> list[Gap]:
+    found: list[Gap] = []
+    if not result.tenants:
+        found.append(Gap("-", "no tenant audited", "the run selected no tenant"))
+    elif not result.probes:
+        found.append(Gap("all tenants", "mailboxes not probed",
+                         "mailbox probes were switched off, so mailboxes were judged from directory data "
+                         "only; run with probes to confirm them"))
+    for t in result.tenants:
+        if t.status == TenantStatus.FAILED:
+            found.append(Gap(t.name, "tenant not audited", t.error or "failed without a reason"))
+            continue
+        if t.status == TenantStatus.PARTIAL:
+            found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
+        for n in t.not_evaluated:
+            found.append(Gap(t.name, f"check {n.check_id} not evaluated", n.reason))
+        for reason, count in sorted(t.not_assessed.items()):
+            if count:
+                found.append(Gap(t.name, f"{count} user{'s' if count != 1 else ''} not assessed", reason))
+        if t.users_in_directory is not None and t.users_in_directory > t.users_scanned:
+            missing = t.users_in_directory - t.users_scanned
+            found.append(Gap(t.name, f"{missing} user{'s' if missing != 1 else ''} not read",
+                             f"the directory holds {t.users_in_directory} users, but only "
+                             f"{t.users_scanned} were enumerated"))
+    return found
+
+
+def verdict(result: RunResult, counted: Sequence[Finding]) -> Verdict:
+    found = tuple(gaps(result))
+    counts = severity_counts(counted)
+    detail = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
+    incomplete = _incomplete_text(result, found)
+    if counted:
+        reason = (f"{len(counted)} finding{'s' if len(counted) != 1 else ''} would make remediation fail "
+                  f"({detail}).")
+        if found:
+            reason += f" Also incomplete: {incomplete}; more may be hidden."
+        return Verdict(NOT_SAFE, reason, found)
+    if found:
+        return Verdict(INCOMPLETE, f"No findings in what was assessed, but {incomplete}. Do not read this "
+                       "as clean: see 'Could not be assessed' below.", found)
+    return Verdict(SAFE, "Every user of every tenant was assessed and nothing found would make "
+                   "remediation fail.", found)
+
+
+def _incomplete_text(result: RunResult, found: Sequence[Gap]) -> str:
+    failed = sum(1 for t in result.tenants if t.status == TenantStatus.FAILED)
+    parts = []
+    if failed:
+        parts.append(f"{failed} tenant{'s' if failed != 1 else ''} failed")
+    other = len(found) - failed
+    if other:
+        parts.append(f"{other} other item{'s' if other != 1 else ''} could not be assessed")
+    return " and ".join(parts)

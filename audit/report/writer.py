@@ -1,0 +1,191 @@
+"""write_reports: the workbook, its JSON twin and the findings CSV, written safely; summary_line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from audit.models import CheckInfo, Finding, RunResult
+from audit.report import files as fs
+from audit.report.cells import iso, text_cell
+from audit.report.changes import FAMILY, Changes, compare, load_previous
+from audit.report.exceptions import AcceptedException, apply_exceptions
+from audit.report.jsonreport import dump, report_json
+from audit.report.tables import (
+    Lookups,
+    Table,
+    accepted_table,
+    changes_table,
+    checks_table,
+    findings_table,
+    tenant_names,
+    tenant_table,
+    users_table,
+)
+from audit.report.verdict import NOT_SAFE, SAFE, Verdict, severity_counts, verdict
+from audit.report.workbook import SummaryInput, abandon, new_workbook, write_summary, write_table
+
+log = logging.getLogger("audit")
+
+FORMATS = ("xlsx", "json", "csv")
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    xlsx: Path | None
+    json: Path | None
+    csv: Path | None
+    changes: Changes
+    accepted: list[Finding] = field(default_factory=list)
+    expired_exceptions: list[AcceptedException] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # the findings that count, with first_seen
+    verdict: Verdict | None = None
+
+
+def default_stem(now: datetime) -> str:
+    return f"{FAMILY}{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def _catalogue() -> list[CheckInfo]:
+    try:
+        from audit.checks import catalogue
+    except ImportError:
+        log.warning("the check catalogue is not available; the Checks sheet lists only checks that fired")
+        return []
+    return list(catalogue())
+
+
+def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
+                  formats: Iterable[str] = ("xlsx", "json"), keep: int = 12,
+                  exceptions: Sequence[AcceptedException] = (), now: datetime | None = None,
+                  catalogue: Sequence[CheckInfo] | None = None,
+                  lookups: Lookups | None = None) -> ReportFiles:
+    """Write the chosen reports of a run to out_dir; each file appears complete or not at all."""
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"unknown report format {unknown[0] if unknown else '(none)'}; "
+                         f"choose from {', '.join(FORMATS)}")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    out_dir = Path(out_dir)
+    fs.ensure_dir(out_dir)
+    fs.remove_stale_temps(out_dir, FAMILY)
+    if stem is None:
+        stem = default_stem(now)
+        base, n = stem, 2
+        while any((out_dir / f"{stem}.{f}").exists() for f in FORMATS):
+            stem, n = f"{base}-{n}", n + 1
+    catalogue = _catalogue() if catalogue is None else list(catalogue)
+    lookups = lookups or Lookups.default()
+
+    names = tenant_names(result)
+    triage = apply_exceptions(result.findings, exceptions, now.date(), names)
+    previous_path, previous, notes = load_previous(out_dir, stem)
+    originals = triage.counted + [f for f, _ in triage.accepted]
+    changes, stamped = compare(result, originals, previous, previous_path, notes)
+    counted = stamped[:len(triage.counted)]
+    accepted = list(zip(stamped[len(triage.counted):], (e for _, e in triage.accepted), strict=True))
+    accepted_findings = [f for f, _ in accepted]
+    judged = verdict(result, counted)
+
+    summary = SummaryInput(result=result, verdict=judged, counted=counted, accepted=accepted_findings,
+                           catalogue=catalogue, previous=previous_path.name if previous_path else None,
+                           notes=_notes(triage.expired, exceptions, triage, changes), written=now)
+    writers = {
+        "xlsx": lambda fh: _write_xlsx(fh, summary, counted, accepted, changes, triage.expired_hits, lookups),
+        "csv": lambda fh: _write_csv(fh, findings_table(counted, names, triage.expired_hits)),
+        "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
+    }
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for fmt in ("xlsx", "csv", "json"):  # JSON last: it is what the next run reads
+            if fmt in formats:
+                target = out_dir / f"{stem}.{fmt}"
+                staged.append((fs.stage(target, writers[fmt]), target))
+        fs.commit(staged)
+    except BaseException:
+        fs.discard(staged)
+        raise
+    written = {target.suffix[1:]: target for _, target in staged}
+    if stem.startswith(FAMILY):
+        for path in fs.prune(out_dir, FAMILY, stem, keep):
+            log.info("pruned old report %s", path.name)
+    return ReportFiles(xlsx=written.get("xlsx"), json=written.get("json"), csv=written.get("csv"),
+                       changes=changes, accepted=accepted_findings, expired_exceptions=list(triage.expired),
+                       findings=counted, verdict=judged)
+
+
+def _notes(expired, exceptions, triage, changes: Changes) -> list[str]:
+    notes = []
+    for e in expired:
+        hits = sum(1 for x in triage.expired_hits.values() if x is e)
+        notes.append(f"Exception expired on {e.expires.isoformat()} and no longer applies "
+                     f"({e.source}: {e.describe()}); {hits} finding(s) it covered count again.")
+    used = {id(e) for _, e in triage.accepted}
+    for e in exceptions:
+        if id(e) not in used and e not in expired:
+            notes.append(f"Exception matched no finding ({e.source}: {e.describe()}); it may be obsolete.")
+    if changes.unverified:
+        notes.append(f"{len(changes.unverified)} finding(s) of the previous report could not be re-checked "
+                     "this run (tenant failed or check not evaluated); they are not counted as resolved.")
+    notes.extend(changes.notes)
+    return notes
+
+
+def _write_xlsx(fh: BinaryIO, summary: SummaryInput, counted, accepted, changes: Changes,
+                expired_hits, lookups: Lookups) -> None:
+    result = summary.result
+    names = tenant_names(result)
+    wb = new_workbook()
+    try:
+        write_summary(wb, summary)
+        write_table(wb, findings_table(counted, names, expired_hits))
+        write_table(wb, users_table(result, counted, summary.accepted, lookups))
+        write_table(wb, tenant_table(result))
+        write_table(wb, changes_table(changes, names, {f.key for f in summary.accepted}))
+        write_table(wb, accepted_table(accepted, names))
+        write_table(wb, checks_table(summary.catalogue))
+    except BaseException:
+        abandon(wb)
+        raise
+    wb.save(fh)
+
+
+def _write_csv(fh: BinaryIO, table: Table) -> None:
+    """UTF-8 with a byte-order mark so Excel opens it right; every value inert, times ISO-8601."""
+    text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
+    out = csv.writer(text)
+    out.writerow([c.header for c in table.columns])
+    for row in table.rows:
+        out.writerow([iso(v.replace(tzinfo=UTC)) if isinstance(v, datetime) else text_cell(v) for v in row])
+    text.flush()
+    text.detach()
+
+
+def summary_line(result: RunResult, files: ReportFiles) -> str:
+    """One line for a mail subject, e.g. 'contoso — 12 findings (3 critical, +2 new, -1 resolved)'."""
+    names = [t.name for t in result.tenants]
+    who = ", ".join(names) if 0 < len(names) <= 3 else f"{len(names)} tenants"
+    counted = files.findings
+    counts = severity_counts(counted)
+    parts = [f"{counts[s]} {s}" for s in ("critical", "high") if counts[s]]
+    if files.changes.previous is not None:
+        parts += [f"+{len(files.changes.new)} new", f"-{len(files.changes.resolved)} resolved"]
+    line = f"{who} — {len(counted)} finding{'s' if len(counted) != 1 else ''}"
+    if parts:
+        line += f" ({', '.join(parts)})"
+    judged = files.verdict or verdict(result, counted)
+    if judged.word == SAFE:
+        line += " — safe"
+    elif judged.gaps:
+        failed = [t.name for t in result.tenants if t.status == "failed"]
+        line += f" — INCOMPLETE: {', '.join(failed) + ' failed' if failed else f'{len(judged.gaps)} gaps'}"
+    elif judged.word == NOT_SAFE and not parts:
+        line += " — not safe"
+    return line

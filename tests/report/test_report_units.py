@@ -1,0 +1,130 @@
+"""Pure pieces: cell values, the verdict, exception matching, credential summary, memory use."""
+
+from __future__ import annotations
+
+import tracemalloc
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from conftest import (
+    CATALOGUE,
+    CONTOSO,
+    FABRIKAM,
+    LOOKUPS,
+    clean_result,
+    finding,
+    sample_result,
+    snapshot,
+    user,
+)
+
+from audit.models import TenantStatus
+from audit.report import AcceptedException
+from audit.report.cells import excel_time, iso, parse_time, text_cell
+from audit.report.tables import credential_summary
+from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE, verdict
+from audit.report.workbook import _lines
+
+
+def test_times_become_naive_utc_for_excel():
+    assert excel_time("2021-02-02T04:22:45.4980259Z") == datetime(2021, 2, 2, 4, 22, 45, 498025)
+    assert excel_time("2024-01-01T02:00:00+02:00") == datetime(2024, 1, 1, 0, 0)
+    assert excel_time("not a date") is None and excel_time(None) is None
+    assert parse_time("2024-05-01").tzinfo == UTC
+    assert iso(datetime(2025, 3, 3, 6, 0, 0, 123, tzinfo=UTC)) == "2025-03-03T06:00:00Z"
+
+
+def test_text_cell():
+    assert text_cell(True) == "yes" and text_cell(False) == "no" and text_cell(None) is None
+    assert text_cell("x" * 40000) == "x" * 32767  # Excel's limit for one cell
+
+
+def test_wrapped_line_estimate():
+    assert _lines("short", 10) == 1
+    assert _lines("one two three four", 10) == 2  # "one two" / "three four"
+    assert _lines("one two three four", 9) == 3
+    assert _lines("a\nb\nc", 50) == 3
+    assert _lines("x" * 25, 10) == 3
+
+
+def test_verdicts():
+    assert verdict(clean_result(), []).word == SAFE
+    result = sample_result()
+    assert verdict(result, result.findings).word == NOT_SAFE
+    clean = clean_result()
+    clean.tenants[0].users_in_directory = 3  # the directory holds more users than were read
+    judged = verdict(clean, [])
+    assert judged.word == INCOMPLETE and judged.gaps[0].what == "2 users not read"
+    clean = clean_result()
+    clean.tenants[0].status = TenantStatus.PARTIAL
+    assert verdict(clean, []).word == INCOMPLETE
+    clean.tenants = []
+    assert verdict(clean, []).word == INCOMPLETE
+    no_probes = clean_result()
+    no_probes.probes = False
+    judged = verdict(no_probes, [])
+    assert judged.word == INCOMPLETE and judged.gaps[0].what == "mailboxes not probed"
+
+
+def test_exception_matches_by_upn_object_id_tenant_name_or_id_case_insensitively():
+    bob = user("u-bob", "bob@contoso.com")
+    f = finding(CONTOSO, "no-exchange-license", "high", bob)
+    e = AcceptedException("No-Exchange-License", "r", "o", date(2099, 1, 1), user="U-BOB")
+    assert e.matches(f, "contoso")
+    by_name = AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), tenant="CONTOSO")
+    by_id = AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), tenant=CONTOSO.upper())
+    assert by_name.matches(f, "contoso") and by_id.matches(f, "contoso")
+    assert not AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), user="bob",
+                                 tenant=FABRIKAM).matches(f, "contoso")
+    assert not AcceptedException("soft-deleted-user", "r", "o", date(2099, 1, 1), user="u-bob").matches(
+        f, "contoso")
+    assert e.expired(date(2099, 1, 2)) and not e.expired(date(2099, 1, 1))
+
+
+def test_credential_summary_next_and_last_expiry():
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    app = {"passwordCredentials": [{"displayName": "old", "endDateTime": "2025-01-01T00:00:00Z"},
+                                   {"displayName": "new", "endDateTime": "2025-09-01T00:00:00Z"}],
+           "keyCredentials": [{"keyId": "k1", "endDateTime": "2026-01-01T00:00:00Z"}]}
+    text, next_expiry, last_expiry = credential_summary(app, now)
+    assert next_expiry == datetime(2025, 9, 1) and last_expiry == datetime(2026, 1, 1)
+    assert text.startswith("secret 'old' until 2025-01-01; secret 'new'") and "certificate 'k1'" in text
+    assert credential_summary({}, now) == ("no secrets or certificates", None, None)
+
+
+def test_default_catalogue_and_licensing_are_used_when_available(tmp_path):
+    checks = pytest.importorskip("audit.checks")
+    import openpyxl
+
+    from audit.report import write_reports
+
+    files = write_reports(sample_result(), tmp_path, formats=("xlsx",))
+    ws = openpyxl.load_workbook(files.xlsx)["Checks"]
+    ids = [r[0] for r in ws.iter_rows(min_row=2, values_only=True)]
+    assert ids == [c.id for c in checks.catalogue()]
+
+
+def users_result(n: int):
+    users = [user(f"u-{i}", f"user{i}@contoso.com", f"User {i}") for i in range(n)]
+    result = clean_result()
+    result.tenants[0].snapshot = snapshot("contoso", CONTOSO, users, {})
+    result.tenants[0].users_scanned = result.tenants[0].users_in_directory = n
+    return result
+
+
+def test_users_sheet_memory_does_not_grow_with_rows(tmp_path):
+    """Rows stream to disk: writing 4x the users must not need anywhere near 4x the memory."""
+    from audit.report import write_reports
+
+    peaks = []
+    for n in (600, 2400):
+        result = users_result(n)
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            write_reports(result, tmp_path / str(n), formats=("xlsx",), catalogue=CATALOGUE, lookups=LOOKUPS,
+                          now=result.finished + timedelta(seconds=1))
+            peaks.append(tracemalloc.get_traced_memory()[1] - base)
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] < peaks[0] * 1.5, peaks
