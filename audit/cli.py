@@ -1,0 +1,243 @@
+"""The `etd-audit` command. The only module that parses arguments, prints, and picks the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from audit import __version__, logs
+from audit.runner import ExitCode, RunOptions
+
+log = logging.getLogger("audit")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not K/N (e.g. 0/4)") from None
+    if n < 1 or not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"'{text}': need 0 <= K < N")
+    return k, n
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    unknown = sorted(set(formats) - {"xlsx", "json", "csv"})
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or '(none)'}; use xlsx,json,csv")
+    return formats
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, help="folder for the report (default: audit.out_dir)")
+    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
+    p.add_argument("--probe", choices=("auto", "all", "none"),
+                   help="mailbox probes: auto = inventory report first, probe the rest; all; none")
+    p.add_argument("--no-probe", dest="probe", action="store_const", const="none",
+                   help="same as --probe none: directory data only")
+    p.add_argument("--recipients", type=Path, help="CSV of addresses to check (column 'address')")
+    p.add_argument("--no-email", action="store_true", help="do not mail the report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="etd-audit",
+        description="Find the accounts and tenant settings on which Graph-based mail remediation would fail.")
+    parser.add_argument("--version", action="version", version=f"etd-audit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (never shows secrets)")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("run", help="audit the tenants of a config file and write the report")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--tenant", help="audit only this tenant (name or id)")
+    p.add_argument("--shard", type=_shard, help="audit a stable 1/N of the tenants: K/N, 0 <= K < N")
+    _run_options(p)
+
+    p = sub.add_parser("demo", help="run the whole audit against the built-in Graph simulator")
+    p.add_argument("--users", type=int, default=500, help="users in the main demo tenant (default 500)")
+    p.add_argument("--seed", type=int, default=7)
+    _run_options(p)
+
+    p = sub.add_parser("sim", help="run the Graph simulator on its own and print a config for it")
+    p.add_argument("--users", type=int, default=500)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--faults", help="e.g. 429=0.1,retry_after=1-3,5xx=0.05,drop=0.02,token_ttl=60")
+    p.add_argument("--limits", action="store_true", help="enforce Graph's throttling limits")
+    p.add_argument("--out", type=Path, default=Path("reports"), help="out_dir written into the config")
+
+    p = sub.add_parser("schedule", help="run the audit on the config's cron schedule until stopped")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--run-now", action="store_true", help="also run once at start")
+    p.add_argument("--heartbeat", type=Path, help="heartbeat file (default: schedule.heartbeat_file)")
+
+    p = sub.add_parser("readiness", help="can remediation work in this tenant today? (no report)")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--tenant", help="check only this tenant (name or id)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("triage", help="explain a remediation error log, mailbox by mailbox")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("errorlog", type=Path)
+    p.add_argument("--tenant", help="look mailboxes up only in this tenant")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--format", type=_formats)
+
+    p = sub.add_parser("merge", help="combine the JSON outputs of sharded runs into one report")
+    p.add_argument("dirs", type=Path, nargs="+", help="folders (or JSON files) written by the shards")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--config", type=Path, help="for keep and exceptions (optional)")
+    p.add_argument("--stem")
+    p.add_argument("--format", type=_formats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logs.setup(args.verbose, args.log_format)
+    from audit.auth import AuthError
+    from audit.config import ConfigError
+    from audit.csvin import InputError
+
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, InputError, AuthError) as err:
+        print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        print("etd-audit: interrupted; no partial report was written", file=sys.stderr)
+        return 130
+
+
+def _options(args, **extra) -> RunOptions:
+    return RunOptions(out_dir=args.out, stem=args.stem, formats=args.format, probe=args.probe,
+                      recipients_file=args.recipients, email=not args.no_email, **extra)
+
+
+def _print_outcome(outcome) -> None:
+    files = outcome.report
+    for tenant in outcome.result.tenants:
+        counts: dict[str, int] = {}
+        for f in tenant.findings:
+            counts[str(f.severity)] = counts.get(str(f.severity), 0) + 1
+        by_sev = ", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low") if s in counts)
+        detail = tenant.error if tenant.status != "ok" else f"{len(tenant.findings)} findings ({by_sev or 'none'})"
+        print(f"{tenant.name:<20} {tenant.status:<8} users {tenant.users_scanned:>7}  {detail}")
+    for path in (files.xlsx, files.json, files.csv):
+        if path:
+            print(f"wrote {path}")
+    if outcome.mail_error:
+        print(f"mail not sent: {outcome.mail_error}", file=sys.stderr)
+
+
+def cmd_run(args) -> int:
+    from audit.config import load_config
+    from audit.runner import run
+
+    config = load_config(args.config)
+    outcome = run(config, _options(args, tenant=args.tenant, shard=args.shard), progress=logs.Progress())
+    _print_outcome(outcome)
+    return outcome.exit_code
+
+
+def cmd_demo(args) -> int:
+    from audit.demo import demo_session
+    from audit.runner import run
+
+    with demo_session(users=args.users, seed=args.seed, out_dir=args.out or Path("reports")) as (config, rcpts):
+        options = _options(args)
+        if options.recipients_file is None:
+            options = RunOptions(**{**options.__dict__, "recipients_file": rcpts})
+        outcome = run(config, options, progress=logs.Progress())
+    _print_outcome(outcome)
+    return outcome.exit_code
+
+
+def cmd_sim(args) -> int:
+    import threading
+
+    from audit.demo import simulator_for
+
+    sim = simulator_for(users=args.users, seed=args.seed, faults=args.faults, limits=args.limits,
+                        port=args.port)
+    with sim:
+        print(f"# Graph simulator listening on {sim.url} (Ctrl-C to stop)")
+        print("# Set these variables in the shell that runs etd-audit:")
+        for name, value in sim.secrets_env().items():
+            print(f"#   export {name}='{value}'")
+        print(sim.config_toml(out_dir=str(args.out)))
+        sys.stdout.flush()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return ExitCode.OK
+
+
+def cmd_schedule(args) -> int:
+    from audit.config import load_config
+    from audit.runner import run
+    from audit.schedule import serve
+
+    config = load_config(args.config)
+
+    def job() -> int:
+        try:
+            fresh = load_config(args.config)  # pick up edits between runs
+        except Exception as err:  # noqa: BLE001 - a broken edit must not kill the scheduler
+            log.error("config no longer loads, run skipped: %s", err)
+            return ExitCode.USAGE
+        outcome = run(fresh, RunOptions(), progress=logs.Progress())
+        _print_outcome(outcome)
+        return outcome.exit_code
+
+    return serve(config, job, run_now=args.run_now, heartbeat=args.heartbeat)
+
+
+def cmd_readiness(args) -> int:
+    from audit.config import load_config
+    from audit.readiness import check_readiness, render
+
+    config = load_config(args.config)
+    report = check_readiness(config, tenant=args.tenant)
+    print(render(report, as_json=args.json))
+    return report.exit_code
+
+
+def cmd_triage(args) -> int:
+    from audit.config import load_config
+    from audit.triage import triage
+
+    config = load_config(args.config)
+    result = triage(config, args.errorlog, tenant=args.tenant, out_dir=args.out, formats=args.format)
+    for path in result.files:
+        print(f"wrote {path}")
+    return result.exit_code
+
+
+def cmd_merge(args) -> int:
+    from audit.merge import merge
+
+    outcome = merge(args.dirs, args.out, config_path=args.config, stem=args.stem, formats=args.format)
+    _print_outcome(outcome)
+    return outcome.exit_code
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "sim": cmd_sim,
+    "schedule": cmd_schedule,
+    "readiness": cmd_readiness,
+    "triage": cmd_triage,
+    "merge": cmd_merge,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""Lenient reading of the CSV files admins hand us (recipient lists, remediation error logs).
+
+Header names in any case, extra columns, UTF-8 with or without BOM, comma or semicolon, quoted fields.
+Anything we cannot read becomes an InputError that says which file and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+ADDRESS_COLUMNS = ("address", "email", "e-mail", "mail", "smtp address", "emailaddress", "email address",
+                   "recipient", "recipient address", "mailbox", "user principal name", "userprincipalname",
+                   "upn")
+MAX_BYTES = 50 * 1024 * 1024
+
+
+class InputError(Exception):
+    """An input file we cannot use; str(e) is the whole message for the user."""
+
+
+@dataclass(frozen=True)
+class Table:
+    path: Path
+    header: list[str]  # as written in the file
+    rows: list[dict[str, str]]  # keyed by the header as written
+    bad_rows: list[tuple[int, str]]  # (line number, why) for rows we could not read
+
+    def column(self, candidates: tuple[str, ...]) -> str | None:
+        """The header (as written) whose normalised name is one of the candidates, in their order."""
+        normalised = {_norm(h): h for h in self.header}
+        for name in candidates:
+            if _norm(name) in normalised:
+                return normalised[_norm(name)]
+        return None
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.replace("_", " ").strip().lower().split())
+
+
+def read_table(path: str | Path) -> Table:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read the file ({err.strerror}). Check the path and permissions.") from None
+    if len(raw) > MAX_BYTES:
+        raise InputError(f"{path}: the file is larger than {MAX_BYTES // 1024 // 1024} MB; split it.")
+    if b"\x00" in raw[:4096]:
+        raise InputError(f"{path}: this is not a text CSV file (it contains binary data). "
+                         "Export the list as CSV (UTF-8).")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError(f"{path}: the file is empty. It needs a header row and one row per address.")
+    first = lines[0]
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(lines, delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    if not any(header):
+        raise InputError(f"{path}: the first line must be a header row naming the columns.")
+    rows: list[dict[str, str]] = []
+    bad: list[tuple[int, str]] = []
+    for number, values in enumerate(reader, start=2):
+        if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
+            bad.append((number, f"{len(values)} fields where the header has {len(header)}"))
+            continue
+        rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
+    return Table(path, header, rows, bad)
+
+
+def read_recipients(path: str | Path) -> list[str]:
+    """The addresses of a recipients list: one column named like an address column."""
+    table = read_table(path)
+    column = table.column(ADDRESS_COLUMNS)
+    if column is None:
+        raise InputError(f"{table.path}: no address column among {', '.join(table.header) or '(none)'}. "
+                         "Name the column holding the e-mail addresses 'address'.")
+    addresses = [row[column] for row in table.rows if row[column]]
+    if not addresses:
+        raise InputError(f"{table.path}: the '{column}' column holds no addresses.")
+    return addresses

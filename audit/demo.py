@@ -1,0 +1,69 @@
+"""The demo: the built-in Graph simulator with generated tenants, and a config that points at it.
+
+The audit that runs against it is the real one: msal gets tokens over HTTPS from the simulator's
+token endpoint, and the Graph client pages, batches and retries against its Graph endpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from audit.config import AuditConfig, Config, RemediationAppConfig, TenantConfig
+
+
+def simulator_for(users: int = 500, seed: int = 7, faults: str | None = None, limits: bool = False,
+                  port: int = 0):
+    from audit.simulator import Limits, Simulator, demo_tenants
+
+    return Simulator(demo_tenants(users=users, seed=seed), faults=faults,
+                     limits=Limits() if limits else None, port=port)
+
+
+def secret_env_name(tenant_name: str) -> str:
+    return "ETD_DEMO_SECRET_" + "".join(c if c.isalnum() else "_" for c in tenant_name.upper())
+
+
+def demo_config(sim, folder: Path, out_dir: Path) -> tuple[Config, Path]:
+    """A Config for the simulator's tenants, plus a recipients list; files are written into folder."""
+    from audit.simulator import DEMO_REMEDIATION_APP_ID, demo_access_policies, demo_domains, demo_recipients
+
+    tenants = sim.tenants
+    policy_file = folder / "access-policies.json"
+    policy_file.write_text(json.dumps(demo_access_policies(tenants), indent=2), encoding="utf-8")
+    recipients_file = folder / "recipients.csv"
+    with recipients_file.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["address"])
+        writer.writerows([a] for a in demo_recipients(tenants))
+    configured = []
+    for t in tenants:
+        env = secret_env_name(t["name"])
+        os.environ[env] = t["clients"][0]["secret"]
+        configured.append(TenantConfig(
+            name=t["name"], tenant_id=t["tenant_id"], client_id=t["clients"][0]["client_id"],
+            client_secret_env=env, domains=tuple(demo_domains(t)),
+            authority_host=sim.url, graph_endpoint=sim.url))
+    home = next(t["tenant_id"] for t in tenants if t.get("scenario") == "home")
+    config = Config(
+        path=folder / "demo.toml",
+        tenants=tuple(configured),
+        remediation_app=RemediationAppConfig(app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home,
+                                             access_policy_file=policy_file),
+        audit=AuditConfig(out_dir=out_dir, ca_bundle=Path(sim.ca_path)),
+    )
+    return config, recipients_file
+
+
+@contextmanager
+def demo_session(users: int = 500, seed: int = 7, out_dir: Path = Path("reports"),
+                 faults: str | None = None, limits: bool = False) -> Iterator[tuple[Config, Path]]:
+    """Start the simulator, yield a ready (config, recipients file), stop it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="etd-audit-demo-") as tmp, \
+            simulator_for(users, seed, faults, limits) as sim:
+        yield demo_config(sim, Path(tmp), out_dir)

@@ -1,0 +1,134 @@
+"""Readiness: can remediation work in this tenant today? A short PASS / WARN / FAIL list, no report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from audit.config import Config
+from audit.models import TenantResult, TenantStatus
+from audit.runner import ExitCode, RunOptions, audit_tenant, select_tenants
+
+# Roles the audit's own app needs, with what each is for; Directory.Read.All covers the directory ones.
+AUDIT_ROLES = {
+    "User.Read.All": "list users and soft-deleted users",
+    "Organization.Read.All": "read verified domains and subscribed licenses",
+    "Application.Read.All": "read the remediation app's consent, roles and credentials",
+    "MailboxSettings.Read": "probe each mailbox the way the remediation reaches it",
+}
+OPTIONAL_ROLES = {
+    "Reports.Read.All": "use the mailbox usage report so fewer mailboxes need probing",
+    "GroupMember.Read.All": "resolve application access policy scopes",
+}
+COVERED_BY_DIRECTORY = {"User.Read.All", "Organization.Read.All", "Application.Read.All", "GroupMember.Read.All"}
+
+TENANT_ITEMS = [  # (check id, item label)
+    ("app-not-consented", "remediation app consented in this tenant"),
+    ("app-disabled", "remediation app enabled"),
+    ("app-missing-permission", "remediation app holds Mail.ReadWrite and Organization.Read.All"),
+    ("app-single-tenant", "remediation app accepts this many tenants"),
+    ("app-credential-expiring", "remediation app credentials valid"),
+    ("domain-not-verified", "configured domains verified"),
+]
+MAILBOX_CHECKS = ["no-exchange-license", "exchange-license-suspended", "mailbox-not-provisioned",
+                  "on-premises-mailbox", "mailbox-outside-app-scope", "soft-deleted-user",
+                  "recipient-not-in-directory"]
+
+
+@dataclass
+class Item:
+    status: str  # PASS | WARN | FAIL
+    item: str
+    detail: str = ""
+
+
+@dataclass
+class TenantReadiness:
+    name: str
+    tenant_id: str
+    ready: bool
+    items: list[Item] = field(default_factory=list)
+
+
+@dataclass
+class Readiness:
+    tenants: list[TenantReadiness]
+    could_not_check: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.could_not_check:
+            return ExitCode.USAGE
+        return ExitCode.OK if all(t.ready for t in self.tenants) else ExitCode.FINDINGS
+
+
+def tenant_readiness(result: TenantResult) -> TenantReadiness:
+    items: list[Item] = []
+    if result.status == TenantStatus.FAILED or result.snapshot is None:
+        items.append(Item("FAIL", "authentication and directory access", result.error or "failed"))
+        return TenantReadiness(result.name, result.tenant_id, False, items)
+    items.append(Item("PASS", "authentication", "token issued"))
+    roles = set(result.snapshot.audit_roles)
+    has_directory = "Directory.Read.All" in roles
+    for role, why in {**AUDIT_ROLES, **OPTIONAL_ROLES}.items():
+        held = role in roles or (has_directory and role in COVERED_BY_DIRECTORY) or (
+            role == "MailboxSettings.Read" and "MailboxSettings.ReadWrite" in roles)
+        if not held:
+            status = "FAIL" if role in AUDIT_ROLES else "WARN"
+            items.append(Item(status, f"audit app holds {role}", f"missing: grant it to {why}"))
+    if not any(i.item.startswith("audit app holds") for i in items):
+        items.append(Item("PASS", "audit app permissions", ", ".join(sorted(roles))))
+
+    by_check: dict[str, list] = {}
+    for f in result.findings:
+        by_check.setdefault(f.check_id, []).append(f)
+    skipped = {n.check_id: n.reason for n in result.not_evaluated}
+    for check_id, label in TENANT_ITEMS:
+        found = by_check.get(check_id, [])
+        if check_id in skipped:
+            items.append(Item("WARN", label, f"not evaluated: {skipped[check_id]}"))
+        elif not found:
+            items.append(Item("PASS", label))
+        else:
+            worst = max(found, key=lambda f: f.severity.rank)
+            status = "FAIL" if worst.severity.rank >= 3 else "WARN"
+            items.append(Item(status, label, "; ".join(f.evidence for f in found)))
+
+    mailboxes = max(result.mailboxes_probed, 1)
+    for check_id in MAILBOX_CHECKS:
+        found = by_check.get(check_id, [])
+        if check_id in skipped:
+            items.append(Item("WARN", f"mailboxes: {check_id}", f"not evaluated: {skipped[check_id]}"))
+        elif found:
+            share = 100.0 * len(found) / mailboxes
+            items.append(Item("WARN", f"mailboxes: {check_id}",
+                              f"{len(found)} would fail ({share:.1f}% of {result.mailboxes_probed} probed)"))
+        else:
+            items.append(Item("PASS", f"mailboxes: {check_id}", "none would fail"))
+    for reason, count in result.not_assessed.items():
+        items.append(Item("WARN", "mailboxes not assessed", f"{count}: {reason}"))
+    ready = not any(i.status == "FAIL" for i in items)
+    return TenantReadiness(result.name, result.tenant_id, ready, items)
+
+
+def check_readiness(config: Config, tenant: str | None = None) -> Readiness:
+    options = RunOptions(tenant=tenant, email=False)
+    results = [audit_tenant(t, config, options, recipients=None) for t in select_tenants(config, options)]
+    readiness = Readiness([tenant_readiness(r) for r in results])
+    readiness.could_not_check = any(r.status == TenantStatus.FAILED for r in results)
+    return readiness
+
+
+def render(report: Readiness, as_json: bool = False) -> str:
+    if as_json:
+        return json.dumps({"ready": report.exit_code == ExitCode.OK,
+                           "tenants": [asdict(t) for t in report.tenants]}, indent=2)
+    lines = []
+    for t in report.tenants:
+        verdict = "READY" if t.ready else "NOT READY"
+        lines.append(f"{t.name} ({t.tenant_id}): {verdict}")
+        width = max(len(i.item) for i in t.items)
+        for i in t.items:
+            lines.append(f"  {i.status:<4}  {i.item:<{width}}  {i.detail}".rstrip())
+        lines.append("")
+    return "\n".join(lines).rstrip()

@@ -1,0 +1,173 @@
+"""One audit run: every selected tenant collected and checked, then the report written.
+
+A tenant that fails is recorded as failed and does not stop the others. Only the CLI prints and
+chooses how to exit; this module returns what happened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from audit import __version__
+from audit.auth import AuthError, TokenProvider, graph_base
+from audit.checks import CheckContext, run_checks
+from audit.collect import collect_tenant
+from audit.config import Config, ConfigError, TenantConfig
+from audit.csvin import read_recipients
+from audit.graph import GraphClient, GraphError
+from audit.models import RunResult, Severity, TenantResult, TenantStatus
+
+log = logging.getLogger("audit")
+
+
+class ExitCode:
+    OK = 0
+    FINDINGS = 1  # findings at or above fail_on, or not ready
+    USAGE = 2  # usage, config or auth error
+    PARTIAL = 3  # some tenant failed or could not be fully assessed
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: Path | None = None
+    stem: str | None = None
+    formats: tuple[str, ...] | None = None
+    probe: str | None = None  # auto | all | none; None = from config
+    recipients_file: Path | None = None
+    tenant: str | None = None  # only this tenant (name or id)
+    shard: tuple[int, int] | None = None  # (K, N): audit a stable 1/N of the tenants
+    email: bool = True
+
+
+@dataclass
+class RunOutcome:
+    result: RunResult
+    report: object  # audit.report.ReportFiles
+    exit_code: int
+    mail_error: str | None = None
+
+
+def shard_of(tenant: TenantConfig, shards: int) -> int:
+    """A stable shard for a tenant: the same whatever the order or number of tenants in the file."""
+    digest = hashlib.sha256(tenant.tenant_id.lower().encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def select_tenants(config: Config, options: RunOptions) -> list[TenantConfig]:
+    tenants = list(config.tenants)
+    if options.tenant:
+        wanted = options.tenant.lower()
+        tenants = [t for t in tenants if wanted in (t.name.lower(), t.tenant_id.lower())]
+        if not tenants:
+            names = ", ".join(t.name for t in config.tenants)
+            raise ConfigError(f"{config.path}: no tenant named '{options.tenant}'. Configured: {names}.")
+    if options.shard:
+        k, n = options.shard
+        tenants = [t for t in tenants if shard_of(t, n) == k]
+    return tenants
+
+
+def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
+                 recipients: list[str] | None, progress: Callable | None = None) -> TenantResult:
+    """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
+    audit = config.audit
+    verify: str | bool = str(audit.ca_bundle) if audit.ca_bundle else True
+    started = datetime.now(UTC)
+    tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
+    try:
+        provider = TokenProvider(tenant, verify=verify, proxy=audit.proxy)
+        provider.token()
+        client = GraphClient(graph_base(tenant), provider, verify=verify, proxy=audit.proxy)
+        snapshot = collect_tenant(client, tenant, config, probe=options.probe or audit.probe,
+                                  recipients=recipients, audit_roles=provider.roles(),
+                                  progress=tenant_progress, now=started)
+    except AuthError as err:
+        log.error("%s: %s", tenant.name, err)
+        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=f"authentication: {err}")
+    except GraphError as err:
+        log.error("%s: the audit could not read the tenant: %s", tenant.name, err)
+        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err))
+
+    ctx = CheckContext(now=started, tenant_count=len(config.tenants),
+                       configured_tenant_ids=frozenset(t.tenant_id.lower() for t in config.tenants),
+                       remediation_app=config.remediation_app, domains=tenant.domains)
+    findings, not_evaluated = run_checks(snapshot, ctx)
+    probes = snapshot.probes.value or {}
+    not_assessed: dict[str, int] = {}
+    for probe in probes.values():
+        if probe.outcome == "failed":
+            key = "mailbox probe failed after retries"
+        elif probe.outcome == "access_denied":
+            key = "mailbox probe refused to the audit app (grant MailboxSettings.Read)"
+        else:
+            continue
+        not_assessed[key] = not_assessed.get(key, 0) + 1
+    status = TenantStatus.PARTIAL if snapshot.problems else TenantStatus.OK
+    return TenantResult(
+        name=tenant.name, tenant_id=tenant.tenant_id, status=status,
+        error="; ".join(snapshot.problems) or None,
+        users_scanned=len(snapshot.users.value or []),
+        users_in_directory=snapshot.directory_user_count,
+        mailboxes_probed=sum(1 for p in probes.values() if p.source == "probe"),
+        not_assessed=not_assessed, not_evaluated=not_evaluated, findings=findings, snapshot=snapshot,
+    )
+
+
+def audit_tenants(config: Config, options: RunOptions, progress: Callable | None = None) -> RunResult:
+    tenants = select_tenants(config, options)
+    recipients = read_recipients(options.recipients_file) if options.recipients_file else None
+    started = datetime.now(UTC)
+    workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant") as pool:
+        results = list(pool.map(
+            lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants))
+    probe = options.probe or config.audit.probe
+    return RunResult(started=started, finished=datetime.now(UTC), version=__version__,
+                     probes=probe != "none", tenants=results)
+
+
+def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
+    statuses = [t.status for t in result.tenants]
+    if statuses and all(s == TenantStatus.FAILED for s in statuses) and all(
+            (t.error or "").startswith("authentication") for t in result.tenants):
+        return ExitCode.USAGE
+    if any(s != TenantStatus.OK for s in statuses):
+        return ExitCode.PARTIAL
+    threshold = Severity(fail_on).rank
+    if any(Severity(f.severity).rank >= threshold for f in counted_findings):
+        return ExitCode.FINDINGS
+    return ExitCode.OK
+
+
+def run(config: Config, options: RunOptions, progress: Callable | None = None) -> RunOutcome:
+    """Audit, write the report (always first), then mail it. The report survives a failed send."""
+    from audit.report import load_exceptions, write_reports
+
+    result = audit_tenants(config, options, progress)
+    audit = config.audit
+    exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
+    files = write_reports(result, options.out_dir or audit.out_dir, stem=options.stem,
+                          formats=options.formats or audit.formats, keep=audit.keep, exceptions=exceptions)
+    code = exit_code(result, files.findings, audit.fail_on)
+    outcome = RunOutcome(result, files, code)
+    if options.email and config.email and config.email.to:
+        from audit.mail import MailError, send_report
+
+        try:
+            send_report(result, files, config)
+        except MailError as err:
+            log.error("the report was written but could not be mailed: %s", err)
+            outcome.mail_error = str(err)
+            if outcome.exit_code != ExitCode.USAGE:
+                outcome.exit_code = ExitCode.PARTIAL
+    return outcome
+
+
+def with_overrides(config: Config, **audit_changes) -> Config:
+    return replace(config, audit=replace(config.audit, **audit_changes))
