@@ -7,6 +7,7 @@ to Graph.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -68,14 +69,29 @@ class Finding:
     fix: str
     evidence: str
     first_seen: str | None = None  # ISO-8601; set by the report from the previous run
+    subject: str | None = None  # for tenant-level findings: the role, domain or credential concerned
 
     @property
     def key(self) -> tuple[str, str, str]:
         """Identity across runs: the same check on the same object in the same tenant."""
-        return (self.tenant_id, self.check_id, self.user_id or "")
+        return (self.tenant_id, self.check_id, self.user_id or self.user_principal_name or self.subject or "")
 
 
-FINDING_FIELDS = [f.name for f in fields(Finding)]
+FINDING_FIELDS = [f.name for f in fields(Finding) if f.name != "subject"]  # the JSON report's fields
+
+# What a tenant-level finding is about, read from its evidence: one finding per role, domain or credential.
+# The JSON report does not store it, so it is derived the same way when a report is read back.
+_SUBJECTS = {
+    "app-credential-expiring": re.compile(r"\(key ([0-9A-Za-z-]+)\)"),
+    "app-missing-permission": re.compile(r"application permission (\S+)"),
+    "domain-not-verified": re.compile(r"^domain (\S+)"),
+}
+
+
+def subject_of(check_id: str, evidence: str) -> str | None:
+    pattern = _SUBJECTS.get(check_id)
+    match = pattern.search(evidence) if pattern else None
+    return match.group(1).lower() if match else None
 
 
 @dataclass(frozen=True)

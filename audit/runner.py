@@ -96,7 +96,10 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
 
     ctx = CheckContext(now=started, tenant_count=len(config.tenants),
                        configured_tenant_ids=frozenset(t.tenant_id.lower() for t in config.tenants),
-                       remediation_app=config.remediation_app, domains=tenant.domains)
+                       remediation_app=config.remediation_app, domains=tenant.domains,
+                       other_domains=frozenset(d.lower() for t in config.tenants if t is not tenant
+                                               for d in t.domains),
+                       first_tenant=tenant is config.tenants[0])
     findings, not_evaluated = run_checks(snapshot, ctx)
     probes = snapshot.probes.value or {}
     not_assessed: dict[str, int] = {}

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from audit.config import RemediationAppConfig
-from audit.models import CheckInfo, Finding, Severity, TenantSnapshot, User
+from audit.models import CheckInfo, Finding, Severity, TenantSnapshot, User, subject_of
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,8 @@ class CheckContext:
     configured_tenant_ids: frozenset[str]  # lower-case
     remediation_app: RemediationAppConfig
     domains: tuple[str, ...]  # domains the remediation product is set up for in this tenant
+    other_domains: frozenset[str] = frozenset()  # lower-case domains configured for the run's other tenants
+    first_tenant: bool = True  # recipients of no configured tenant's domain are reported once, here
 
 
 class CheckUnavailable(Exception):
@@ -58,6 +60,7 @@ def tenant_finding(check: CheckInfo, snapshot: TenantSnapshot, evidence: str,
         cause=check.cause,
         fix=check.fix,
         evidence=evidence,
+        subject=subject_of(check.id, evidence),
     )
 
 

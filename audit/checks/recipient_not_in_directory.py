@@ -37,8 +37,17 @@ def _owners(users: list[User]) -> dict[str, User]:
     return owners
 
 
+def _verified(snapshot: TenantSnapshot) -> set[str]:
+    organization = snapshot.organization.value or {}
+    return {str(d.get("name") or "").lower() for d in organization.get("verifiedDomains") or ()} - {""}
+
+
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
+    """Each address is judged in the tenant that owns its domain; with several tenants in a run, an
+    address of another tenant's domain is left to that tenant, and one of nobody's domain is reported
+    once, in the first tenant."""
     owners = _owners(snapshot.users.value or [])
+    ours = _verified(snapshot) | {d.lower() for d in ctx.domains}
     deleted = _owners(snapshot.deleted_users.value or []) if snapshot.deleted_users.ok else {}
     seen: set[str] = set()
     for raw in snapshot.recipients.value or ():
@@ -48,7 +57,13 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
         seen.add(address)
         if address in owners:
             continue
+        domain = address.rpartition("@")[2]
         evidence = f"no user owns {address} as mail, user principal name or proxy address"
+        if domain not in ours:
+            if ctx.tenant_count > 1 and (domain in ctx.other_domains or not ctx.first_tenant):
+                continue  # another tenant's address, or reported by the first tenant
+            whose = "any configured tenant" if ctx.tenant_count > 1 else "this tenant"
+            evidence += f"; {domain} is not a verified domain of {whose}"
         former = deleted.get(address)
         if former is not None:
             when = parse_time(former.deleted)

@@ -29,6 +29,7 @@ from audit.models import (
     Severity,
     TenantResult,
     TenantStatus,
+    subject_of,
 )
 from audit.report.cells import iso, parse_time
 from audit.report.exceptions import AcceptedException
@@ -42,6 +43,7 @@ class ReportError(Exception):
 
 def finding_json(finding: Finding) -> dict:
     data = asdict(finding)
+    del data["subject"]
     data["severity"] = str(finding.severity)
     return data
 
@@ -119,6 +121,8 @@ def _finding(d: dict) -> Finding:
         if values[name] is None:
             raise KeyError(name)
     values["severity"] = Severity(values["severity"])
+    if values["user_id"] is None:
+        values["subject"] = subject_of(values["check_id"], values["evidence"])
     return Finding(**values)
 
 
