@@ -21,6 +21,7 @@ from audit.report.jsonreport import ReportError, read_json_report
 log = logging.getLogger("audit")
 
 FAMILY = "etd-audit-"
+OTHER_FAMILIES = ("etd-audit-triage-",)  # written to the same folder, but not audit reports
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ def key(f: Finding) -> tuple[str, str, str]:
 
 def previous_reports(out_dir: Path, stem: str) -> list[Path]:
     """Earlier JSON reports of the family in out_dir, newest first (by modification time, then name)."""
-    found = [p for p in out_dir.glob(f"{FAMILY}*.json") if p.stem != stem and p.is_file()]
+    found = [p for p in out_dir.glob(f"{FAMILY}*.json")
+             if p.stem != stem and p.is_file() and not p.name.startswith(OTHER_FAMILIES)]
     return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 

@@ -85,10 +85,13 @@ def remove_stale_temps(out_dir: Path, family: str, now: float | None = None) -> 
             log.warning("could not remove the stale temporary file %s: %s", temp, err)
 
 
+TRIAGE_PREFIX = "etd-audit-triage-"  # triage results share the folder but are not audit reports
+
+
 def report_stems(out_dir: Path, family: str) -> dict[str, list[Path]]:
     stems: dict[str, list[Path]] = {}
     for path in out_dir.glob(f"{family}*"):
-        if path.suffix in REPORT_SUFFIXES and path.is_file():
+        if path.suffix in REPORT_SUFFIXES and path.is_file() and not path.name.startswith(TRIAGE_PREFIX):
             stems.setdefault(path.stem, []).append(path)
     return stems
 

@@ -225,3 +225,17 @@ def test_report_written_time_defaults_to_now(tmp_path):
     stamp = datetime.strptime(files.json.stem.removeprefix("etd-audit-"), "%Y%m%dT%H%M%SZ")
     stamp = stamp.replace(tzinfo=UTC)
     assert abs(datetime.now(UTC) - stamp) < timedelta(hours=1)
+
+
+def test_triage_results_are_neither_pruned_nor_taken_as_previous_reports(tmp_path):
+    from audit.report import files as fs
+    from audit.report.changes import previous_reports
+
+    (tmp_path / "etd-audit-triage-20260101T000000Z.json").write_text("{}")
+    (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").write_bytes(b"x")
+    (tmp_path / "etd-audit-20260101T000000Z.json").write_text("{}")
+    assert [p.name for p in previous_reports(tmp_path, "etd-audit-20260201T000000Z")] == [
+        "etd-audit-20260101T000000Z.json"]
+    removed = fs.prune(tmp_path, "etd-audit-", "etd-audit-20260201T000000Z", keep=0)
+    assert [p.name for p in removed] == ["etd-audit-20260101T000000Z.json"]
+    assert (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").exists()
