@@ -492,7 +492,7 @@ def _audit(ld: _Loader, data: dict) -> AuditConfig:
         probe=ld.take_choice(t, w, "probe", ("auto", "all", "none"), "auto") or "auto",
         formats=formats or ("xlsx", "json"),
         tenant_concurrency=ld.take_int(t, w, "tenant_concurrency", 4, 1, 64),
-        exceptions_file=ld.take_path(t, w, "exceptions_file", '"exceptions.csv"', must_exist=True),
+        exceptions_file=ld.take_path(t, w, "exceptions_file", '"exceptions.toml"', must_exist=True),
     )
 
 

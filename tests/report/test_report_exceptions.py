@@ -135,3 +135,12 @@ def test_exception_matching_nothing_is_noted(write):
     assert not files.accepted
     wb = openpyxl.load_workbook(files.xlsx)
     assert any("matched no finding" in str(r[0]) for r in wb["Summary"].iter_rows(values_only=True))
+
+
+def test_shipped_example_file_loads():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "config" / "exceptions.example.toml"
+    entries = load_exceptions(example)
+    assert [(e.check_id, e.user, e.tenant) for e in entries] == [
+        ("no-exchange-license", "kiosk01@contoso.com", None), ("domain-not-verified", None, "contoso")]
