@@ -19,6 +19,7 @@ from audit.clouds import GRAPH_APP_ID
 from audit.config import Config, TenantConfig
 from audit.graph import GraphClient, GraphError
 from audit.models import (
+    READ_IN_HOME_AUDIT,
     AppScope,
     AssignedPlan,
     Dataset,
@@ -341,7 +342,7 @@ def _application(c: Collector, config: Config) -> Dataset:
                                "(sign-in audience, credentials) can only be read in its home tenant")
     if home.lower() != tenant.tenant_id.lower():
         configured = any(t.tenant_id.lower() == home.lower() for t in config.tenants)
-        where = "is read in that tenant's audit" if configured else "is not among the configured tenants"
+        where = READ_IN_HOME_AUDIT if configured else "is not among the configured tenants"
         return Dataset.missing(f"the app registration lives in its home tenant {home}, which {where}")
     return c._read("application", "the remediation app's registration",
                    lambda: c.first("/applications", {"$filter": f"appId eq '{app.app_id}'",

@@ -77,6 +77,9 @@ class Finding:
         return (self.tenant_id, self.check_id, self.user_id or self.user_principal_name or self.subject or "")
 
 
+# Why the remediation app's registration is not read in a tenant audited in the same run as its home tenant.
+READ_IN_HOME_AUDIT = "is read in that tenant's audit"
+
 FINDING_FIELDS = [f.name for f in fields(Finding) if f.name != "subject"]  # the JSON report's fields
 
 # What a tenant-level finding is about, read from its evidence: one finding per role, domain or credential.

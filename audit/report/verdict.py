@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from audit.models import Finding, RunResult, Severity, TenantStatus
+from audit.models import READ_IN_HOME_AUDIT, Finding, RunResult, Severity, TenantStatus
 
 SAFE, NOT_SAFE, INCOMPLETE = "SAFE", "NOT SAFE", "INCOMPLETE"
 SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
@@ -51,6 +51,8 @@ def gaps(result: RunResult) -> list[Gap]:
         if t.status == TenantStatus.PARTIAL:
             found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
         for n in t.not_evaluated:
+            if _covered_by_home_tenant(n.reason, result):
+                continue  # the app registration is checked once, in its home tenant's audit of this run
             found.append(Gap(t.name, f"check {n.check_id} not evaluated", n.reason))
         for reason, count in sorted(t.not_assessed.items()):
             if count:
@@ -61,6 +63,12 @@ def gaps(result: RunResult) -> list[Gap]:
                              f"the directory holds {t.users_in_directory} users, but only "
                              f"{t.users_scanned} were enumerated"))
     return found
+
+
+def _covered_by_home_tenant(reason: str, result: RunResult) -> bool:
+    if not reason.endswith(READ_IN_HOME_AUDIT):
+        return False
+    return any(t.tenant_id.lower() in reason.lower() and t.status != TenantStatus.FAILED for t in result.tenants)
 
 
 def verdict(result: RunResult, counted: Sequence[Finding]) -> Verdict:

@@ -128,3 +128,22 @@ def test_users_sheet_memory_does_not_grow_with_rows(tmp_path):
         finally:
             tracemalloc.stop()
     assert peaks[1] < peaks[0] * 1.5, peaks
+
+
+def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
+    from audit.models import READ_IN_HOME_AUDIT, NotEvaluated, RunResult, TenantResult, TenantStatus
+    from audit.report.verdict import gaps
+
+    home = "e419272c-dee4-42c8-8890-810aa7d8d9cf"
+    reason = f"the app registration lives in its home tenant {home}, which {READ_IN_HOME_AUDIT}"
+    other = TenantResult("fabrikam", "52d847a0-445b-4a7e-894d-81ddc3d510e2", TenantStatus.OK,
+                         not_evaluated=[NotEvaluated("app-credential-expiring", reason)])
+    audited = TenantResult("contoso", home, TenantStatus.OK)
+    failed = TenantResult("contoso", home, TenantStatus.FAILED, error="AADSTS7000215")
+    started = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def run_of(*tenants):
+        return RunResult(started=started, finished=started, version="t", probes=True, tenants=list(tenants))
+
+    assert [g.what for g in gaps(run_of(other, audited))] == []
+    assert "check app-credential-expiring not evaluated" in [g.what for g in gaps(run_of(other, failed))]
