@@ -83,9 +83,12 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
     for f in result.findings:
         by_check.setdefault(f.check_id, []).append(f)
     skipped = {n.check_id: n.reason for n in result.not_evaluated}
+    unconsented = "app-not-consented" in by_check
     for check_id, label in TENANT_ITEMS:
         found = by_check.get(check_id, [])
-        if check_id in skipped:
+        if unconsented and check_id in ("app-disabled", "app-missing-permission"):
+            items.append(Item("FAIL", label, "no: the app is not consented in this tenant"))
+        elif check_id in skipped:
             items.append(Item("WARN", label, f"not evaluated: {skipped[check_id]}"))
         elif not found:
             items.append(Item("PASS", label))
