@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,10 @@ from audit.report.workbook import SummaryInput, abandon, new_workbook, write_sum
 log = logging.getLogger("audit")
 
 FORMATS = ("xlsx", "json", "csv")
+
+# Sheet name -> rows(counted, accepted), used instead of rows built from the tenants' snapshots. Only a
+# caller without snapshots needs it: the merge of shard reports, whose JSON carries no users.
+SheetRows = Mapping[str, Callable[[Sequence[Finding], Sequence[Finding]], Iterable[Sequence]]]
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,8 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
                   formats: Iterable[str] = ("xlsx", "json"), keep: int = 12,
                   exceptions: Sequence[AcceptedException] = (), now: datetime | None = None,
                   catalogue: Sequence[CheckInfo] | None = None,
-                  lookups: Lookups | None = None) -> ReportFiles:
+                  lookups: Lookups | None = None, sheet_rows: SheetRows | None = None,
+                  extra_notes: Sequence[str] = ()) -> ReportFiles:
     """Write the chosen reports of a run to out_dir; each file appears complete or not at all."""
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -96,9 +101,11 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
 
     summary = SummaryInput(result=result, verdict=judged, counted=counted, accepted=accepted_findings,
                            catalogue=catalogue, previous=previous_path.name if previous_path else None,
-                           notes=_notes(triage.expired, exceptions, triage, changes), written=now)
+                           notes=[*_notes(triage.expired, exceptions, triage, changes), *extra_notes],
+                           written=now)
     writers = {
-        "xlsx": lambda fh: _write_xlsx(fh, summary, counted, accepted, changes, triage.expired_hits, lookups),
+        "xlsx": lambda fh: _write_xlsx(fh, summary, counted, accepted, changes, triage.expired_hits, lookups,
+                                       sheet_rows or {}),
         "csv": lambda fh: _write_csv(fh, findings_table(counted, names, triage.expired_hits)),
         "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
     }
@@ -139,15 +146,20 @@ def _notes(expired, exceptions, triage, changes: Changes) -> list[str]:
 
 
 def _write_xlsx(fh: BinaryIO, summary: SummaryInput, counted, accepted, changes: Changes,
-                expired_hits, lookups: Lookups) -> None:
+                expired_hits, lookups: Lookups, sheet_rows: SheetRows) -> None:
     result = summary.result
     names = tenant_names(result)
+
+    def given(built: Table) -> Table:
+        rows = sheet_rows.get(built.name)
+        return Table(built.name, built.columns, rows(counted, summary.accepted)) if rows else built
+
     wb = new_workbook()
     try:
         write_summary(wb, summary)
         write_table(wb, findings_table(counted, names, expired_hits))
-        write_table(wb, users_table(result, counted, summary.accepted, lookups))
-        write_table(wb, tenant_table(result))
+        write_table(wb, given(users_table(result, counted, summary.accepted, lookups)))
+        write_table(wb, given(tenant_table(result)))
         write_table(wb, changes_table(changes, names, {f.key for f in summary.accepted}))
         write_table(wb, accepted_table(accepted, names))
         write_table(wb, checks_table(summary.catalogue))
