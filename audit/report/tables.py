@@ -184,7 +184,7 @@ def tenant_row(t: TenantResult) -> list:
     if not sp.ok:
         consent, enabled = f"unknown: {sp.error}", "unknown"
     elif sp.value is None:
-        consent, enabled = "absent (no service principal: the app was never consented here)", "-"
+        consent, enabled = "absent (no service principal: the app was never consented here)", "n/a"
     else:
         consent = "present"
         enabled = "yes" if sp.value.get("accountEnabled", True) else "no"
@@ -261,7 +261,7 @@ def changes_table(changes: Changes, names: Mapping[str, str], accepted_keys: set
     def rows() -> Iterator[list]:
         for label, items in groups:
             for f in sort_findings(items, names):
-                accepted = "-" if label in ("resolved", "not re-checked") else (
+                accepted = "n/a" if label in ("resolved", "not re-checked") else (
                     "yes" if f.key in accepted_keys else "no")
                 yield [label, names.get(f.tenant_id, f.tenant_id), f.tenant_id, f.check_id, f.severity,
                        f.user_principal_name, f.display_name, f.user_id, f.predicted_error,

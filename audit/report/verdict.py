@@ -39,7 +39,7 @@ def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
 def gaps(result: RunResult) -> list[Gap]:
     found: list[Gap] = []
     if not result.tenants:
-        found.append(Gap("-", "no tenant audited", "the run selected no tenant"))
+        found.append(Gap("all tenants", "no tenant audited", "the run selected no tenant"))
     elif not result.probes:
         found.append(Gap("all tenants", "mailboxes not probed",
                          "mailbox probes were switched off, so mailboxes were judged from directory data "
