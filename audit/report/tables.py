@@ -61,7 +61,7 @@ def tenant_names(result: RunResult) -> dict[str, str]:
 FINDING_COLUMNS = [
     Column("Tenant"), Column("Tenant id", "id"), Column("Check"), Column("Severity", "severity"),
     Column("User principal name"), Column("Display name"), Column("Object id", "id"),
-    Column("Predicted error", "wrap", 34), Column("Cause", "wrap", 50), Column("Fix", "wrap", 50),
+    Column("Predicted error", "wrap", 34), Column("Cause", "text", 50), Column("Fix", "text", 50),
     Column("Evidence", "wrap", 50), Column("First seen (UTC)", "time"), Column("Note", "wrap", 30),
 ]
 
