@@ -83,10 +83,13 @@ def test_severity_cells_are_coloured(book):
     assert checks.cell(row=low, column=3).fill.fgColor.rgb == "00BFBFBF"
 
 
-def test_long_text_is_wrapped(book):
+def test_evidence_wraps_but_repeated_cause_and_fix_stay_on_one_line(book):
     wb, _ = book
     ws = wb["Findings"]
-    assert ws.cell(row=2, column=column(ws, "Fix")).alignment.wrap_text
+    assert ws.cell(row=2, column=column(ws, "Evidence")).alignment.wrap_text
+    assert not ws.cell(row=2, column=column(ws, "Fix")).alignment.wrap_text
+    checks = wb["Checks"]
+    assert checks.cell(row=2, column=column(checks, "Fix")).alignment.wrap_text
 
 
 def test_users_sheet_lists_every_account(book):
