@@ -14,12 +14,15 @@ log = logging.getLogger("audit")
 
 
 def _shard(text: str) -> tuple[int, int]:
+    """K/N with K counted from 0, as Kubernetes numbers the pods of an Indexed Job (JOB_COMPLETION_INDEX)."""
     try:
         k, n = (int(part) for part in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not K/N (e.g. 0/4)") from None
-    if n < 1 or not 0 <= k < n:
-        raise argparse.ArgumentTypeError(f"'{text}': need 0 <= K < N")
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"'{text}': N, the number of shards, must be at least 1")
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"'{text}': K counts from 0, so with N={n} it is one of 0..{n - 1}")
     return k, n
 
 
@@ -29,6 +32,18 @@ def _formats(text: str) -> tuple[str, ...]:
     if unknown or not formats:
         raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or '(none)'}; use xlsx,json,csv")
     return formats
+
+
+def _hours(text: str):
+    from datetime import timedelta
+
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = -1.0
+    if not hours > 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of hours")
+    return timedelta(hours=hours)
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
@@ -55,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="audit the tenants of a config file and write the report")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--tenant", help="audit only this tenant (name or id)")
-    p.add_argument("--shard", type=_shard, help="audit a stable 1/N of the tenants: K/N, 0 <= K < N")
+    p.add_argument("--shard", type=_shard, metavar="K/N",
+                   help="audit a stable 1/N of the tenants: shard K of N, K = 0..N-1 (a Job completion index)")
     _run_options(p)
 
     p = sub.add_parser("demo", help="run the whole audit against the built-in Graph simulator")
@@ -88,12 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path)
     p.add_argument("--format", type=_formats)
 
-    p = sub.add_parser("merge", help="combine the JSON outputs of sharded runs into one report")
-    p.add_argument("dirs", type=Path, nargs="+", help="folders (or JSON files) written by the shards")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--config", type=Path, help="for keep and exceptions (optional)")
-    p.add_argument("--stem")
-    p.add_argument("--format", type=_formats)
+    p = sub.add_parser("merge", help="combine the reports of sharded runs (run --shard K/N) into one report")
+    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                   help="the shards' report folders (the newest report in each is read), or their JSON files")
+    p.add_argument("--out", type=Path, help="folder for the merged report (default: audit.out_dir of --config)")
+    p.add_argument("--config", type=Path,
+                   help="the shards' config: exceptions, keep, formats, fail_on, email; configured tenants "
+                        "that no shard report holds count as failed")
+    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
+    p.add_argument("--max-age", type=_hours, metavar="HOURS",
+                   help="refuse a shard report whose run started longer ago (a shard that did not run this time)")
+    p.add_argument("--no-email", action="store_true", help="do not mail the merged report")
     return parser
 
 
@@ -222,9 +244,17 @@ def cmd_triage(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from audit.merge import merge
+    from audit.merge import MergeError, merge
 
-    outcome = merge(args.dirs, args.out, config_path=args.config, stem=args.stem, formats=args.format)
+    try:
+        outcome = merge(args.dirs, args.out, config_path=args.config, stem=args.stem, formats=args.format,
+                        max_age=args.max_age, email=not args.no_email)
+    except MergeError as err:
+        print(f"etd-audit merge: {err}", file=sys.stderr)
+        return ExitCode.USAGE
+    for shard in outcome.inputs:
+        print(f"read {shard.json} (run started {shard.result.started:%Y-%m-%d %H:%M} UTC, "
+              f"{len(shard.result.tenants)} tenants)")
     _print_outcome(outcome)
     return outcome.exit_code
 
