@@ -495,13 +495,10 @@ def _sending_tenant(config: Config) -> TenantConfig:
 
 def sender_client(config: Config) -> GraphClient:
     """A Graph client signed in to email.sender_tenant (its app needs Mail.Send)."""
-    from audit.auth import TokenProvider, graph_base
-    from audit.graph import GraphClient
+    from audit.session import connect
 
-    tenant = _sending_tenant(config)
-    verify, proxy = _verify(config), config.audit.proxy
-    token = TokenProvider(tenant, verify=verify, proxy=proxy)  # signs in lazily, on the first request
-    return GraphClient(graph_base(tenant), token, verify=verify, proxy=proxy)
+    _, client = connect(_sending_tenant(config), config.audit, sign_in=False)  # signs in on the first request
+    return client
 
 
 def graph_message(result: RunResult, files: ReportFiles, email: EmailConfig) -> dict:

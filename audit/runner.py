@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from audit import __version__
-from audit.auth import AuthError, TokenProvider, graph_base
-from audit.checks import CheckContext, run_checks
+from audit.auth import AuthError
+from audit.checks import run_checks
 from audit.collect import collect_tenant
 from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
-from audit.graph import GraphClient, GraphError
+from audit.graph import GraphError
 from audit.models import RunResult, Severity, TenantResult, TenantStatus
+from audit.session import check_context, connect
 
 log = logging.getLogger("audit")
 
@@ -77,13 +78,10 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
                  recipients: list[str] | None, progress: Callable | None = None) -> TenantResult:
     """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
     audit = config.audit
-    verify: str | bool = str(audit.ca_bundle) if audit.ca_bundle else True
     started = datetime.now(UTC)
     tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
     try:
-        provider = TokenProvider(tenant, verify=verify, proxy=audit.proxy)
-        provider.token()
-        client = GraphClient(graph_base(tenant), provider, verify=verify, proxy=audit.proxy)
+        provider, client = connect(tenant, audit)
         snapshot = collect_tenant(client, tenant, config, probe=options.probe or audit.probe,
                                   recipients=recipients, audit_roles=provider.roles(),
                                   progress=tenant_progress, now=started)
@@ -94,12 +92,7 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
         log.error("%s: the audit could not read the tenant: %s", tenant.name, err)
         return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err))
 
-    ctx = CheckContext(now=started, tenant_count=len(config.tenants),
-                       configured_tenant_ids=frozenset(t.tenant_id.lower() for t in config.tenants),
-                       remediation_app=config.remediation_app, domains=tenant.domains,
-                       other_domains=frozenset(d.lower() for t in config.tenants if t is not tenant
-                                               for d in t.domains),
-                       first_tenant=tenant is config.tenants[0])
+    ctx = check_context(tenant, config, started)
     findings, not_evaluated = run_checks(snapshot, ctx)
     probes = snapshot.probes.value or {}
     not_assessed: dict[str, int] = {}

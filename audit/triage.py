@@ -50,8 +50,8 @@ from pathlib import Path
 from openpyxl.cell import WriteOnlyCell
 
 from audit import __version__
-from audit.auth import AuthError, TokenProvider, graph_base
-from audit.checks import CheckContext, catalogue, run_checks
+from audit.auth import AuthError, TokenProvider
+from audit.checks import catalogue, run_checks
 from audit.checks._facts import SkuIndex, describe_licences, describe_probe, normalize_address, user_addresses
 from audit.collect import collect_tenant
 from audit.config import Config, TenantConfig
@@ -77,6 +77,7 @@ from audit.report.tables import Table as SheetTable
 from audit.report.workbook import _lines, _section, _Sheet, new_workbook, write_table
 from audit.report.writer import _write_csv
 from audit.runner import ExitCode, RunOptions, select_tenants
+from audit.session import check_context, connect
 
 log = logging.getLogger("audit")
 
@@ -244,17 +245,13 @@ class _Tenant:
         """Sign in the way an audit run does (runner.audit_tenant): a token first, then the client."""
         if self.client is not None or self.error is not None:
             return self.client
-        audit = config.audit
-        verify: str | bool = str(audit.ca_bundle) if audit.ca_bundle else True
         try:
-            provider = TokenProvider(self.config, verify=verify, proxy=audit.proxy)
-            provider.token()
+            provider, client = connect(self.config, config.audit)
         except AuthError as err:
             log.error("%s: %s", self.name, err)
             self.error, self.auth_failed = f"authentication: {err}", True
             return None
-        self.provider = provider
-        self.client = GraphClient(graph_base(self.config), provider, verify=verify, proxy=audit.proxy)
+        self.provider, self.client = provider, client
         return self.client
 
     def verified_domains(self, config: Config) -> frozenset[str]:
@@ -282,9 +279,7 @@ class _Tenant:
             log.error("%s: the triage could not read the tenant: %s", self.name, err)
             self.error = str(err)
             return
-        ctx = CheckContext(now=now, tenant_count=len(config.tenants),
-                           configured_tenant_ids=frozenset(t.tenant_id.lower() for t in config.tenants),
-                           remediation_app=config.remediation_app, domains=self.config.domains)
+        ctx = check_context(self.config, config, now)
         self.findings, self.not_evaluated = run_checks(snapshot, ctx)
         self.snapshot = snapshot
 
