@@ -74,8 +74,8 @@ from audit.report.cells import excel_time, iso, text_cell
 from audit.report.jsonreport import dump
 from audit.report.tables import Column
 from audit.report.tables import Table as SheetTable
-from audit.report.workbook import _lines, _section, _Sheet, new_workbook, write_table
-from audit.report.writer import _write_csv
+from audit.report.workbook import SheetWriter, new_workbook, section, text_lines, write_table
+from audit.report.writer import write_csv
 from audit.runner import ExitCode, RunOptions, select_tenants
 from audit.session import check_context, connect
 
@@ -762,7 +762,7 @@ def _summary(wb, result: TriageResult, written: datetime) -> None:
     ws = wb.create_sheet("Summary")
     for col, width in SUMMARY_WIDTHS.items():
         ws.column_dimensions[col].width = width
-    sh = _Sheet(ws)
+    sh = SheetWriter(ws)
 
     def cell(value, style: str | None = None):
         value = text_cell(value) if isinstance(value, str) else value
@@ -786,14 +786,14 @@ def _summary(wb, result: TriageResult, written: datetime) -> None:
     for label, value in facts:
         sh.add({"A": cell(label, "etd_label"), "B": value})
 
-    _section(sh, cell, "Causes")
+    section(sh, cell, "Causes")
     sh.add({"A": cell("Cause", "etd_header"), "B": cell("Check", "etd_header"),
             "C": cell("Outcome", "etd_header"), "D": cell("Rows", "etd_header")})
     for cause, check, outcome, n in cause_counts(result.rows):
         sh.add({"A": cell(cause, "etd_wrap"), "B": cell(check or "-", "etd_value"),
                 "C": cell(outcome, "etd_value"), "D": cell(n)})
 
-    _section(sh, cell, "Tenants")
+    section(sh, cell, "Tenants")
     sh.add({"A": cell("Tenant", "etd_header"), "B": cell("Tenant id", "etd_header"),
             "C": cell("Status", "etd_header"), "D": cell("Looked up", "etd_header"),
             "E": cell("Problem", "etd_header")})
@@ -803,9 +803,9 @@ def _summary(wb, result: TriageResult, written: datetime) -> None:
         sh.add({"A": cell(t.name, "etd_value"), "B": cell(t.tenant_id, "etd_value"),
                 "C": cell(t.status, f"etd_status_{t.status}"), "D": cell(t.looked_up),
                 "E": cell(t.error, "etd_wrap")},
-               height=15 * _lines(t.error, 70) if t.error else None)
+               height=15 * text_lines(t.error, 70) if t.error else None)
 
-    _section(sh, cell, "Lines not readable")
+    section(sh, cell, "Lines not readable")
     if not result.unreadable:
         sh.add({"A": cell("None: every line of the file was read.", "etd_value")})
     else:
@@ -834,7 +834,7 @@ def write_triage(result: TriageResult, out_dir: Path, formats: Iterable[str], no
         write_table(wb, rows_table(result))
         wb.save(fh)
 
-    writers = {"xlsx": xlsx, "csv": lambda fh: _write_csv(fh, rows_table(result)),
+    writers = {"xlsx": xlsx, "csv": lambda fh: write_csv(fh, rows_table(result)),
                "json": lambda fh: fh.write(dump(triage_json(result, now)))}
     staged: list[tuple[Path, Path]] = []
     try:

@@ -154,7 +154,7 @@ def write_table(wb: Workbook, table: Table) -> int:
         ws.column_dimensions[get_column_letter(i + 1)].width = width
     ws.freeze_panes = "A2"
     _page_setup(ws)
-    header_lines = max(_lines(c.header, int(w) - 1)  # bold, and the filter button takes room
+    header_lines = max(text_lines(c.header, int(w) - 1)  # bold, and the filter button takes room
                        for c, w in zip(table.columns, widths, strict=True))
     ws.row_dimensions[1].height = 15.0 * header_lines + 2
     ws.append([_styled(ws, c.header, "etd_header") for c in table.columns])
@@ -163,7 +163,7 @@ def write_table(wb: Workbook, table: Table) -> int:
     count = 0
     for row in chain(head, rows):
         count += 1
-        lines = max((_lines(str(row[i]), chars) for i, chars in wrapped if row[i]), default=1)
+        lines = max((text_lines(str(row[i]), chars) for i, chars in wrapped if row[i]), default=1)
         if lines > 1:  # spreadsheets do not grow rows on opening; the dimension is dropped once written
             ws.row_dimensions[count + 1].height = 15.0 * min(lines, 20) + 2
         cells = [f(v) for f, v in zip(convert, row, strict=True)]
@@ -200,7 +200,7 @@ def _chars(first: str, last: str) -> int:
     return int(sum(SUMMARY_WIDTHS[chr(c)] for c in cols) * CHARS_PER_WIDTH)
 
 
-class _Sheet:
+class SheetWriter:
     """Appends rows to a write-only sheet while knowing the current row number."""
 
     def __init__(self, ws):
@@ -227,7 +227,7 @@ class _Sheet:
             self.add({})
 
 
-def _lines(text: str, chars: int) -> int:
+def text_lines(text: str, chars: int) -> int:
     """Lines a wrapped cell needs: greedy word wrap at `chars` characters a line."""
     total = 0
     for paragraph in text.split("\n"):
@@ -246,7 +246,7 @@ def _lines(text: str, chars: int) -> int:
 
 def _height(*texts: tuple[str | None, int]) -> float | None:
     """A row height for wrapped text: spreadsheets do not grow rows by themselves on opening a file."""
-    lines = max((_lines(text, chars) for text, chars in texts if text), default=1)
+    lines = max((text_lines(text, chars) for text, chars in texts if text), default=1)
     return 15.0 * lines + 2 if lines > 1 else None
 
 
@@ -255,7 +255,7 @@ def write_summary(wb: Workbook, s: SummaryInput) -> None:
     for col, width in SUMMARY_WIDTHS.items():
         ws.column_dimensions[col].width = width
     _page_setup(ws, title_row=False)
-    sh = _Sheet(ws)
+    sh = SheetWriter(ws)
 
     def cell(value, style=None):
         return _styled(ws, text_cell(value) if isinstance(value, str) else value, style)
@@ -313,13 +313,13 @@ def write_summary(wb: Workbook, s: SummaryInput) -> None:
     ws.print_area = f"A1:{LAST}{sh.row}"
 
 
-def _section(sh: _Sheet, cell, title: str) -> None:
+def section(sh: SheetWriter, cell, title: str) -> None:
     sh.blank()
     sh.add({"A": cell(title, "etd_section")})
 
 
-def _tenants_section(sh: _Sheet, cell, s: SummaryInput) -> None:
-    _section(sh, cell, "Tenants")
+def _tenants_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
+    section(sh, cell, "Tenants")
     headers = {"A": "Tenant", "B": "Tenant id", "C": "Status", "D": "Users in directory",
                "E": "Users enumerated", "F": "Mailboxes probed", "G": "Not assessed",
                "H": "Critical", "I": "High", "J": "Medium", "K": "Low", "L": "Accepted", "M": "Problem"}
@@ -349,8 +349,8 @@ def _tenants_section(sh: _Sheet, cell, s: SummaryInput) -> None:
         }, height=_height((problem, _chars("M", "M"))))
 
 
-def _gaps_section(sh: _Sheet, cell, verdict: Verdict) -> None:
-    _section(sh, cell, "Could not be assessed")
+def _gaps_section(sh: SheetWriter, cell, verdict: Verdict) -> None:
+    section(sh, cell, "Could not be assessed")
     if not verdict.gaps:
         sh.add({"A": cell("Nothing: every tenant was read and every check evaluated.", "etd_value")})
         return
@@ -393,8 +393,8 @@ def _check_rows(s: SummaryInput) -> list[_CheckRow]:
     return rows
 
 
-def _checks_section(sh: _Sheet, cell, rows: Sequence[_CheckRow]) -> tuple[int, int]:
-    _section(sh, cell, "Checks")
+def _checks_section(sh: SheetWriter, cell, rows: Sequence[_CheckRow]) -> tuple[int, int]:
+    section(sh, cell, "Checks")
     if not rows:
         sh.add({"A": cell("No check catalogue was available and nothing was found.", "etd_value")})
         return 0, 0
@@ -414,9 +414,9 @@ def _checks_section(sh: _Sheet, cell, rows: Sequence[_CheckRow]) -> tuple[int, i
     return first, sh.row
 
 
-def _notes_section(sh: _Sheet, cell, s: SummaryInput) -> None:
+def _notes_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
     if not s.notes:
         return
-    _section(sh, cell, "Notes")
+    section(sh, cell, "Notes")
     for note in s.notes:
         sh.add({"A": cell(note, "etd_wrap")}, height=_height((note, _chars("A", LAST))), merge=f"A:{LAST}")

@@ -106,7 +106,7 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
     writers = {
         "xlsx": lambda fh: _write_xlsx(fh, summary, counted, accepted, changes, triage.expired_hits, lookups,
                                        sheet_rows or {}),
-        "csv": lambda fh: _write_csv(fh, findings_table(counted, names, triage.expired_hits)),
+        "csv": lambda fh: write_csv(fh, findings_table(counted, names, triage.expired_hits)),
         "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
     }
     staged: list[tuple[Path, Path]] = []
@@ -169,7 +169,7 @@ def _write_xlsx(fh: BinaryIO, summary: SummaryInput, counted, accepted, changes:
     wb.save(fh)
 
 
-def _write_csv(fh: BinaryIO, table: Table) -> None:
+def write_csv(fh: BinaryIO, table: Table) -> None:
     """UTF-8 with a byte-order mark so Excel opens it right; every value inert, times ISO-8601."""
     text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
     out = csv.writer(text)

@@ -23,7 +23,7 @@ from audit.report import AcceptedException
 from audit.report.cells import excel_time, iso, parse_time, text_cell
 from audit.report.tables import credential_summary
 from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE, verdict
-from audit.report.workbook import _lines
+from audit.report.workbook import text_lines
 
 
 def test_times_become_naive_utc_for_excel():
@@ -40,11 +40,11 @@ def test_text_cell():
 
 
 def test_wrapped_line_estimate():
-    assert _lines("short", 10) == 1
-    assert _lines("one two three four", 10) == 2  # "one two" / "three four"
-    assert _lines("one two three four", 9) == 3
-    assert _lines("a\nb\nc", 50) == 3
-    assert _lines("x" * 25, 10) == 3
+    assert text_lines("short", 10) == 1
+    assert text_lines("one two three four", 10) == 2  # "one two" / "three four"
+    assert text_lines("one two three four", 9) == 3
+    assert text_lines("a\nb\nc", 50) == 3
+    assert text_lines("x" * 25, 10) == 3
 
 
 def test_verdicts():
