@@ -43,6 +43,7 @@ from .state import TenantState
 log = logging.getLogger("audit.simulator")
 DROP = object()  # answer: close the connection without a response
 MAX_BATCH = 20
+TEXT_ROUTES = frozenset({"users.count", "reports.mailboxUsageDetail"})  # answers that are not JSON
 
 _DIRECTORY_READ = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
 USERS = _DIRECTORY_READ | {"User.Read.All", "User.ReadWrite.All"}
@@ -290,7 +291,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             return found
         route, params = found
         self.counters.count(route.request_class, route.name)
-        fault = self.dice.draw()
+        fault = self.dice.draw(allow_bad_body=route.name not in TEXT_ROUTES)
         if fault == "drop":
             self.counters.add("drops")
             return DROP
@@ -340,6 +341,13 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         return None
 
     def fault_response(self, fault: str, req: Request) -> Response:
+        if fault in ("bad_json", "no_value"):  # a 200 the client cannot use; never inside a $batch
+            self.counters.add("bad_bodies")
+            retry = {"Retry-After": self.dice.retry_after()}
+            if fault == "no_value":
+                return Response.json(200, {"@odata.context": f"{self.url}/v1.0/$metadata#{req.path}"}, retry)
+            return Response(200, b'{"@odata.context":"' + self.url.encode() + b'","value":[{"id":"',
+                            {"Content-Type": "application/json", **retry})
         if fault == "429":
             return graph_error(
                 429,

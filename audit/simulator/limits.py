@@ -28,17 +28,23 @@ class FaultSpec:
     ratios of 429 (with a Retry-After drawn from `retry_after`), 503/504, dropped connections (the
     socket is closed with no response); `token_ttl`: seconds after which the server refuses a token
     with 401 although it advertised 3599; `latency`: seconds slept in every Graph call.
+    `bad_json` and `no_value`: ratios of 200 answers whose body is cut-off JSON, or a JSON object
+    without `value` (and without `responses` for a $batch), as a failing gateway or proxy may send.
+    Like drops they hit whole requests, never $batch items, and only routes that answer JSON; they
+    carry a Retry-After drawn like a 429's, so a client honouring it retries at the pace tests choose.
     """
 
     throttle: float = 0.0
     retry_after: tuple[float, float] = (1.0, 1.0)
     server_error: float = 0.0
     drop: float = 0.0
+    bad_json: float = 0.0
+    no_value: float = 0.0
     token_ttl: float | None = None
     latency: float = 0.0
     seed: int = 0
 
-    _KEYS = ("429", "retry_after", "5xx", "drop", "token_ttl", "latency", "seed")
+    _KEYS = ("429", "retry_after", "5xx", "drop", "bad_json", "no_value", "token_ttl", "latency", "seed")
 
     @classmethod
     def parse(cls, spec: str) -> FaultSpec:
@@ -51,11 +57,12 @@ class FaultSpec:
                     f"fault spec {spec!r}: {part!r} is not key=value (keys: {', '.join(cls._KEYS)})"
                 )
             try:
-                if key in ("429", "5xx", "drop"):
+                if key in ("429", "5xx", "drop", "bad_json", "no_value"):
                     ratio = float(raw)
                     if not 0.0 <= ratio <= 1.0:
                         raise ValueError
-                    values[{"429": "throttle", "5xx": "server_error", "drop": "drop"}[key]] = ratio
+                    names = {"429": "throttle", "5xx": "server_error"}
+                    values[names.get(key, key)] = ratio
                 elif key == "retry_after":
                     low, _, high = raw.partition("-")
                     bounds = (float(low), float(high or low))
@@ -152,6 +159,7 @@ class Counters:
         self.throttled = 0  # 429 sent (top level and batch items)
         self.server_errors = 0  # 5xx sent
         self.drops = 0  # connections closed without a response
+        self.bad_bodies = 0  # 200 answers with cut-off JSON or without `value` (fault kinds bad_json, no_value)
         self.unauthorized = 0  # 401 sent
         self.tokens_issued = 0
         self.token_errors = 0
@@ -193,6 +201,7 @@ class Counters:
                 "throttled": self.throttled,
                 "server_errors": self.server_errors,
                 "drops": self.drops,
+                "bad_bodies": self.bad_bodies,
                 "unauthorized": self.unauthorized,
                 "tokens_issued": self.tokens_issued,
                 "token_errors": self.token_errors,
@@ -209,17 +218,29 @@ class FaultDice:
         self.rng = random.Random(spec.seed)
         self.lock = threading.Lock()
 
-    def draw(self, allow_drop: bool = True) -> str | None:
-        """None, "drop", "429", "503" or "504" for one call ($batch items cannot be dropped)."""
+    def draw(self, allow_drop: bool = True, allow_bad_body: bool | None = None) -> str | None:
+        """None, "drop", "bad_json", "no_value", "429", "503" or "504" for one call.
+
+        $batch items cannot be dropped nor garbled (allow_drop=False); routes answering text
+        ($count, the usage report) pass allow_bad_body=False. The default follows allow_drop.
+        """
         spec = self.spec
         drop = spec.drop if allow_drop else 0.0
-        if not (drop or spec.throttle or spec.server_error):
+        garble = allow_drop if allow_bad_body is None else allow_bad_body
+        bad_json, no_value = (spec.bad_json, spec.no_value) if garble else (0.0, 0.0)
+        if not (drop or bad_json or no_value or spec.throttle or spec.server_error):
             return None
         with self.lock:
             roll = self.rng.random()
             if roll < drop:
                 return "drop"
             roll -= drop
+            if roll < bad_json:
+                return "bad_json"
+            roll -= bad_json
+            if roll < no_value:
+                return "no_value"
+            roll -= no_value
             if roll < spec.throttle:
                 return "429"
             roll -= spec.throttle
