@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from audit import __version__, logs
@@ -127,14 +130,45 @@ def main(argv: list[str] | None = None) -> int:
     from audit.config import ConfigError
     from audit.csvin import InputError
 
+    previous = _stop_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, InputError, AuthError) as err:
         print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
         return ExitCode.USAGE
+    except Terminated:
+        print("etd-audit: stopped by SIGTERM; no partial report was written", file=sys.stderr)
+        # Tenant threads still reading Graph would hold the exit until their tenant is done; their
+        # results are thrown away anyway, and the report writer has already removed its temp files.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
     except KeyboardInterrupt:
         print("etd-audit: interrupted; no partial report was written", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (docker stop, kill, systemd) as an exception, so writers unwind and discard temp files."""
+
+
+def _raise_terminated(_signum, _frame) -> None:
+    raise Terminated
+
+
+def _stop_on_sigterm():
+    """Python's default SIGTERM ends the process at once, mid-write; turn it into an exception instead.
+
+    Returns the handler it replaced (None when it could not install one: not the main thread). The
+    scheduler installs its own handlers over this one while it serves.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _options(args, **extra) -> RunOptions:

@@ -120,9 +120,15 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     recipients = read_recipients(options.recipients_file) if options.recipients_file else None
     started = datetime.now(UTC)
     workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
+    try:
         results = list(pool.map(
             lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants))
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): start no queued tenant and do not wait for those in flight.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     probe = options.probe or config.audit.probe
     return RunResult(started=started, finished=datetime.now(UTC), version=__version__,
                      probes=probe != "none", tenants=results)
