@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -266,6 +266,14 @@ class GraphClient:
         """A plain-text answer: $count, or a CSV report (redirects are followed)."""
         return self._call("GET", path_or_url, params=params, headers=headers, want="text")
 
+    def get_report(self, path: str) -> str:
+        """A Graph report as text. Graph answers 302 with a pre-authenticated download URL on another
+        host; that URL is fetched without our token, which must not leave Graph."""
+        answer = self._call("GET", path, want="redirect")
+        if not answer.startswith(("https://", "http://")):
+            return answer  # answered directly, without a redirect
+        return self._call("GET", answer, want="text", auth=False)
+
     def iter_pages(
         self, path: str, params: dict | None = None, headers: dict | None = None
     ) -> Iterator[list[dict]]:
@@ -285,8 +293,10 @@ class GraphClient:
     def close(self) -> None:
         self.session.close()
 
-    def batch(self, requests_: Sequence[dict], *, in_flight: int = 1) -> dict[str, BatchItem]:
-        """Send requests through /$batch, 20 at a time, `in_flight` batches at once.
+    def batch(
+        self, requests_: Sequence[dict], *, in_flight: int = 1, per_batch: int = BATCH_LIMIT
+    ) -> dict[str, BatchItem]:
+        """Send requests through /$batch, `per_batch` (at most 20) at a time, `in_flight` batches at once.
 
         Items answered 429/503/504 are sent again on their own in a later batch after the longest
         Retry-After among them, while attempts and the wait budget last. Returns the final answer per id;
@@ -308,7 +318,8 @@ class GraphClient:
         round_no = 0
         while pending:
             round_no += 1
-            chunks = [pending[i : i + BATCH_LIMIT] for i in range(0, len(pending), BATCH_LIMIT)]
+            size = max(1, min(per_batch, BATCH_LIMIT))
+            chunks = [pending[i : i + size] for i in range(0, len(pending), size)]
             for rid in pending:
                 attempts[rid] += 1
             if round_no > 1:
@@ -395,6 +406,7 @@ class GraphClient:
         headers: dict | None = None,
         want: str,
         extra_retry: frozenset[int] = frozenset(),
+        auth: bool = True,
     ) -> Any:
         url = self._url(path_or_url)
         kind = self._kind(url)
@@ -406,8 +418,9 @@ class GraphClient:
         refreshed = False
         while True:
             attempt += 1
-            access_token = self.token.token()
-            send_headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+            access_token = self.token.token() if auth else ""
+            send_headers = {"Authorization": f"Bearer {access_token}"} if auth else {}
+            send_headers["Accept"] = "application/json"
             send_headers.update(headers or {})
             self.stats.count(kind)
             try:
@@ -420,6 +433,7 @@ class GraphClient:
                     timeout=self.timeout,
                     verify=self.verify,
                     proxies=self.proxies,
+                    allow_redirects=want != "redirect",
                 )
             except requests.exceptions.SSLError as exc:
                 found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
@@ -442,7 +456,7 @@ class GraphClient:
                 except _Fault as f:
                     fault = f
                 except GraphError as exc:
-                    if exc.status == 401 and exc.code == "InvalidAuthenticationToken" and not refreshed:
+                    if exc.status == 401 and exc.code == "InvalidAuthenticationToken" and auth and not refreshed:
                         refreshed = True
                         attempt -= 1  # a token refresh is not a retry of a fault
                         self._refresh(access_token)
@@ -478,7 +492,12 @@ class GraphClient:
             raise _Fault(parse_error(status, resp.content, headers), wait)
         if status >= 400:
             raise parse_error(status, resp.content, headers)
-        if want == "text":
+        if want == "redirect" and 300 <= status < 400:
+            location = resp.headers.get("Location")
+            if not location:
+                raise GraphError(status, "InvalidResponse", "a redirect without a Location header")
+            return urljoin(resp.url, location)
+        if want in ("text", "redirect"):
             return resp.content.decode("utf-8-sig", errors="replace")  # Graph text is UTF-8, CSVs carry a BOM
         if want == "optional" and not resp.content.strip():
             return None
