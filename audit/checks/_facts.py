@@ -155,11 +155,12 @@ def not_assessed(probe: MailboxProbe | None) -> bool:
 
 
 def is_shared_or_resource(probe: MailboxProbe | None) -> bool:
-    """Shared, room and equipment mailboxes need no licence; mailboxes seen in the usage report count too."""
+    """Shared, room and equipment mailboxes need no licence. The usage report gives the purpose too
+    (Recipient Type Shared -> "shared"); its user mailboxes are licence candidates like probed ones."""
     return (
         probe is not None
         and probe.outcome == "mailbox"
-        and ((probe.purpose or "").lower() in RESOURCE_PURPOSES or probe.source == "usage_report")
+        and (probe.purpose or "").lower() in RESOURCE_PURPOSES
     )
 
 
