@@ -10,12 +10,18 @@ import csv
 import io
 import json
 import logging
+import queue
+import re
+import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
-from audit.clouds import GRAPH_APP_ID
+from audit.checks._facts import SkuIndex, is_mail_enabled, mailbox_plans
+from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
 from audit.graph import GraphClient, GraphError
 from audit.models import (
@@ -56,6 +62,12 @@ PERMISSION = {
 }
 NO_MAILBOX_CODES = {"MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI", "ResourceNotFound",
                     "ErrorInvalidUser"}
+
+USAGE_REPORT = "/reports/getMailboxUsageDetail(period='D7')"
+CONCEALED_NAME = re.compile(r"^[0-9A-F]{32}$")  # what a user name looks like when reports conceal it
+# Outlook runs at most 4 calls at a time per app and tenant, $batch items included; Graph refuses the
+# rest of a batch with 429, so a probe batch carries no more than that.
+OUTLOOK_CONCURRENCY = 4
 
 FILTER_SAFE = " '()=:/@,"  # everything else (#, &, %, +) is percent-encoded inside a batch url
 Progress = Callable[[str, int, int | None], None]
@@ -119,6 +131,57 @@ def should_probe(user: User) -> bool:
     return user.enabled or bool(user.mail) or bool(user.proxy_addresses) or bool(user.plans)
 
 
+@dataclass(frozen=True)
+class MailboxInventory:
+    """The mailbox usage report read as an inventory: the tenant's Exchange Online user and shared
+    mailboxes as of `refresh_date`, by lower-case user principal name -> (recipient type, deleted)."""
+
+    refresh_date: str  # YYYY-MM-DD
+    mailboxes: dict[str, tuple[str, bool]]
+    concealed: bool  # the tenant hides user names in reports: rows cannot be matched to users
+
+
+def parse_usage_report(text: str) -> MailboxInventory:
+    """Rows of getMailboxUsageDetail's CSV (Recipient Type is "User" or "Shared")."""
+    refresh, concealed = "", False
+    mailboxes: dict[str, tuple[str, bool]] = {}
+    for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff"))):
+        upn = (row.get("User Principal Name") or "").strip()
+        refresh = refresh or (row.get("Report Refresh Date") or "").strip()
+        concealed = concealed or bool(CONCEALED_NAME.match(upn))
+        kind = (row.get("Recipient Type") or "").strip().lower()
+        mailboxes[upn.lower()] = (kind, (row.get("Is Deleted") or "").strip().lower() == "true")
+    return MailboxInventory(refresh, mailboxes, concealed)
+
+
+def settle(user: User, inventory: MailboxInventory, skus: SkuIndex) -> MailboxProbe | None:
+    """What the usage report says about the user's mailbox where it can be trusted; None: probe it.
+
+    The report lists user and shared mailboxes only, as of its refresh date. It is trusted where it and
+    the licence agree; accounts newer than the report, listed ones whose licence gives no mailbox,
+    unlisted ones whose licence gives one, and possible room or equipment mailboxes are probed.
+    """
+    created = (user.created or "")[:10]
+    if not created or created >= inventory.refresh_date:
+        return None  # newer than the report (or of unknown age)
+    licensed = bool(mailbox_plans(user, skus).usable)
+    row = inventory.mailboxes.get(user.upn.lower())
+    if row is not None:
+        kind, deleted = row
+        if deleted:
+            return None
+        if kind == "shared":
+            return MailboxProbe("mailbox", purpose="shared", source="usage_report")
+        if kind == "user" and licensed:
+            return MailboxProbe("mailbox", purpose="user", source="usage_report")
+        return None  # listed, yet the licence gives no mailbox (removed since?): ask Exchange
+    if licensed:
+        return None  # a mailbox licence the report does not show: pending, failed or on-premises
+    if not user.enabled and is_mail_enabled(user):
+        return None  # looks like a room or equipment mailbox, which the report does not list
+    return MailboxProbe("no_mailbox", code=f"not listed on {inventory.refresh_date}", source="usage_report")
+
+
 def read_access_policies(path: Path) -> list[dict]:
     """Rows of a Get-ApplicationAccessPolicy export, as JSON (object or list) or CSV."""
     text = path.read_text(encoding="utf-8-sig")
@@ -155,10 +218,14 @@ class Collector:
             log.warning("%s: could not read %s: %s", self.tenant.name, what, err)
             return self._missing(dataset, what, err)
 
-    def users(self, path: str, fields: str, phase: str) -> list[User]:
+    def users(self, path: str, fields: str, phase: str,
+              on_page: Callable[[list[User]], None] | None = None) -> list[User]:
         users: list[User] = []
         for page in self.client.iter_pages(path, params={"$select": fields, "$top": "999"}):
-            users.extend(user_from_graph(u) for u in page)
+            records = [user_from_graph(u) for u in page]
+            users.extend(records)
+            if on_page:
+                on_page(records)
             self.progress(phase, len(users), None)
         return users
 
@@ -195,21 +262,38 @@ class Collector:
         return [item for page in self.client.iter_pages(path, params=params) for item in page]
 
     def probes(self, users: Iterable[User]) -> dict[str, MailboxProbe]:
-        targets = [u for u in users if should_probe(u)]
-        requests = [{"id": str(i), "method": "GET", "url": f"/users/{u.id}/mailboxSettings"}
-                    for i, u in enumerate(targets)]
-        self.progress("probes", 0, len(targets))
-        answers = self.client.batch(requests, in_flight=1)
-        self.progress("probes", len(answers), len(targets))
-        out: dict[str, MailboxProbe] = {}
-        for i, user in enumerate(targets):
-            item = answers.get(str(i))
-            out[user.id] = (probe_from_item(item.status, item.body) if item
-                            else MailboxProbe("failed", code="NoAnswer"))
-        failed = sum(1 for p in out.values() if p.outcome == "failed")
-        if failed:
-            self.problems.append(f"{failed} mailbox probes failed after retries; those users were not assessed")
-        return out
+        """Probe every user should_probe() selects, without the usage report."""
+        prober = MailboxProber(self, None, None)
+        prober.add(list(users))
+        return prober.close()
+
+    def inventory(self) -> MailboxInventory | None:
+        """The mailbox usage report where it can stand in for probes; None: probe every mailbox."""
+        name = self.tenant.name
+        cloud = CLOUDS.get(self.tenant.cloud)
+        if cloud is None or not cloud.usage_reports:
+            log.info("%s: the mailbox usage report is not offered in the %s cloud; probing every mailbox",
+                     name, self.tenant.cloud)
+            return None
+        try:
+            inventory = parse_usage_report(self.client.get_report(USAGE_REPORT))
+        except GraphError as err:
+            if err.status in (401, 403):
+                reason = (f"the audit app may not read the mailbox usage report (Graph {err.status} {err.code}); "
+                          f"grant it {PERMISSION['usage_report']} to make audits faster")
+            else:
+                reason = f"the mailbox usage report could not be read: {err}"
+            log.warning("%s: %s", name, reason)
+            self.problems.append(f"{reason}; every mailbox was probed instead")
+            return None
+        if inventory.concealed:
+            log.info("%s: the mailbox usage report conceals user names, so every mailbox is probed; to show "
+                     "them: Microsoft 365 admin center > Settings > Org settings > Reports", name)
+            return None
+        if not inventory.refresh_date:
+            log.info("%s: the mailbox usage report is empty; probing every mailbox", name)
+            return None
+        return inventory
 
     def app_scope(self) -> Dataset:
         app = self.config.remediation_app
@@ -256,6 +340,81 @@ class Collector:
         return frozenset(m["id"] for m in members)
 
 
+class MailboxProber:
+    """Probes mailboxes in a thread of its own while the user list is still being read.
+
+    Directory and Outlook calls are throttled separately, so the probes need not wait for the last
+    page. With an inventory (the usage report), users it settles are not probed. Probes go in $batch
+    requests of OUTLOOK_CONCURRENCY items, one at a time: exactly as many Outlook calls in flight as
+    Graph allows; items refused with 429 are sent again after their Retry-After.
+    """
+
+    def __init__(self, collector: Collector, inventory: Callable[[], MailboxInventory | None] | None,
+                 skus: Dataset | None):
+        self.collector = collector
+        self.client = collector.client
+        self._inventory = inventory
+        self._skus = SkuIndex(SimpleNamespace(subscribed_skus=skus or Dataset(None)))
+        self._pages: queue.Queue[list[User] | None] = queue.Queue()
+        self._out: dict[str, MailboxProbe] = {}
+        self._probed = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"probes-{collector.tenant.name}", daemon=True)
+        self._thread.start()
+
+    def add(self, users: list[User]) -> None:
+        self._pages.put(users)
+
+    def close(self) -> dict[str, MailboxProbe]:
+        """Wait for the last probe; re-raise what stopped the thread (a GraphError for a whole batch)."""
+        self._pages.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        failed = sum(1 for p in self._out.values() if p.outcome == "failed")
+        if failed:
+            self.collector.problems.append(
+                f"{failed} mailbox probes failed after retries; those users were not assessed")
+        return self._out
+
+    def abandon(self) -> None:
+        self._pages.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            inventory = self._inventory() if self._inventory else None
+            while True:
+                page = self._pages.get()
+                if page is None:
+                    return
+                targets: list[User] = []
+                for user in page:
+                    if not should_probe(user):
+                        continue
+                    known = settle(user, inventory, self._skus) if inventory else None
+                    if known is None:
+                        targets.append(user)
+                    else:
+                        self._out[user.id] = known
+                self._probe(targets)
+        except BaseException as err:  # noqa: BLE001 - handed to close(), in the collecting thread
+            self._error = err
+
+    def _probe(self, targets: list[User]) -> None:
+        if not targets:
+            return
+        requests = [{"id": str(i), "method": "GET", "url": f"/users/{u.id}/mailboxSettings"}
+                    for i, u in enumerate(targets)]
+        answers = self.client.batch(requests, in_flight=1, per_batch=OUTLOOK_CONCURRENCY)
+        for i, user in enumerate(targets):
+            item = answers.get(str(i))
+            self._out[user.id] = (probe_from_item(item.status, item.body) if item
+                                  else MailboxProbe("failed", code="NoAnswer"))
+        self._probed += len(targets)
+        self.collector.progress("probes", self._probed, None)
+
+
 def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *, probe: str = "auto",
                    recipients: list[str] | None = None, audit_roles: tuple[str, ...] = (),
                    progress: Progress | None = None, now: datetime | None = None,
@@ -269,10 +428,23 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
     app = config.remediation_app
     started = now or datetime.now(UTC)
 
+    # SKUs first: the probes that run while the user list is read need them to trust the usage report.
+    skus = c._read("subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
+    prober = None
+    if probe != "none":
+        # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
+        inventory = c.inventory if probe == "auto" and addresses is None else None
+        prober = MailboxProber(c, inventory, skus)
     try:
-        users = Dataset(c.lookup_users(addresses) if addresses is not None
-                        else c.users("/users", USER_FIELDS, "users"))
+        if addresses is not None:
+            users = Dataset(c.lookup_users(addresses))
+            if prober:
+                prober.add(users.value or [])
+        else:
+            users = Dataset(c.users("/users", USER_FIELDS, "users", on_page=prober.add if prober else None))
     except GraphError as err:
+        if prober:
+            prober.abandon()
         if err.status not in (401, 403):
             raise  # without the user list there is nothing to audit: the tenant failed
         users = c._missing("users", "users", err)
@@ -282,7 +454,6 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
                                       "deleted users"))
     organization = c._read("organization", "the organization",
                            lambda: c.first("/organization", {"$select": "id,displayName,verifiedDomains"}))
-    skus = c._read("subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
     sp = c._read("remediation_sp", "the remediation app's service principal",
                  lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'",
                                                         "$select": SP_FIELDS}))
@@ -301,13 +472,14 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
         roles = delegated = Dataset.missing(reason)
     application = _application(c, config)
 
-    if probe == "none":
+    if prober is None:
         probes = Dataset.missing("mailbox probes were switched off (--no-probe); user checks used "
                                  "directory data only")
     elif not users.ok:
+        prober.abandon()
         probes = Dataset.missing(users.error or "no users")
     else:
-        probes = c._read("probes", "mailboxes", lambda: c.probes(users.value or []))
+        probes = c._read("probes", "mailboxes", prober.close)
 
     return TenantSnapshot(
         tenant_name=tenant.name,

@@ -105,8 +105,10 @@ def test_traps_end_to_end(sim_factory, trap_tenant, tmp_path, monkeypatch):
     assert len(unknown) == 2  # nobody@ and the soft-deleted dave@; alice in any case or alias form is known
     assert any("nobody@contoso.example" in f.evidence.lower() for f in unknown)
     assert any("soft-deleted" in f.evidence.lower() for f in unknown)
-    # Every probed mailbox was asked once; guests were not probed at all.
-    assert result.mailboxes_probed == len([u for u in b.spec["users"] if u["userType"] == "Member"])
+    # Every member's mailbox was settled once, by the usage report or a probe; guests not at all.
+    members = {u["id"] for u in b.spec["users"] if u["userType"] == "Member"}
+    assert set(result.snapshot.probes.value) == members
+    assert 0 < result.mailboxes_probed < len(members)
 
 
 def test_healthy_tenant_has_no_app_findings(sim_factory, tmp_path, monkeypatch):
