@@ -61,9 +61,18 @@ def read_table(path: str | Path) -> Table:
     first = lines[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(lines, delimiter=delimiter)
-    header = [h.strip() for h in next(reader)]
-    if not any(header):
-        raise InputError(f"{path}: the first line must be a header row naming the columns.")
+    try:
+        header = [h.strip() for h in next(reader)]
+        if not any(header):
+            raise InputError(f"{path}: the first line must be a header row naming the columns.")
+        rows, bad = _rows(reader, header)
+    except csv.Error as err:  # e.g. a field over csv's size limit: a runaway quote or not a list at all
+        raise InputError(f"{path}: cannot be read as CSV near line {reader.line_num} ({err}). "
+                         "Export it again as CSV (UTF-8).") from None
+    return Table(path, header, rows, bad)
+
+
+def _rows(reader, header: list[str]) -> tuple[list[dict[str, str]], list[tuple[int, str]]]:
     rows: list[dict[str, str]] = []
     bad: list[tuple[int, str]] = []
     for number, values in enumerate(reader, start=2):
@@ -71,7 +80,7 @@ def read_table(path: str | Path) -> Table:
             bad.append((number, f"{len(values)} fields where the header has {len(header)}"))
             continue
         rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
-    return Table(path, header, rows, bad)
+    return rows, bad
 
 
 def read_recipients(path: str | Path) -> list[str]:
