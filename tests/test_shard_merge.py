@@ -176,6 +176,23 @@ def test_a_missing_shard_makes_its_tenants_failed(runs):
     assert len(status) == 1 + len(TENANTS)
 
 
+def test_a_shard_without_workbook_is_merged_and_says_what_is_missing(runs):
+    root = runs["root"]
+    bare = root / "json-only"
+    bare.mkdir()
+    source = newest(root / "shard-1", "json")
+    (bare / source.name).write_bytes(source.read_bytes())
+    assert merge(runs, "shard-0", "json-only", "shard-2", out="merged-bare") == 1
+    names = {t["name"] for t in json.loads(source.read_text())["tenants"]}
+    single, merged = sheets(root / "single"), sheets(root / "merged-bare")
+    assert [r for r in single["Users"] if r[0] not in names] == merged["Users"]
+    assert report(root / "merged-bare")["findings"] == report(root / "single")["findings"]
+    notes = " ".join(str(c) for row in merged["Summary"] for c in row if c)
+    assert all(name in notes for name in names) and "their shard wrote no workbook" in notes
+    tenant_rows = {row[0]: row for row in merged["Tenant"][1:]}
+    assert all("settings not carried" in tenant_rows[name][3] for name in names)
+
+
 def test_a_stale_shard_report_is_not_merged_as_this_run(runs):
     root = runs["root"]
     stale = root / "stale"
