@@ -372,12 +372,15 @@ class GraphClient:
         try:
             answer = self._call("POST", "/$batch", json_body=body, want="batch", extra_retry=frozenset({424}))
         except GraphError as exc:
-            if exc.status not in RETRY_STATUSES | {424} and exc.code != "ConnectionError":
+            unreadable = exc.code == "InvalidResponse"  # kept answering 200 with a body that is no batch
+            if exc.status not in RETRY_STATUSES | {424} and exc.code != "ConnectionError" and not unreadable:
                 raise
             # The batch as a whole stayed throttled or unreachable: every item gets that answer
             # (status 0 for a connection that kept failing), so the caller can report them unassessed.
+            # An unreadable answer is a transient fault like an item left out below: 503, sent again.
             envelope = {"error": {"code": exc.code, "message": exc.message}}
-            return {i["id"]: BatchItem(i["id"], exc.status, {}, envelope) for i in items}
+            status = 503 if unreadable else exc.status
+            return {i["id"]: BatchItem(i["id"], status, {}, envelope) for i in items}
         out: dict[str, BatchItem] = {}
         wanted = {i["id"].lower(): i["id"] for i in items}
         for raw in answer["responses"]:

@@ -1,0 +1,71 @@
+"""SIGTERM during `etd-audit run` leaves no partial report, and the reports already there untouched.
+
+The command runs as a real process against the simulator. It is stopped either while it is still
+reading Graph (a simulator with latency), or while it is writing the report (the moment its hidden
+temporary file appears in the reports folder).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audit.config import load_config
+from audit.runner import RunOptions, run
+from audit.simulator import generate_tenant
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition, what: str, child: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds  # a bound on waiting, not an assertion about speed
+    while not condition():
+        assert child.poll() is None, f"the run ended before {what}: {child.communicate()}"
+        assert time.monotonic() < deadline, f"never saw {what}"
+        time.sleep(0.002)
+
+
+@pytest.mark.parametrize("moment", ["reading-graph", "writing-report"])
+def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, moment):
+    users, faults = (300, "latency=0.02") if moment == "reading-graph" else (2000, None)
+    sim = sim_factory([generate_tenant("contoso", users, seed=2)], faults=faults)
+    out = tmp_path / "reports"
+    config_path = tmp_path / "config.toml"
+    config_path.write_text(sim.config_toml(str(out)))
+    for name, value in sim.secrets_env().items():
+        monkeypatch.setenv(name, value)
+
+    # An earlier report in the folder, which must come through untouched.
+    earlier = run(load_config(config_path), RunOptions(probe="none", stem="etd-audit-20260101T060000Z", email=False))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {Path(n).suffix for n in before} == {".xlsx", ".json"} and earlier.report.json.name in before
+
+    args = [sys.executable, "-m", "audit", "run", "--config", str(config_path), "--no-email"]
+    if moment == "writing-report":
+        args += ["--probe", "none"]
+    calls_before = sim.counters.snapshot()["http_requests"]
+    child = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        if moment == "reading-graph":
+            wait_for(lambda: sim.counters.snapshot()["by_route"].get("batch", 0) >= 2, "mailbox probes", child)
+        else:
+            wait_for(lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), "a temporary report file", child)
+        child.send_signal(signal.SIGTERM)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+    assert child.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert "stopped by SIGTERM; no partial report was written" in stderr.decode()
+    assert b"wrote " not in stdout
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert after == before  # no new report, no temporary file left, the earlier report byte-identical
+    assert sim.counters.snapshot()["http_requests"] > calls_before  # the run had really started
