@@ -164,21 +164,35 @@ def in_config_order(tenants: list[TenantResult], shards: Sequence[ShardReport], 
     return sorted(tenants, key=lambda t: rank[t.tenant_id.lower()])
 
 
+class _Workbooks:
+    """The shards' workbooks, each opened once (read-only: rows are parsed as they are asked for)."""
+
+    def __init__(self):
+        self._open: dict[Path, object] = {}
+
+    def get(self, path: Path):
+        from openpyxl import load_workbook
+
+        if path not in self._open:
+            self._open[path] = load_workbook(path, read_only=True, data_only=True)
+        return self._open[path]
+
+    def close(self) -> None:
+        for wb in self._open.values():
+            wb.close()
+
+
 class _SheetRows:
     """One sheet of a shard's workbook, read front to back once, one row looked ahead."""
 
-    def __init__(self, path: Path, sheet: str, columns: Sequence[str]):
-        self.path, self.sheet, self.columns = path, sheet, list(columns)
-        self._wb = None
+    def __init__(self, books: _Workbooks, path: Path, sheet: str, columns: Sequence[str]):
+        self.books, self.path, self.sheet, self.columns = books, path, sheet, list(columns)
         self._rows: Iterator[tuple] | None = None
         self._next: list | None = None
 
     def _open(self) -> None:
-        from openpyxl import load_workbook
-
         try:
-            self._wb = load_workbook(self.path, read_only=True, data_only=True)
-            rows = self._wb[self.sheet].iter_rows(values_only=True)
+            rows = self.books.get(self.path)[self.sheet].iter_rows(values_only=True)
             header = [h for h in next(rows, ()) if h is not None]
         except (OSError, KeyError, ValueError) as err:
             raise MergeError(f"{self.path}: cannot read its {self.sheet} sheet: {err}") from None
@@ -210,10 +224,6 @@ class _SheetRows:
             self._advance()
             yield row
 
-    def close(self) -> None:
-        if self._wb is not None:
-            self._wb.close()
-
 
 class CarriedSheets:
     """The Users and Tenant rows of the merged report, copied from the shards' workbooks."""
@@ -221,9 +231,10 @@ class CarriedSheets:
     def __init__(self, result: RunResult, shards: Sequence[ShardReport]):
         self.result = result
         self.owner = {t.tenant_id.lower(): s for s in shards for t in s.result.tenants}
-        self.users = {id(s): _SheetRows(s.workbook, USERS, [c.header for c in USER_COLUMNS])
+        self.books = _Workbooks()
+        self.users = {id(s): _SheetRows(self.books, s.workbook, USERS, [c.header for c in USER_COLUMNS])
                       for s in shards if s.workbook}
-        self.tenants = {id(s): _SheetRows(s.workbook, TENANT, [c.header for c in TENANT_COLUMNS])
+        self.tenants = {id(s): _SheetRows(self.books, s.workbook, TENANT, [c.header for c in TENANT_COLUMNS])
                         for s in shards if s.workbook}
 
     def notes(self) -> list[str]:
@@ -274,8 +285,7 @@ class CarriedSheets:
         return rows
 
     def close(self) -> None:
-        for sheet in [*self.users.values(), *self.tenants.values()]:
-            sheet.close()
+        self.books.close()
 
 
 def merge(sources: Sequence[Path], out_dir: Path | None, *, config_path: Path | None = None,

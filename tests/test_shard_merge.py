@@ -214,6 +214,7 @@ def test_a_stale_shard_report_is_not_merged_as_this_run(runs):
     ("nowhere", "no such file or folder"),
     ("empty", "no etd-audit report"),
     ("into-input", "also an input"),
+    ("workbook", "not a readable workbook"),
 ])
 def test_inputs_that_do_not_fit_are_refused(runs, tmp_path, capsys, case, message):
     root = runs["root"]
@@ -234,10 +235,15 @@ def test_inputs_that_do_not_fit_are_refused(runs, tmp_path, capsys, case, messag
         inputs = [tmp_path / "no-such-folder"]
     elif case == "into-input":
         inputs, out = [root / "shard-0"], root / "shard-0"
+    elif case == "workbook":  # a sound JSON beside a damaged workbook
+        (bad / good.name).write_bytes(good.read_bytes())
+        (bad / good.with_suffix(".xlsx").name).write_bytes(b"PK not really a zip")
+        inputs = [bad]
     code = main(["merge", *map(str, inputs), "--out", str(out), "--no-email"])
     assert code == 2
     assert message in capsys.readouterr().err
-    assert not out.exists() or case == "into-input"
+    if case != "into-input":
+        assert not out.exists() or not list(out.iterdir())  # nothing written, not even a partial file
 
 
 def test_merge_needs_somewhere_to_write(runs, capsys):
