@@ -14,6 +14,7 @@ import queue
 import re
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,7 +264,7 @@ class Collector:
 
     def probes(self, users: Iterable[User]) -> dict[str, MailboxProbe]:
         """Probe every user should_probe() selects, without the usage report."""
-        prober = MailboxProber(self, None, None)
+        prober = MailboxProber(self, None)
         prober.add(list(users))
         return prober.close()
 
@@ -350,11 +351,11 @@ class MailboxProber:
     """
 
     def __init__(self, collector: Collector, inventory: Callable[[], MailboxInventory | None] | None,
-                 skus: Dataset | None):
+                 skus: Callable[[], Dataset] | None = None):
         self.collector = collector
         self.client = collector.client
         self._inventory = inventory
-        self._skus = SkuIndex(SimpleNamespace(subscribed_skus=skus or Dataset(None)))
+        self._skus = skus
         self._pages: queue.Queue[list[User] | None] = queue.Queue()
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
@@ -384,6 +385,9 @@ class MailboxProber:
     def _run(self) -> None:
         try:
             inventory = self._inventory() if self._inventory else None
+            # SkuIndex reads only the snapshot's subscribed_skus, which is all there is yet.
+            skus = SkuIndex(SimpleNamespace(subscribed_skus=self._skus() if self._skus else Dataset(None))) \
+                if inventory else None
             while True:
                 page = self._pages.get()
                 if page is None:
@@ -392,7 +396,7 @@ class MailboxProber:
                 for user in page:
                     if not should_probe(user):
                         continue
-                    known = settle(user, inventory, self._skus) if inventory else None
+                    known = settle(user, inventory, skus) if inventory and skus else None
                     if known is None:
                         targets.append(user)
                     else:
@@ -428,49 +432,60 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
     app = config.remediation_app
     started = now or datetime.now(UTC)
 
-    # SKUs first: the probes that run while the user list is read need them to trust the usage report.
-    skus = c._read("subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
-    prober = None
-    if probe != "none":
-        # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
-        inventory = c.inventory if probe == "auto" and addresses is None else None
-        prober = MailboxProber(c, inventory, skus)
-    try:
-        if addresses is not None:
-            users = Dataset(c.lookup_users(addresses))
+    # The small datasets are read while the user list pages in: a request or two each, one after the
+    # other they would add seconds to every run; the directory's resource units have room for them.
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"read-{tenant.name}") as pool:
+        # SKUs first: the probes that run while the user list is read need them to trust the usage report.
+        skus_f = pool.submit(c._read, "subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
+        prober = None
+        if probe != "none":
+            # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
+            inventory = c.inventory if probe == "auto" and addresses is None else None
+            prober = MailboxProber(c, inventory, skus_f.result)
+        deleted_f = pool.submit(c._read, "deleted_users", "soft-deleted users",
+                                lambda: c.users("/directory/deletedItems/microsoft.graph.user",
+                                                DELETED_USER_FIELDS, "deleted users"))
+        organization_f = pool.submit(c._read, "organization", "the organization",
+                                     lambda: c.first("/organization", {"$select": "id,displayName,verifiedDomains"}))
+        sp_f = pool.submit(c._read, "remediation_sp", "the remediation app's service principal",
+                           lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'",
+                                                                  "$select": SP_FIELDS}))
+        graph_sp_f = pool.submit(c._read, "remediation_sp", "Microsoft Graph's service principal",
+                                 lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{GRAPH_APP_ID}'",
+                                                                        "$select": "id"}))
+        application_f = pool.submit(_application, c, config)
+        app_scope_f = pool.submit(c.app_scope)
+        count_f = pool.submit(c.count_users) if addresses is None else None
+        try:
+            if addresses is not None:
+                users = Dataset(c.lookup_users(addresses))
+                if prober:
+                    prober.add(users.value or [])
+            else:
+                users = Dataset(c.users("/users", USER_FIELDS, "users",
+                                        on_page=prober.add if prober else None))
+        except GraphError as err:
             if prober:
-                prober.add(users.value or [])
+                prober.abandon()
+            if err.status not in (401, 403):
+                raise  # without the user list there is nothing to audit: the tenant failed
+            users = c._missing("users", "users", err)
+        sp = sp_f.result()
+        if sp.ok and sp.value:
+            sp_id = sp.value["id"]
+            roles_f = pool.submit(c._read, "remediation_sp", "the remediation app's application permissions",
+                                  lambda: c.all_items(f"/servicePrincipals/{sp_id}/appRoleAssignments"))
+            delegated_f = pool.submit(c._read, "remediation_sp", "the remediation app's delegated permissions",
+                                      lambda: c.all_items(f"/servicePrincipals/{sp_id}/oauth2PermissionGrants"))
+            roles, delegated = roles_f.result(), delegated_f.result()
         else:
-            users = Dataset(c.users("/users", USER_FIELDS, "users", on_page=prober.add if prober else None))
-    except GraphError as err:
-        if prober:
-            prober.abandon()
-        if err.status not in (401, 403):
-            raise  # without the user list there is nothing to audit: the tenant failed
-        users = c._missing("users", "users", err)
-    count = c.count_users() if users.ok and addresses is None else None
-    deleted = c._read("deleted_users", "soft-deleted users",
-                      lambda: c.users("/directory/deletedItems/microsoft.graph.user", DELETED_USER_FIELDS,
-                                      "deleted users"))
-    organization = c._read("organization", "the organization",
-                           lambda: c.first("/organization", {"$select": "id,displayName,verifiedDomains"}))
-    sp = c._read("remediation_sp", "the remediation app's service principal",
-                 lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'",
-                                                        "$select": SP_FIELDS}))
-    graph_sp = c._read("remediation_sp", "Microsoft Graph's service principal",
-                       lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{GRAPH_APP_ID}'",
-                                                              "$select": "id"}))
+            reason = sp.error or "the remediation app has no service principal in this tenant"
+            roles = delegated = Dataset.missing(reason)
+        count = count_f.result() if count_f is not None and users.ok else None
+        deleted, organization = deleted_f.result(), organization_f.result()
+        graph_sp, application, app_scope = graph_sp_f.result(), application_f.result(), app_scope_f.result()
+        skus = skus_f.result()
     graph_sp_id = Dataset((graph_sp.value or {}).get("id")) if graph_sp.ok else graph_sp
-    if sp.ok and sp.value:
-        sp_id = sp.value["id"]
-        roles = c._read("remediation_sp", "the remediation app's application permissions",
-                        lambda: c.all_items(f"/servicePrincipals/{sp_id}/appRoleAssignments"))
-        delegated = c._read("remediation_sp", "the remediation app's delegated permissions",
-                            lambda: c.all_items(f"/servicePrincipals/{sp_id}/oauth2PermissionGrants"))
-    else:
-        reason = sp.error or "the remediation app has no service principal in this tenant"
-        roles = delegated = Dataset.missing(reason)
-    application = _application(c, config)
 
     if prober is None:
         probes = Dataset.missing("mailbox probes were switched off (--no-probe); user checks used "
@@ -495,7 +510,7 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
         graph_sp_id=graph_sp_id,
         application=application,
         probes=probes,
-        app_scope=c.app_scope(),
+        app_scope=app_scope,
         recipients=Dataset(list(recipients)) if recipients is not None
         else Dataset.missing("no recipients list was given (--recipients FILE)"),
         directory_user_count=count,
