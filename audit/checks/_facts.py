@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from audit import licensing
@@ -193,6 +193,15 @@ def describe_probe(probe: MailboxProbe | None) -> str:
 def is_licence_candidate(user: User, probe: MailboxProbe | None) -> bool:
     """Who the licence checks look at: enabled members that can be assessed and are not shared/resource."""
     return user.enabled and not user.is_guest and not not_assessed(probe) and not is_shared_or_resource(probe)
+
+
+def licence_candidates(snapshot: TenantSnapshot) -> Iterator[tuple[User, MailboxProbe | None, MailboxPlans]]:
+    """The users the licence checks look at, each with its probe and its Exchange mailbox plans."""
+    skus = SkuIndex(snapshot)
+    for user in snapshot.users.value or ():
+        probe = probe_of(snapshot, user)
+        if is_licence_candidate(user, probe):
+            yield user, probe, mailbox_plans(user, skus)
 
 
 def smtp_proxy_addresses(user: User) -> list[str]:

@@ -10,9 +10,7 @@ from audit.checks._facts import (
     SkuIndex,
     describe_plans,
     describe_probe,
-    is_licence_candidate,
-    mailbox_plans,
-    probe_of,
+    licence_candidates,
 )
 from audit.models import MAILBOX_INACTIVE, CheckInfo, Finding, Severity, TenantSnapshot
 
@@ -41,11 +39,7 @@ CHECK = CheckInfo(
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     skus = SkuIndex(snapshot)
-    for user in snapshot.users.value or ():
-        probe = probe_of(snapshot, user)
-        if not is_licence_candidate(user, probe):
-            continue
-        plans = mailbox_plans(user, skus)
+    for user, probe, plans in licence_candidates(snapshot):
         severities: list[Severity] = []
         evidence: list[str] = []
         if plans.lapsed and not plans.usable:

@@ -9,13 +9,10 @@ from audit.checks._base import CheckContext, as_utc, parse_time, user_finding
 from audit.checks._facts import (
     DIRECTORY_ONLY,
     PROVISIONING_STUCK,
-    SkuIndex,
     describe_plans,
     describe_probe,
     is_hybrid_mail_enabled,
-    is_licence_candidate,
-    mailbox_plans,
-    probe_of,
+    licence_candidates,
 )
 from audit.models import RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
@@ -46,12 +43,7 @@ CHECK = CheckInfo(
 
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    skus = SkuIndex(snapshot)
-    for user in snapshot.users.value or ():
-        probe = probe_of(snapshot, user)
-        if not is_licence_candidate(user, probe):
-            continue
-        plans = mailbox_plans(user, skus)
+    for user, probe, plans in licence_candidates(snapshot):
         if not plans.usable:
             continue
         evidence = [f"holds {describe_plans(plans.usable)}"]

@@ -11,11 +11,9 @@ from audit.checks._facts import (
     describe_plans,
     describe_probe,
     is_hybrid_mail_enabled,
-    is_licence_candidate,
+    licence_candidates,
     licence_errors,
-    mailbox_plans,
     plan_label,
-    probe_of,
 )
 from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
@@ -42,15 +40,11 @@ CHECK = CheckInfo(
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     skus = SkuIndex(snapshot)
-    for user in snapshot.users.value or ():
-        probe = probe_of(snapshot, user)
-        if not is_licence_candidate(user, probe):
-            continue  # disabled, guest, shared/room/equipment, or not assessable
+    for user, probe, plans in licence_candidates(snapshot):
         if probe is not None and probe.outcome == "mailbox":
             continue
         if is_hybrid_mail_enabled(user):
             continue  # its mailbox may be on-premises: on-premises-mailbox decides
-        plans = mailbox_plans(user, skus)
         if plans.present:
             continue  # a mailbox plan exists (maybe suspended): exchange-license-suspended decides
         evidence = ["no enabled Exchange Online plan that gives a mailbox"]
