@@ -418,7 +418,7 @@ class GraphClient:
         start = self.clock()
         waited = 0.0
         attempt = 0
-        refreshed = False
+        refused: set[str] = set()  # tokens Graph refused as expired during this call
         while True:
             attempt += 1
             access_token = self.token.token() if auth else ""
@@ -459,8 +459,11 @@ class GraphClient:
                 except _Fault as f:
                     fault = f
                 except GraphError as exc:
-                    if exc.status == 401 and exc.code == "InvalidAuthenticationToken" and auth and not refreshed:
-                        refreshed = True
+                    # Refresh once per refused token: a call that waits out long Retry-Afters can outlive
+                    # the fresh token too; a token refused at once is not refreshed for ever (at most 3).
+                    if (exc.status == 401 and exc.code == "InvalidAuthenticationToken" and auth
+                            and access_token not in refused and len(refused) < 3):
+                        refused.add(access_token)
                         attempt -= 1  # a token refresh is not a retry of a fault
                         self._refresh(access_token)
                         continue

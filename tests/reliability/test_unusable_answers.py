@@ -53,3 +53,14 @@ def test_unreadable_batch_answers_leave_items_to_retry_not_a_lost_dataset(sim_fa
     assert {a.error().code for a in answers.values()} == {"InvalidResponse"}
     # two rounds of two batches, each POST tried twice
     assert sim.counters.snapshot()["by_route"]["batch"] == 8
+
+
+def test_a_token_refused_at_once_is_refreshed_a_bounded_number_of_times(sim_factory, monkeypatch, tenant):
+    sim = sim_factory([tenant], faults="token_ttl=0")  # every token is refused as expired
+    client, waits = client_for(sim, tenant, monkeypatch)
+    with pytest.raises(GraphError) as caught:
+        client.get("/organization")
+    assert (caught.value.status, caught.value.code) == (401, "InvalidAuthenticationToken")
+    counters = sim.counters.snapshot()
+    assert (counters["unauthorized"], counters["tokens_issued"]) == (4, 4)  # the first token and 3 fresh ones
+    assert waits == []
