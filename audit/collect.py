@@ -347,7 +347,8 @@ class MailboxProber:
     Directory and Outlook calls are throttled separately, so the probes need not wait for the last
     page. With an inventory (the usage report), users it settles are not probed. Probes go in $batch
     requests of OUTLOOK_CONCURRENCY items, one at a time: exactly as many Outlook calls in flight as
-    Graph allows; items refused with 429 are sent again after their Retry-After.
+    Graph allows. Items refused with 429 are sent again after their Retry-After, and the batch shrinks
+    while refusals continue (someone else is using the same budget), growing back one item at a time.
     """
 
     def __init__(self, collector: Collector, inventory: Callable[[], MailboxInventory | None] | None,
@@ -359,6 +360,7 @@ class MailboxProber:
         self._pages: queue.Queue[list[User] | None] = queue.Queue()
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
+        self._window = OUTLOOK_CONCURRENCY  # probes per batch
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"probes-{collector.tenant.name}", daemon=True)
         self._thread.start()
@@ -410,7 +412,12 @@ class MailboxProber:
             return
         requests = [{"id": str(i), "method": "GET", "url": f"/users/{u.id}/mailboxSettings"}
                     for i, u in enumerate(targets)]
-        answers = self.client.batch(requests, in_flight=1, per_batch=OUTLOOK_CONCURRENCY)
+        throttled = self.client.stats.throttled
+        answers = self.client.batch(requests, in_flight=1, per_batch=self._window)
+        if self.client.stats.throttled > throttled:
+            self._window = max(1, self._window // 2)
+        else:
+            self._window = min(OUTLOOK_CONCURRENCY, self._window + 1)
         for i, user in enumerate(targets):
             item = answers.get(str(i))
             self._out[user.id] = (probe_from_item(item.status, item.body) if item

@@ -179,3 +179,28 @@ def test_report_download_is_fetched_without_the_token(report_host):
         ("/v1.0/reports/getMailboxUsageDetail(period='D7')", "Bearer secret-token"),
         ("/download/abc", None),
     ]
+
+
+def test_probe_batches_shrink_while_outlook_refuses(sim_factory, make_config, tmp_path):
+    from audit.auth import TokenProvider, graph_base
+    from audit.collect import Collector, MailboxProber
+    from audit.simulator import Limits
+
+    spec = generate_tenant("litware", 60, seed=9, scenario="healthy")
+    sim = sim_factory([spec], limits=Limits(outlook_concurrency=2))
+    config = _only_tenant(sim, spec, make_config, tmp_path)
+    tenant = config.tenants[0]
+    waits: list[float] = []
+    client = GraphClient(graph_base(tenant), TokenProvider(tenant, verify=str(sim.ca_path)),
+                         verify=str(sim.ca_path), sleep=waits.append)
+    users = [user_from_graph(u) for u in spec["users"] if should_probe(user_from_graph(u))]
+    prober = MailboxProber(Collector(client, tenant, config), None)
+    for start in range(0, 24, 8):  # three pages of eight
+        prober.add(users[start:start + 8])
+    probes = prober.close()
+    assert len(probes) == 24 and {p.outcome for p in probes.values()} <= {"mailbox", "no_mailbox"}
+    sizes = sim.counters.snapshot()["batch_sizes"]
+    # Page one: batches of 4, half refused and sent again after their Retry-After; page two: batches of 2,
+    # which Outlook runs without refusing; page three tries one more and shrinks again.
+    assert sizes == [4, 4, 4, 2, 2, 2, 2, 2, 3, 3, 2, 2]
+    assert waits == [1.0, 1.0, 1.0]
