@@ -150,7 +150,14 @@ def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
 def run(config: Config, options: RunOptions, progress: Callable | None = None) -> RunOutcome:
     """Audit, write the report (always first), then mail it. The report survives a failed send."""
     from audit.report import load_exceptions, write_reports
+    from audit.report.files import check_writable
 
+    out_dir = options.out_dir or config.audit.out_dir
+    try:
+        check_writable(Path(out_dir))
+    except OSError as err:
+        raise ConfigError(f"{config.path}: audit.out_dir: cannot write reports to {out_dir} ({err.strerror}). "
+                          "Point out_dir (or --out) at a folder this user can create and write to.") from None
     result = audit_tenants(config, options, progress)
     audit = config.audit
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()

@@ -32,6 +32,14 @@ def ensure_dir(path: Path) -> None:
     os.chmod(path, DIR_MODE)  # mkdir's mode is narrowed by the umask; say exactly what we mean
 
 
+def check_writable(path: Path) -> None:
+    """Create the folder and a scratch file in it, or raise OSError: better before a long run than after."""
+    ensure_dir(path)
+    probe = path / f".write-check.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    probe.unlink()
+
+
 def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write a complete temporary file beside `target` and return its path (not yet renamed)."""
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
