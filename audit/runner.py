@@ -104,10 +104,13 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
         else:
             continue
         not_assessed[key] = not_assessed.get(key, 0) + 1
-    status = TenantStatus.PARTIAL if snapshot.problems else TenantStatus.OK
+    problems = list(snapshot.problems)
+    if not snapshot.users.ok:  # no user list (e.g. User.Read.All not granted): no mailbox was assessed
+        problems.append(snapshot.users.error or "the user list could not be read")
+    status = TenantStatus.PARTIAL if problems else TenantStatus.OK
     return TenantResult(
         name=tenant.name, tenant_id=tenant.tenant_id, status=status,
-        error="; ".join(snapshot.problems) or None,
+        error="; ".join(problems) or None,
         users_scanned=len(snapshot.users.value or []),
         users_in_directory=snapshot.directory_user_count,
         mailboxes_probed=sum(1 for p in probes.values() if p.source == "probe"),
