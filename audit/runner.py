@@ -144,6 +144,8 @@ def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
         return ExitCode.USAGE
     if any(s != TenantStatus.OK for s in statuses):
         return ExitCode.PARTIAL
+    if any(sum(t.not_assessed.values()) for t in result.tenants):  # e.g. probes refused: not fully assessed
+        return ExitCode.PARTIAL
     threshold = Severity(fail_on).rank
     if any(Severity(f.severity).rank >= threshold for f in counted_findings):
         return ExitCode.FINDINGS
