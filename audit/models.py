@@ -237,6 +237,7 @@ class TenantResult:
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     snapshot: TenantSnapshot | None = None
+    not_assessed_users: tuple[str, ...] = ()  # ids of users whose mailbox probe failed or was refused
 
 
 @dataclass

@@ -96,7 +96,10 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
     findings, not_evaluated = run_checks(snapshot, ctx)
     probes = snapshot.probes.value or {}
     not_assessed: dict[str, int] = {}
-    for probe in probes.values():
+    unassessed: list[str] = []
+    for user_id, probe in probes.items():
+        if probe.outcome in ("failed", "access_denied"):
+            unassessed.append(user_id)
         if probe.outcome == "failed":
             key = "mailbox probe failed after retries"
         elif probe.outcome == "access_denied":
@@ -115,6 +118,7 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
         users_in_directory=snapshot.directory_user_count,
         mailboxes_probed=sum(1 for p in probes.values() if p.source == "probe"),
         not_assessed=not_assessed, not_evaluated=not_evaluated, findings=findings, snapshot=snapshot,
+        not_assessed_users=tuple(sorted(unassessed)),
     )
 
 

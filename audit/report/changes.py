@@ -106,6 +106,8 @@ def _rechecker(result: RunResult):
             return False
         if any(n.check_id.lower() == f.check_id.lower() for n in tenant.not_evaluated):
             return False
+        if f.user_id and f.user_id in tenant.not_assessed_users:
+            return False  # this user could not be assessed this time (as read back from a shard's report)
         if f.user_id and tenant.snapshot is not None and tenant.snapshot.probes.value is not None:
             probe = tenant.snapshot.probes.value.get(f.user_id)
             if probe is not None and probe.outcome in ("failed", "access_denied"):

@@ -66,6 +66,7 @@ def _tenant_json(t: TenantResult) -> dict:
         "users_scanned": t.users_scanned, "mailboxes_probed": t.mailboxes_probed,
         "not_evaluated": [{"check_id": n.check_id, "reason": n.reason} for n in t.not_evaluated],
         "users_in_directory": t.users_in_directory, "not_assessed": dict(t.not_assessed),
+        "not_assessed_users": list(t.not_assessed_users),
     }
 
 
@@ -133,5 +134,5 @@ def _tenant(d: dict, findings: list[Finding]) -> TenantResult:
         mailboxes_probed=int(d.get("mailboxes_probed") or 0),
         not_assessed={str(k): int(v) for k, v in (d.get("not_assessed") or {}).items()},
         not_evaluated=[NotEvaluated(n["check_id"], n["reason"]) for n in d.get("not_evaluated") or []],
-        findings=findings,
+        findings=findings, not_assessed_users=tuple(str(u) for u in d.get("not_assessed_users") or ()),
     )

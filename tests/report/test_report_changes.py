@@ -119,3 +119,23 @@ def test_read_json_report_round_trip(write):
     assert result.tenants[0].users_in_directory == 5
     assert keyset(counted) == keyset(files.findings)
     assert all(f.first_seen == iso(T1) for f in result.findings)
+
+
+def test_users_not_assessed_are_not_resolved_without_a_snapshot(write):
+    """A merged report has no snapshots: the users not assessed come from the shards' JSON."""
+    from dataclasses import replace
+
+    from audit.report.changes import compare
+
+    one = write(first_run())
+    previous, _ = read_json_report(one.json)
+    bare = second_run()
+    bare.tenants = [replace(t, snapshot=None, not_assessed_users=("u-carol",) if t.name == "contoso" else ())
+                    for t in bare.tenants]
+    changes, _ = compare(bare, bare.findings, previous, one.json)
+    assert ("on-premises-mailbox", "u-carol") in keyset(changes.unverified)
+    assert ("on-premises-mailbox", "u-carol") not in keyset(changes.resolved)
+
+    two = write(bare)
+    again, _ = read_json_report(two.json)
+    assert {t.name: t.not_assessed_users for t in again.tenants}["contoso"] == ("u-carol",)
