@@ -256,7 +256,8 @@ class Collector:
             return None
 
     def first(self, path: str, params: dict) -> dict | None:
-        items = self.client.get(path, params=params).get("value") or []
+        # Read as a collection page: an answer without `value` is a fault to retry, never "none found".
+        items = next(self.client.iter_pages(path, params=params), [])
         return items[0] if items else None
 
     def all_items(self, path: str, params: dict | None = None) -> list[dict]:

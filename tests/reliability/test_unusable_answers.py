@@ -64,3 +64,14 @@ def test_a_token_refused_at_once_is_refreshed_a_bounded_number_of_times(sim_fact
     counters = sim.counters.snapshot()
     assert (counters["unauthorized"], counters["tokens_issued"]) == (4, 4)  # the first token and 3 fresh ones
     assert waits == []
+
+
+def test_a_lookup_answered_without_value_is_a_fault_not_none_found(sim_factory, monkeypatch, tenant):
+    from audit.collect import Collector
+
+    sim = sim_factory([tenant], faults="no_value=1,retry_after=0")
+    client, _ = client_for(sim, tenant, monkeypatch, max_attempts=2)
+    collector = Collector(client, None, None, None)  # first() needs only the client
+    with pytest.raises(GraphError) as caught:
+        collector.first("/applications", {"$filter": "appId eq '00000000-0000-0000-0000-000000000001'"})
+    assert caught.value.code == "InvalidResponse"
