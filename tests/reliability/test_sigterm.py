@@ -46,14 +46,15 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert {Path(n).suffix for n in before} == {".xlsx", ".json"} and earlier.report.json.name in before
 
-    args = [sys.executable, "-m", "audit", "run", "--config", str(config_path), "--no-email"]
-    if moment == "writing-report":
-        args += ["--probe", "none"]
+    # Probing every mailbox (300 users, 20 ms a call) keeps the run reading Graph for a few seconds.
+    args = [sys.executable, "-m", "audit", "run", "--config", str(config_path), "--no-email",
+            "--probe", "all" if moment == "reading-graph" else "none"]
     calls_before = sim.counters.snapshot()["http_requests"]
     child = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         if moment == "reading-graph":
-            wait_for(lambda: sim.counters.snapshot()["by_route"].get("batch", 0) >= 2, "mailbox probes", child)
+            probes = lambda: sim.counters.snapshot()["by_route"].get("mailboxSettings", 0)  # noqa: E731
+            wait_for(lambda: probes() >= 8, "mailbox probes", child)
         else:
             wait_for(lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), "a temporary report file", child)
         child.send_signal(signal.SIGTERM)
