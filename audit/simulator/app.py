@@ -44,6 +44,10 @@ log = logging.getLogger("audit.simulator")
 DROP = object()  # answer: close the connection without a response
 MAX_BATCH = 20
 TEXT_ROUTES = frozenset({"users.count", "reports.mailboxUsageDetail"})  # answers that are not JSON
+# Answers that carry a list (`value`, or `responses` for $batch): only these can be missing it.
+LIST_ROUTES = frozenset({"users.list", "deletedUsers", "deletedItems", "organization", "domains", "subscribedSkus",
+                         "servicePrincipals.list", "servicePrincipals.links", "applications.list", "groups.list",
+                         "groups.transitiveUsers", "batch"})
 
 _DIRECTORY_READ = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
 USERS = _DIRECTORY_READ | {"User.Read.All", "User.ReadWrite.All"}
@@ -292,6 +296,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         route, params = found
         self.counters.count(route.request_class, route.name)
         fault = self.dice.draw(allow_bad_body=route.name not in TEXT_ROUTES)
+        if fault == "no_value" and route.name not in LIST_ROUTES:
+            fault = "bad_json"  # a single object (mailboxSettings, a user) has no `value` to lose: cut it off
         if fault == "drop":
             self.counters.add("drops")
             return DROP

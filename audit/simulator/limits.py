@@ -29,7 +29,8 @@ class FaultSpec:
     socket is closed with no response); `token_ttl`: seconds after which the server refuses a token
     with 401 although it advertised 3599; `latency`: seconds slept in every Graph call.
     `bad_json` and `no_value`: ratios of 200 answers whose body is cut-off JSON, or a JSON object
-    without `value` (and without `responses` for a $batch), as a failing gateway or proxy may send.
+    without `value` (without `responses` for a $batch; routes answering one object get cut-off JSON
+    instead), as a failing gateway or proxy may send.
     Like drops they hit whole requests, never $batch items, and only routes that answer JSON; they
     carry a Retry-After drawn like a 429's, so a client honouring it retries at the pace tests choose.
     """

@@ -75,3 +75,12 @@ def test_a_lookup_answered_without_value_is_a_fault_not_none_found(sim_factory, 
     with pytest.raises(GraphError) as caught:
         collector.first("/applications", {"$filter": "appId eq '00000000-0000-0000-0000-000000000001'"})
     assert caught.value.code == "InvalidResponse"
+
+
+def test_a_single_object_answer_is_cut_off_never_an_empty_object(sim_factory, monkeypatch, tenant):
+    # An empty mailboxSettings object would read as "the mailbox exists": a probe result invented.
+    sim = sim_factory([tenant], faults="no_value=1,retry_after=0")
+    client, _ = client_for(sim, tenant, monkeypatch, max_attempts=2)
+    with pytest.raises(GraphError) as caught:
+        client.get(f"/users/{tenant['users'][0]['id']}/mailboxSettings")
+    assert (caught.value.code, caught.value.message) == ("InvalidResponse", "the answer is not a JSON object")
