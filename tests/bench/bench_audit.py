@@ -306,10 +306,19 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((f"{len(tenants)} tenants x {args.users} users: wall / (sum of per-tenant floors / "
                      f"{args.tenant_concurrency})", f"{auto['wall']:.1f} / ({sum(floors):.1f} / "
                      f"{args.tenant_concurrency}) = {value:.2f}", "<= 1.5", mark(value <= 1.5)))
+        rows.append(("  the same without the workbook write (diagnosis)",
+                     f"{auto['wall'] - auto['workbook']:.1f} / {bound:.1f} = "
+                     f"{(auto['wall'] - auto['workbook']) / bound:.2f}", "", ""))
     else:
         value = auto["wall"] / floor_listing
         rows.append(("etd-audit end to end / user-listing floor", f"{auto['wall']:.1f} / {floor_listing:.1f} = "
                      f"{value:.2f}", "<= 2.0", mark(value <= 2.0)))
+        rows.append(("  the same without the workbook write (diagnosis)",
+                     f"{auto['wall'] - auto['workbook']:.1f} / {floor_listing:.1f} = "
+                     f"{(auto['wall'] - auto['workbook']) / floor_listing:.2f}", "", ""))
+        rows.append(("  Graph's own floor for --probe auto / listing floor (diagnosis)",
+                     f"max({floor_listing:.1f}, {floor_outlook_auto:.1f}) / {floor_listing:.1f} = "
+                     f"{max(floor_listing, floor_outlook_auto) / floor_listing:.2f}", "", ""))
         if full:
             value = full["wall"] / floor_outlook_all
             rows.append(("etd-audit --probe all / Outlook floor", f"{full['wall']:.1f} / {floor_outlook_all:.1f} = "
