@@ -417,6 +417,12 @@ class MailboxProber:
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="probe") as pool:
             for user, probe in pool.map(self._probe_one, targets):
                 self._out[user.id] = probe
+            # A probe whose retries were all spent on faults gets one more round: with 17% of calls
+            # faulted, one probe in ~40,000 fails six times running, so a 5,000-user tenant would
+            # otherwise come out partial in about one run in nine.
+            again = [u for u in targets if self._out[u.id].outcome == "failed"]
+            for user, probe in pool.map(self._probe_one, again):
+                self._out[user.id] = probe
         if self.client.stats.throttled > throttled:
             self._window = max(1, self._window // 2)
         else:
