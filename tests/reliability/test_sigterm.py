@@ -31,6 +31,10 @@ def wait_for(condition, what: str, child: subprocess.Popen, seconds: float = 60)
         time.sleep(0.002)
 
 
+def probes_sent(sim) -> int:
+    return sim.counters.snapshot()["by_route"].get("mailboxSettings", 0)
+
+
 @pytest.mark.parametrize("moment", ["reading-graph", "writing-report"])
 def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, moment):
     users, faults = (300, "latency=0.02") if moment == "reading-graph" else (2000, None)
@@ -53,8 +57,7 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
     child = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         if moment == "reading-graph":
-            probes = lambda: sim.counters.snapshot()["by_route"].get("mailboxSettings", 0)  # noqa: E731
-            wait_for(lambda: probes() >= 8, "mailbox probes", child)
+            wait_for(lambda: probes_sent(sim) >= 8, "mailbox probes", child)
         else:
             wait_for(lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), "a temporary report file", child)
         child.send_signal(signal.SIGTERM)
