@@ -79,6 +79,7 @@ def test_faulty_audit_equals_fault_free_audit(sim_factory, tmp_path, monkeypatch
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)  # the default 300 s is for ordinary tests; this one takes about 25 minutes
 def test_faulty_audit_equals_fault_free_audit_at_full_scale(sim_factory, tmp_path, monkeypatch):
     clean, faulty, counters = audit_twice(sim_factory, tmp_path, monkeypatch, 5000, SOAK_FAULTS)
     assert clean.tenants[0].users_scanned == 5000
