@@ -69,14 +69,20 @@ def serve_simulator(conn, tenants: int, users: int, seed: int, latency: dict[str
     })
     del specs, home
     while True:
-        command = conn.recv()
+        try:
+            command = conn.recv()
+        except EOFError:  # the benchmark ended without saying stop
+            command = "stop"
         if command == "counters":
             snap = sim.counters.snapshot()
             snap.pop("batch_sizes", None)
             conn.send(snap)
         else:
             sim.stop()
-            conn.send("stopped")
+            try:
+                conn.send("stopped")
+            except OSError:
+                pass
             return
 
 
