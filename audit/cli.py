@@ -183,7 +183,9 @@ def _print_outcome(outcome) -> None:
         for f in tenant.findings:
             counts[str(f.severity)] = counts.get(str(f.severity), 0) + 1
         by_sev = ", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low") if s in counts)
-        detail = tenant.error if tenant.status != "ok" else f"{len(tenant.findings)} findings ({by_sev or 'none'})"
+        detail = f"{len(tenant.findings)} findings ({by_sev or 'none'})"
+        if tenant.status == "failed" or tenant.error:
+            detail = tenant.error if tenant.status == "failed" else f"{tenant.error}; {detail}"
         if tenant.status != "failed":  # users the audit could not judge, with the fix (e.g. a role to grant)
             detail += "".join(f"; {n} not assessed: {why}" for why, n in sorted(tenant.not_assessed.items()) if n)
         print(f"{tenant.name:<20} {tenant.status:<8} users {tenant.users_scanned:>7}  {detail}")

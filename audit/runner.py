@@ -110,7 +110,8 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
     problems = list(snapshot.problems)
     if not snapshot.users.ok:  # no user list (e.g. User.Read.All not granted): no mailbox was assessed
         problems.append(snapshot.users.error or "the user list could not be read")
-    status = TenantStatus.PARTIAL if problems else TenantStatus.OK
+    # Not every mailbox assessed also makes the tenant partial; the report lists those users on their own.
+    status = TenantStatus.PARTIAL if problems or not_assessed else TenantStatus.OK
     return TenantResult(
         name=tenant.name, tenant_id=tenant.tenant_id, status=status,
         error="; ".join(problems) or None,
@@ -147,8 +148,6 @@ def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
             (t.error or "").startswith("authentication") for t in result.tenants):
         return ExitCode.USAGE
     if any(s != TenantStatus.OK for s in statuses):
-        return ExitCode.PARTIAL
-    if any(sum(t.not_assessed.values()) for t in result.tenants):  # e.g. probes refused: not fully assessed
         return ExitCode.PARTIAL
     threshold = Severity(fail_on).rank
     if any(Severity(f.severity).rank >= threshold for f in counted_findings):

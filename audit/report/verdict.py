@@ -48,7 +48,7 @@ def gaps(result: RunResult) -> list[Gap]:
         if t.status == TenantStatus.FAILED:
             found.append(Gap(t.name, "tenant not audited", t.error or "failed without a reason"))
             continue
-        if t.status == TenantStatus.PARTIAL:
+        if t.status == TenantStatus.PARTIAL and (t.error or not t.not_assessed):
             found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
         for n in t.not_evaluated:
             if _covered_by_home_tenant(n.reason, result):
