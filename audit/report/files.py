@@ -9,9 +9,12 @@ ones are in place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,8 +46,8 @@ def check_writable(path: Path) -> None:
 def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Write a complete temporary file beside `target` and return its path (not yet renamed)."""
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
-    try:
+    try:  # opened inside the try: a signal right after the open must not leave the file behind
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -57,11 +60,33 @@ def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
 
 
 def commit(staged: list[tuple[Path, Path]]) -> None:
-    """Rename each staged temp file over its target, in order, then make the renames durable."""
-    for temp, target in staged:
-        os.replace(temp, target)
+    """Rename each staged temp file over its target, in order, then make the renames durable.
+
+    SIGTERM and SIGINT wait until all renames are done: a report is never left half-renamed."""
+    with _signals_held():
+        for temp, target in staged:
+            os.replace(temp, target)
     if staged:
         _fsync_dir(staged[0][1].parent)
+
+
+@contextlib.contextmanager
+def _signals_held():
+    held = {signal.SIGTERM, signal.SIGINT}
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def discard_stem(out_dir: Path, stem: str) -> None:
+    """Remove every temporary file of this report (also one staged but not yet recorded by the caller)."""
+    for temp in out_dir.glob(f".{stem}.*.tmp"):
+        temp.unlink(missing_ok=True)
 
 
 def discard(staged: list[tuple[Path, Path]]) -> None:

@@ -118,6 +118,7 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
         fs.commit(staged)
     except BaseException:
         fs.discard(staged)
+        fs.discard_stem(out_dir, stem)
         raise
     written = {target.suffix[1:]: target for _, target in staged}
     if stem.startswith(FAMILY):

@@ -59,7 +59,10 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
         if moment == "reading-graph":
             wait_for(lambda: probes_sent(sim) >= 8, "mailbox probes", child)
         else:
-            wait_for(lambda: any(p.name.endswith(".tmp") for p in out.iterdir()), "a temporary report file", child)
+            # The report's own temporary file (.etd-audit-<stem>.<ext>.<random>.tmp), not the out_dir
+            # write check that the run makes before it starts reading Graph.
+            wait_for(lambda: any(p.name.startswith(".etd-audit-") and p.name.endswith(".tmp") for p in out.iterdir()),
+                     "a temporary report file", child)
         child.send_signal(signal.SIGTERM)
         stdout, stderr = child.communicate(timeout=60)
     finally:

@@ -239,3 +239,14 @@ def test_triage_results_are_neither_pruned_nor_taken_as_previous_reports(tmp_pat
     removed = fs.prune(tmp_path, "etd-audit-", "etd-audit-20260201T000000Z", keep=0)
     assert [p.name for p in removed] == ["etd-audit-20260101T000000Z.json"]
     assert (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").exists()
+
+
+def test_discard_stem_removes_a_staged_file_the_caller_never_recorded(tmp_path):
+    from audit.report import files as fs
+
+    stem = "etd-audit-20260301T000000Z"
+    staged = fs.stage(tmp_path / f"{stem}.xlsx", lambda fh: fh.write(b"complete"))
+    other = fs.stage(tmp_path / "etd-audit-20260302T000000Z.json", lambda fh: fh.write(b"{}"))
+    assert staged.exists()  # e.g. SIGTERM arrived between stage() returning and the append
+    fs.discard_stem(tmp_path, stem)
+    assert not staged.exists() and other.exists()  # another run's temp file is not touched
