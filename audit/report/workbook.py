@@ -26,7 +26,8 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from audit.models import CheckInfo, Finding, RunResult, TenantStatus
 from audit.report.cells import excel_time, text_cell
 from audit.report.tables import Column, Table
-from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE, SEVERITIES, Verdict, severity_counts
+from audit.report.tally import tally
+from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE, SEVERITIES, Verdict
 
 SEVERITY_COLOURS = {  # fill, font
     "critical": ("8B0000", "FFFFFF"),
@@ -326,9 +327,10 @@ def _tenants_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
     styles = {"H": "etd_sev_critical", "I": "etd_sev_high", "J": "etd_sev_medium", "K": "etd_sev_low",
               "M": "etd_header_indent"}
     sh.add({col: cell(text, styles.get(col, "etd_header")) for col, text in headers.items()}, height=30)
+    counts_of = tally(s.counted, s.accepted)
     for t in s.result.tenants:
-        counts = severity_counts(f for f in s.counted if f.tenant_id == t.tenant_id)
-        accepted = sum(1 for f in s.accepted if f.tenant_id == t.tenant_id)
+        counts = counts_of.tenant(t.tenant_id)
+        accepted = counts["accepted"]
         not_assessed = sum(t.not_assessed.values())
         problems = [t.error] if t.error else []
         problems += [f"{n} not assessed: {reason}" for reason, n in sorted(t.not_assessed.items()) if n]
@@ -380,6 +382,7 @@ def _check_rows(s: SummaryInput) -> list[_CheckRow]:
         if f.check_id not in info and f.check_id not in ids:
             ids.append(f.check_id)
     rows = []
+    counts = tally(s.counted, s.accepted)
     for check_id in ids:
         c = info.get(check_id)
         sample = next((f for f in chain(s.counted, s.accepted) if f.check_id == check_id), None)
@@ -387,8 +390,7 @@ def _check_rows(s: SummaryInput) -> list[_CheckRow]:
         rows.append(_CheckRow(
             check_id=check_id, title=c.title if c else "(not in this version's catalogue)",
             severity=str(c.severity if c else sample.severity),
-            findings=sum(1 for f in s.counted if f.check_id == check_id),
-            accepted=sum(1 for f in s.accepted if f.check_id == check_id),
+            findings=counts.check(check_id)[0], accepted=counts.check(check_id)[1],
             not_evaluated_in=", ".join(missing), predicts=c.predicts if c else sample.predicted_error))
     return rows
 
