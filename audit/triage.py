@@ -259,7 +259,9 @@ class _Tenant:
         if client is None:
             return frozenset()
         try:
-            org = (client.get("/organization", params={"$select": "verifiedDomains"}).get("value") or [{}])[0]
+            # Read as a collection page: an answer without `value` is retried as a fault, not "no domains".
+            pages = client.iter_pages("/organization", params={"$select": "verifiedDomains"})
+            org = (next(pages, None) or [{}])[0]
         except GraphError as err:
             log.warning("%s: could not read the verified domains: %s", self.name, err)
             return frozenset()
