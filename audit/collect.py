@@ -244,7 +244,9 @@ class Collector:
             if item.status != 200:
                 raise GraphError(item.status, ((item.body or {}).get("error") or {}).get("code", ""),
                                  "user lookup failed", None)
-            for u in (item.body or {}).get("value") or ():
+            if not isinstance((item.body or {}).get("value"), list):  # never read a broken answer as "nobody"
+                raise GraphError(200, "InvalidResponse", "a user lookup came back without a 'value' list", None)
+            for u in item.body["value"]:
                 found[u["id"]] = user_from_graph(u)
         return list(found.values())
 
