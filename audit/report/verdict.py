@@ -50,7 +50,10 @@ def gaps(result: RunResult) -> list[Gap]:
             continue
         if t.status == TenantStatus.PARTIAL and (t.error or not t.not_assessed):
             found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
+        unconsented = any(f.check_id == "app-not-consented" for f in t.findings)
         for n in t.not_evaluated:
+            if unconsented and n.check_id in NEED_CONSENT:
+                continue  # nothing to evaluate until the app is consented, and that is already a finding
             if _covered_by_home_tenant(n.reason, result):
                 continue  # the app registration is checked once, in its home tenant's audit of this run
             found.append(Gap(t.name, f"check {n.check_id} not evaluated", n.reason))
@@ -63,6 +66,11 @@ def gaps(result: RunResult) -> list[Gap]:
                              f"the directory holds {t.users_in_directory} users, but only "
                              f"{t.users_scanned} were enumerated"))
     return found
+
+
+# Checks about the remediation app's service principal: they have nothing to look at in a tenant where
+# the app was never consented (app-not-consented says so).
+NEED_CONSENT = frozenset({"app-disabled", "app-missing-permission", "app-single-tenant"})
 
 
 def _covered_by_home_tenant(reason: str, result: RunResult) -> bool:

@@ -268,12 +268,14 @@ def write_summary(wb: Workbook, s: SummaryInput) -> None:
     sh.blank()
 
     # Run facts on the left, the chart on the right (anchored at D4).
-    duration = int((result.finished - result.started).total_seconds())
+    seconds = (result.finished - result.started).total_seconds()
+    duration = int(seconds)
     facts = [
         ("Run started (UTC)", cell(excel_time(result.started), "etd_value_time")),
         ("Run finished (UTC)", cell(excel_time(result.finished), "etd_value_time")),
         ("Duration", cell(f"{duration // 3600} h {duration % 3600 // 60} min {duration % 60} s"
-                          if duration >= 3600 else f"{duration // 60} min {duration % 60} s", "etd_value")),
+                          if duration >= 3600 else f"{duration // 60} min {duration % 60} s" if duration >= 60
+                          else f"{seconds:.1f} s", "etd_value")),
         ("Tool version", cell(result.version, "etd_value")),
         ("Mailbox probes", cell("on" if result.probes else "off (directory data only)", "etd_value")),
         ("Tenants", cell(len(result.tenants), "etd_value")),

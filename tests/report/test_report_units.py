@@ -147,3 +147,21 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
 
     assert [g.what for g in gaps(run_of(other, audited))] == []
     assert "check app-credential-expiring not evaluated" in [g.what for g in gaps(run_of(other, failed))]
+
+
+def test_app_checks_that_need_consent_are_no_gap_where_consent_is_the_finding():
+    from audit.models import NotEvaluated, RunResult, TenantResult, TenantStatus
+    from audit.report.verdict import gaps
+
+    started = datetime(2026, 11, 30, tzinfo=UTC)
+    skipped = [NotEvaluated("app-missing-permission", "the remediation app has no service principal"),
+               NotEvaluated("mailbox-outside-app-scope", "no policy export")]
+    unconsented = TenantResult("fabrikam", "f-id", TenantStatus.OK, not_evaluated=skipped,
+                               findings=[finding("f-id", "app-not-consented", "critical", None)])
+    consented = TenantResult("fabrikam", "f-id", TenantStatus.OK, not_evaluated=skipped)
+
+    def whats(t):
+        return [g.what for g in gaps(RunResult(started, started, "t", True, [t]))]
+
+    assert whats(unconsented) == ["check mailbox-outside-app-scope not evaluated"]
+    assert "check app-missing-permission not evaluated" in whats(consented)
