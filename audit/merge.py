@@ -27,7 +27,7 @@ from audit.report import ReportError, load_exceptions, read_json_report, write_r
 from audit.report.cells import text_cell
 from audit.report.changes import previous_reports
 from audit.report.tables import TENANT_COLUMNS, USER_COLUMNS, tenant_row
-from audit.runner import ExitCode, RunOutcome, exit_code
+from audit.runner import RunOutcome, exit_code, mail_report
 
 log = logging.getLogger("audit")
 
@@ -320,14 +320,6 @@ def merge(sources: Sequence[Path], out_dir: Path | None, *, config_path: Path | 
         carried.close()
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = MergeOutcome(result, files, code, inputs=shards)
-    if email and config is not None and config.email and config.email.to:
-        from audit.mail import MailError, send_report
-
-        try:
-            send_report(result, files, config)
-        except MailError as err:
-            log.error("the merged report was written but could not be mailed: %s", err)
-            outcome.mail_error = str(err)
-            if outcome.exit_code != ExitCode.USAGE:
-                outcome.exit_code = ExitCode.PARTIAL
+    if email and config is not None:
+        mail_report(outcome, config)
     return outcome

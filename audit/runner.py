@@ -173,17 +173,24 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
                           formats=options.formats or audit.formats, keep=audit.keep, exceptions=exceptions)
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
-    if options.email and config.email and config.email.to:
-        from audit.mail import MailError, send_report
-
-        try:
-            send_report(result, files, config)
-        except MailError as err:
-            log.error("the report was written but could not be mailed: %s", err)
-            outcome.mail_error = str(err)
-            if outcome.exit_code != ExitCode.USAGE:
-                outcome.exit_code = ExitCode.PARTIAL
+    if options.email:
+        mail_report(outcome, config)
     return outcome
+
+
+def mail_report(outcome: RunOutcome, config: Config) -> None:
+    """Mail a written report when the config asks for it; a failed send is logged and makes the run partial."""
+    if not (config.email and config.email.to):
+        return
+    from audit.mail import MailError, send_report
+
+    try:
+        send_report(outcome.result, outcome.report, config)
+    except MailError as err:
+        log.error("the report was written but could not be mailed: %s", err)
+        outcome.mail_error = str(err)
+        if outcome.exit_code != ExitCode.USAGE:
+            outcome.exit_code = ExitCode.PARTIAL
 
 
 def with_overrides(config: Config, **audit_changes) -> Config:
