@@ -28,6 +28,7 @@ import requests
 
 from audit.config import Config, EmailConfig, TenantConfig
 from audit.models import Finding, RunResult, Severity, TenantStatus
+from audit.session import connect, tls_verify
 
 if TYPE_CHECKING:
     from audit.graph import GraphClient
@@ -397,7 +398,7 @@ def send_report(
             email.webhook_url_env,
             subject_line(result, files),
             environ=env,
-            verify=_verify(config),
+            verify=tls_verify(config.audit),
             proxy=config.audit.proxy,
         )
     if failure:
@@ -477,10 +478,6 @@ def _refusals(recipients: Mapping[str, Any]) -> str:
 # ---- Graph ----------------------------------------------------------------------------------------
 
 
-def _verify(config: Config) -> str | bool:
-    return str(config.audit.ca_bundle) if config.audit.ca_bundle else True
-
-
 def _sending_tenant(config: Config) -> TenantConfig:
     email = config.email
     wanted = email.sender_tenant if email else None
@@ -495,8 +492,6 @@ def _sending_tenant(config: Config) -> TenantConfig:
 
 def sender_client(config: Config) -> GraphClient:
     """A Graph client signed in to email.sender_tenant (its app needs Mail.Send)."""
-    from audit.session import connect
-
     _, client = connect(_sending_tenant(config), config.audit, sign_in=False)  # signs in on the first request
     return client
 
