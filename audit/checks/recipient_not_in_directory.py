@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
-from audit.checks._base import CheckContext, day, parse_time
+from audit.checks._base import CheckContext, day, parse_time, tenant_finding
 from audit.checks._facts import normalize_address, user_addresses
 from audit.models import USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot, User
 
@@ -71,18 +72,7 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                          + (f" (deleted {day(when)})" if when else ""))
         elif not snapshot.deleted_users.ok:
             evidence += f"; soft-deleted users could not be checked: {snapshot.deleted_users.error}"
-        yield Finding(
-            tenant_id=snapshot.tenant_id,
-            check_id=CHECK.id,
-            severity=CHECK.severity,
-            # The address stands where the user would: it is what the product tried to resolve. No user
-            # id: the address belongs to no account in the directory (a soft-deleted owner is named in
-            # the evidence and has its own soft-deleted-user finding).
-            user_principal_name=address,
-            user_id=None,
-            display_name=None,
-            predicted_error=CHECK.predicts,
-            cause=CHECK.cause,
-            fix=CHECK.fix,
-            evidence=evidence,
-        )
+        # The address stands where the user would: it is what the product tried to resolve. No user id:
+        # the address belongs to no account in the directory (a soft-deleted owner is named in the
+        # evidence and has its own soft-deleted-user finding).
+        yield replace(tenant_finding(CHECK, snapshot, evidence), user_principal_name=address)
