@@ -4,6 +4,7 @@ implicit TLS), Graph sendMail against the simulator, and the chat webhook agains
 from __future__ import annotations
 
 import base64
+import contextlib
 import email
 import email.policy
 import io
@@ -243,17 +244,31 @@ def pki(tmp_path_factory: pytest.TempPathFactory):
     return folder / "ca.pem", context
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    """A plain SMTP server on 127.0.0.1 (a local relay)."""
+@contextlib.contextmanager
+def running_smtp(*, login: bool = False, **options) -> Iterator[tuple[Inbox, int]]:
+    """An SMTP server on 127.0.0.1 with aiosmtpd's options (TLS...); with login, it requires AUTH."""
     inbox = Inbox()
     port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    if login:
+        options.update(authenticator=inbox.authenticate, auth_required=True)
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield inbox, port
     finally:
         controller.stop()
+
+
+def smtp_email(port: int, **settings) -> EmailConfig:
+    return EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com", smtp_host="127.0.0.1",
+                       smtp_port=port, **settings)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[Inbox, int]]:
+    """A plain SMTP server on 127.0.0.1 (a local relay)."""
+    with running_smtp() as server:
+        yield server
 
 
 def received(inbox: Inbox) -> EmailMessage:
@@ -287,39 +302,15 @@ def test_smtp_plain_relay_delivers_body_and_workbook(reports, smtp_server) -> No
 
 
 def test_starttls_with_login_from_the_environment(reports, pki, monkeypatch, caplog) -> None:
-    inbox = Inbox()
     ca, server_context = pki
-    port = free_port()
-    secure = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=server_context,
-        require_starttls=True,
-        authenticator=inbox.authenticate,
-        auth_required=True,
-    )
-    secure.start()
-    try:
-        monkeypatch.setenv("ETD_SMTP_USER", "audit-bot")
-        monkeypatch.setenv("ETD_SMTP_PASSWORD", SMTP_PASSWORD)
-        result, files = reports
-        cfg = config(
-            EmailConfig(
-                to=("secops@contoso.com",),
-                sender="audit@contoso.com",
-                smtp_host="127.0.0.1",
-                smtp_port=port,
-                smtp_security="starttls",
-                smtp_username_env="ETD_SMTP_USER",
-                smtp_password_env="ETD_SMTP_PASSWORD",
-            ),
-            ca_bundle=ca,
-        )
+    monkeypatch.setenv("ETD_SMTP_USER", "audit-bot")
+    monkeypatch.setenv("ETD_SMTP_PASSWORD", SMTP_PASSWORD)
+    result, files = reports
+    with running_smtp(tls_context=server_context, require_starttls=True, login=True) as (inbox, port):
+        cfg = config(smtp_email(port, smtp_security="starttls", smtp_username_env="ETD_SMTP_USER",
+                                smtp_password_env="ETD_SMTP_PASSWORD"), ca_bundle=ca)
         with caplog.at_level(logging.DEBUG, logger="audit"):
             assert send_report(result, files, cfg) is True
-    finally:
-        secure.stop()
     assert inbox.logins == ["audit-bot"]
     (attachment,) = list(received(inbox).iter_attachments())
     assert "dee@contoso.com" in workbook_text(attachment.get_content())
@@ -328,87 +319,32 @@ def test_starttls_with_login_from_the_environment(reports, pki, monkeypatch, cap
 
 def test_starttls_refuses_an_untrusted_server(reports, pki) -> None:
     _, server_context = pki
-    inbox = Inbox()
-    port = free_port()
-    secure = Controller(
-        inbox, hostname="127.0.0.1", port=port, tls_context=server_context, require_starttls=True
-    )
-    secure.start()
-    try:
-        result, files = reports
-        cfg = config(
-            EmailConfig(
-                to=("secops@contoso.com",),
-                sender="audit@contoso.com",
-                smtp_host="127.0.0.1",
-                smtp_port=port,
-                smtp_security="starttls",
-            )
-        )  # no ca_bundle: CA not trusted
+    result, files = reports
+    with running_smtp(tls_context=server_context, require_starttls=True) as (inbox, port):
+        cfg = config(smtp_email(port, smtp_security="starttls"))  # no ca_bundle: CA not trusted
         with pytest.raises(MailError, match=r"SSLCertVerificationError|certificate verify failed"):
             send_report(result, files, cfg)
-    finally:
-        secure.stop()
     assert inbox.messages == []
 
 
 def test_implicit_tls(reports, pki) -> None:
     ca, server_context = pki
-    inbox = Inbox()
-    port = free_port()
-    secure = Controller(inbox, hostname="127.0.0.1", port=port, ssl_context=server_context)
-    secure.start()
-    try:
-        result, files = reports
-        cfg = config(
-            EmailConfig(
-                to=("secops@contoso.com",),
-                sender="audit@contoso.com",
-                smtp_host="127.0.0.1",
-                smtp_port=port,
-                smtp_security="tls",
-            ),
-            ca_bundle=ca,
-        )
-        assert send_report(result, files, cfg) is True
-    finally:
-        secure.stop()
+    result, files = reports
+    with running_smtp(ssl_context=server_context) as (inbox, port):
+        assert send_report(result, files, config(smtp_email(port, smtp_security="tls"), ca_bundle=ca)) is True
     assert received(inbox)["Subject"] == subject_line(result, files)
 
 
 def test_wrong_password_is_a_mail_error_without_the_password(reports, pki, monkeypatch) -> None:
     ca, server_context = pki
-    inbox = Inbox()
-    port = free_port()
-    secure = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
-        tls_context=server_context,
-        require_starttls=True,
-        authenticator=inbox.authenticate,
-        auth_required=True,
-    )
-    secure.start()
     monkeypatch.setenv("ETD_SMTP_USER", "audit-bot")
     monkeypatch.setenv("ETD_SMTP_PASSWORD", "not-the-" + SMTP_PASSWORD)
-    try:
-        result, files = reports
-        cfg = config(
-            EmailConfig(
-                to=("secops@contoso.com",),
-                sender="audit@contoso.com",
-                smtp_host="127.0.0.1",
-                smtp_port=port,
-                smtp_username_env="ETD_SMTP_USER",
-                smtp_password_env="ETD_SMTP_PASSWORD",
-            ),
-            ca_bundle=ca,
-        )
+    result, files = reports
+    with running_smtp(tls_context=server_context, require_starttls=True, login=True) as (inbox, port):
+        cfg = config(smtp_email(port, smtp_username_env="ETD_SMTP_USER", smtp_password_env="ETD_SMTP_PASSWORD"),
+                     ca_bundle=ca)
         with pytest.raises(MailError) as caught:
             send_report(result, files, cfg)
-    finally:
-        secure.stop()
     assert "refused the sign-in" in str(caught.value) and "ETD_SMTP_PASSWORD" in str(caught.value)
     assert SMTP_PASSWORD not in str(caught.value)
     assert inbox.messages == []
