@@ -177,6 +177,16 @@ class _Loader:
             raise self.fail(at, "is empty", f"write it like {key} = {example} or remove the key")
         return value.strip() if isinstance(value, str) else value
 
+    def take_id(self, data: dict, where: str, key: str, fix: str, *, domain_ok: bool = False,
+                required: bool = False) -> str | None:
+        """A GUID (or, with domain_ok, a tenant's domain name) written as a string."""
+        value = self.take(data, where, key, str, GUID_EXAMPLE, required=required)
+        if value is not None:
+            what = "neither a GUID nor a domain name" if domain_ok else "not a GUID"
+            ok = _is_tenant_ref(value) if domain_ok else bool(GUID_RE.match(value))
+            self.check(ok, f"{where}.{key}", f"'{value}' is {what}", fix)
+        return value
+
     def take_str_list(self, data: dict, where: str, key: str, example: str) -> tuple[str, ...] | None:
         at = f"{where}.{key}"
         if key not in data:
@@ -367,20 +377,10 @@ def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
                 "give each tenant a unique name",
             )
         seen[name.lower()] = i
-        tenant_id = ld.take(t, w, "tenant_id", str, GUID_EXAMPLE, required=True)
-        ld.check(
-            _is_tenant_ref(tenant_id),
-            f"{w}.tenant_id",
-            f"'{tenant_id}' is neither a GUID nor a domain name",
-            "use the directory (tenant) ID GUID or a verified domain such as contoso.onmicrosoft.com",
-        )
-        client_id = ld.take(t, w, "client_id", str, GUID_EXAMPLE, required=True)
-        ld.check(
-            bool(GUID_RE.match(client_id)),
-            f"{w}.client_id",
-            f"'{client_id}' is not a GUID",
-            "use the audit app's application (client) ID, a GUID",
-        )
+        tenant_id = ld.take_id(t, w, "tenant_id", "use the directory (tenant) ID GUID or a verified domain such "
+                               "as contoso.onmicrosoft.com", domain_ok=True, required=True)
+        client_id = ld.take_id(t, w, "client_id", "use the audit app's application (client) ID, a GUID",
+                               required=True)
         secret_env = ld.take_env(t, w, "client_secret_env", '"CONTOSO_AUDIT_SECRET"')
         cert_path = ld.take_path(t, w, "certificate_path", '"certs/audit.pem"', must_exist=True)
         thumbprint = ld.take(t, w, "certificate_thumbprint", str, '"<40 hex digits>"')
@@ -444,21 +444,10 @@ def _remediation_app(ld: _Loader, data: dict) -> RemediationAppConfig:
     t = ld.sub_table(data, w, required=True)
     assert t is not None
     ld.table(t, w, APP_KEYS)
-    app_id = ld.take(t, w, "app_id", str, GUID_EXAMPLE, required=True)
-    ld.check(
-        bool(GUID_RE.match(app_id)),
-        f"{w}.app_id",
-        f"'{app_id}' is not a GUID",
-        "use the application (client) ID of the remediation product's app",
-    )
-    home = ld.take(t, w, "home_tenant_id", str, GUID_EXAMPLE)
-    if home is not None:
-        ld.check(
-            _is_tenant_ref(home),
-            f"{w}.home_tenant_id",
-            f"'{home}' is neither a GUID nor a domain name",
-            "use the tenant ID where the remediation app is registered",
-        )
+    app_id = ld.take_id(t, w, "app_id", "use the application (client) ID of the remediation product's app",
+                        required=True)
+    home = ld.take_id(t, w, "home_tenant_id", "use the tenant ID where the remediation app is registered",
+                      domain_ok=True)
     return RemediationAppConfig(
         app_id=app_id.lower(),
         home_tenant_id=home,
