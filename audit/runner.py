@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -192,6 +192,3 @@ def mail_report(outcome: RunOutcome, config: Config) -> None:
         if outcome.exit_code != ExitCode.USAGE:
             outcome.exit_code = ExitCode.PARTIAL
 
-
-def with_overrides(config: Config, **audit_changes) -> Config:
-    return replace(config, audit=replace(config.audit, **audit_changes))
