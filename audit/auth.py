@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 
 from audit.clouds import CLOUDS
 from audit.config import TenantConfig
+from audit.logs import register_secret
 
 log = logging.getLogger("audit")
 
@@ -263,6 +264,7 @@ class TokenProvider:
                     f"tenant '{t.name}': environment variable {t.client_secret_env} (client_secret_env) is "
                     "not set. Set it to the app's client secret in the job's environment."
                 )
+            register_secret(secret)  # from here on, no log line can carry it
             self._secret = secret
             return secret
         if t.certificate_path is None:

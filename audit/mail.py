@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from audit.config import Config, EmailConfig, TenantConfig
+from audit.logs import register_secret
 from audit.models import Finding, RunResult, Severity, TenantStatus
 from audit.session import connect, tls_verify
 
@@ -415,6 +416,7 @@ def _secret(environ: Mapping[str, str], name: str | None, what: str) -> str | No
             f"{what} is read from the environment variable {name}, which is not set. "
             f"Set {name} in the environment that runs etd-audit."
         )
+    register_secret(value)
     return value
 
 
@@ -619,6 +621,7 @@ def post_webhook(
     """
     env = os.environ if environ is None else environ
     url = env.get(url_env)
+    register_secret(url)
     if not url:
         log.warning("webhook not posted: the environment variable %s is not set", url_env)
         return False
