@@ -100,12 +100,8 @@ def load_certificate(path: Path, thumbprint: str | None, *, now: datetime | None
     except FileNotFoundError:
         raise AuthError(f"{where}: the file does not exist. Fix certificate_path.") from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = (
-            "it is not a text PEM file" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
-        )
-        raise AuthError(
-            f"{where}: cannot be read ({reason}). Give a readable PEM file with the private key."
-        ) from None
+        reason = "it is not a text PEM file" if isinstance(exc, UnicodeDecodeError) else exc.strerror or str(exc)
+        raise AuthError(f"{where}: cannot be read ({reason}). Give a readable PEM file with the private key.") from None
     key_match = KEY_RE.search(text)
     if not key_match:
         raise AuthError(
@@ -128,9 +124,7 @@ def load_certificate(path: Path, thumbprint: str | None, *, now: datetime | None
         try:
             certs.append(x509.load_pem_x509_certificate(block.encode()))
         except ValueError as exc:
-            raise AuthError(
-                f"{where}: a certificate in the file cannot be read ({exc}). Export it again."
-            ) from None
+            raise AuthError(f"{where}: a certificate in the file cannot be read ({exc}). Export it again.") from None
     credential = {"private_key": key_pem}
     if certs:
         public = key.public_key().public_bytes(
@@ -139,9 +133,7 @@ def load_certificate(path: Path, thumbprint: str | None, *, now: datetime | None
         mine = [
             c
             for c in certs
-            if c.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+            if c.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
             == public
         ]
         if not mine:
@@ -268,9 +260,7 @@ class TokenProvider:
             self._secret = secret
             return secret
         if t.certificate_path is None:
-            raise AuthError(
-                f"tenant '{t.name}': no credential configured. Set client_secret_env or certificate_path."
-            )
+            raise AuthError(f"tenant '{t.name}': no credential configured. Set client_secret_env or certificate_path.")
         try:
             return load_certificate(t.certificate_path, t.certificate_thumbprint)
         except AuthError as exc:
@@ -298,9 +288,7 @@ class TokenProvider:
     def _message(self, code: str | None, what: str) -> str:
         t = self.tenant
         hint = HINTS.get(code or "", GENERIC_HINT if code else "")
-        hint = hint.format(
-            env=t.client_secret_env, client_id=t.client_id, tenant_id=t.tenant_id, cloud=t.cloud
-        )
+        hint = hint.format(env=t.client_secret_env, client_id=t.client_id, tenant_id=t.tenant_id, cloud=t.cloud)
         prefix = f"tenant '{t.name}': sign-in failed" + (f" with AADSTS{code}" if code else "")
         text = f"{prefix}: {what.rstrip('.')}." + (f" {hint.rstrip('.')}." if hint else "")
         if self._secret:

@@ -53,10 +53,14 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="folder for the report (default: audit.out_dir)")
     p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
-    p.add_argument("--probe", choices=("auto", "all", "none"),
-                   help="mailbox probes: auto = inventory report first, probe the rest; all; none")
-    p.add_argument("--no-probe", dest="probe", action="store_const", const="none",
-                   help="same as --probe none: directory data only")
+    p.add_argument(
+        "--probe",
+        choices=("auto", "all", "none"),
+        help="mailbox probes: auto = inventory report first, probe the rest; all; none",
+    )
+    p.add_argument(
+        "--no-probe", dest="probe", action="store_const", const="none", help="same as --probe none: directory data only"
+    )
     p.add_argument("--recipients", type=Path, help="CSV of addresses to check (column 'address')")
     p.add_argument("--no-email", action="store_true", help="do not mail the report")
 
@@ -64,7 +68,8 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="etd-audit",
-        description="Find the accounts and tenant settings on which Graph-based mail remediation would fail.")
+        description="Find the accounts and tenant settings on which Graph-based mail remediation would fail.",
+    )
     parser.add_argument("--version", action="version", version=f"etd-audit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging (never shows secrets)")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -73,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="audit the tenants of a config file and write the report")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--tenant", help="audit only this tenant (name or id)")
-    p.add_argument("--shard", type=_shard, metavar="K/N",
-                   help="audit a stable 1/N of the tenants: shard K of N, K = 0..N-1 (a Job completion index)")
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="audit a stable 1/N of the tenants: shard K of N, K = 0..N-1 (a Job completion index)",
+    )
     _run_options(p)
 
     p = sub.add_parser("demo", help="run the whole audit against the built-in Graph simulator")
@@ -108,16 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", type=_formats)
 
     p = sub.add_parser("merge", help="combine the reports of sharded runs (run --shard K/N) into one report")
-    p.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
-                   help="the shards' report folders (the newest report in each is read), or their JSON files")
+    p.add_argument(
+        "dirs",
+        type=Path,
+        nargs="+",
+        metavar="DIR",
+        help="the shards' report folders (the newest report in each is read), or their JSON files",
+    )
     p.add_argument("--out", type=Path, help="folder for the merged report (default: audit.out_dir of --config)")
-    p.add_argument("--config", type=Path,
-                   help="the shards' config: exceptions, keep, formats, fail_on, email; configured tenants "
-                        "that no shard report holds count as failed")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="the shards' config: exceptions, keep, formats, fail_on, email; configured tenants "
+        "that no shard report holds count as failed",
+    )
     p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
-    p.add_argument("--max-age", type=_hours, metavar="HOURS",
-                   help="refuse a shard report whose run started longer ago (a shard that did not run this time)")
+    p.add_argument(
+        "--max-age",
+        type=_hours,
+        metavar="HOURS",
+        help="refuse a shard report whose run started longer ago (a shard that did not run this time)",
+    )
     p.add_argument("--no-email", action="store_true", help="do not mail the merged report")
     return parser
 
@@ -172,8 +193,15 @@ def _stop_on_sigterm():
 
 
 def _options(args, **extra) -> RunOptions:
-    return RunOptions(out_dir=args.out, stem=args.stem, formats=args.format, probe=args.probe,
-                      recipients_file=args.recipients, email=not args.no_email, **extra)
+    return RunOptions(
+        out_dir=args.out,
+        stem=args.stem,
+        formats=args.format,
+        probe=args.probe,
+        recipients_file=args.recipients,
+        email=not args.no_email,
+        **extra,
+    )
 
 
 def _print_outcome(outcome) -> None:
@@ -224,8 +252,7 @@ def cmd_sim(args) -> int:
 
     from audit.demo import simulator_for
 
-    sim = simulator_for(users=args.users, seed=args.seed, faults=args.faults, limits=args.limits,
-                        port=args.port)
+    sim = simulator_for(users=args.users, seed=args.seed, faults=args.faults, limits=args.limits, port=args.port)
     with sim:
         print(f"# Graph simulator listening on {sim.url} (Ctrl-C to stop)")
         print("# Set these variables in the shell that runs etd-audit:")
@@ -285,14 +312,23 @@ def cmd_merge(args) -> int:
     from audit.merge import MergeError, merge
 
     try:
-        outcome = merge(args.dirs, args.out, config_path=args.config, stem=args.stem, formats=args.format,
-                        max_age=args.max_age, email=not args.no_email)
+        outcome = merge(
+            args.dirs,
+            args.out,
+            config_path=args.config,
+            stem=args.stem,
+            formats=args.format,
+            max_age=args.max_age,
+            email=not args.no_email,
+        )
     except MergeError as err:
         print(f"etd-audit merge: {err}", file=sys.stderr)
         return ExitCode.USAGE
     for shard in outcome.inputs:
-        print(f"read {shard.json} (run started {shard.result.started:%Y-%m-%d %H:%M} UTC, "
-              f"{len(shard.result.tenants)} tenants)")
+        print(
+            f"read {shard.json} (run started {shard.result.started:%Y-%m-%d %H:%M} UTC, "
+            f"{len(shard.result.tenants)} tenants)"
+        )
     _print_outcome(outcome)
     return outcome.exit_code
 

@@ -61,8 +61,12 @@ PERMISSION = {
     "app_scope": "GroupMember.Read.All",
     "usage_report": "Reports.Read.All",
 }
-NO_MAILBOX_CODES = {"MailboxNotEnabledForRESTAPI", "MailboxNotSupportedForRESTAPI", "ResourceNotFound",
-                    "ErrorInvalidUser"}
+NO_MAILBOX_CODES = {
+    "MailboxNotEnabledForRESTAPI",
+    "MailboxNotSupportedForRESTAPI",
+    "ResourceNotFound",
+    "ErrorInvalidUser",
+}
 
 USAGE_REPORT = "/reports/getMailboxUsageDetail(period='D7')"
 CONCEALED_NAME = re.compile(r"^[0-9A-F]{32}$")  # what a user name looks like when reports conceal it
@@ -93,18 +97,19 @@ def user_from_graph(d: dict) -> User:
             for lic in d.get("assignedLicenses") or ()
         ),
         plans=tuple(
-            AssignedPlan((p.get("servicePlanId") or "").lower(), p.get("service") or "",
-                         p.get("capabilityStatus") or "")
+            AssignedPlan(
+                (p.get("servicePlanId") or "").lower(), p.get("service") or "", p.get("capabilityStatus") or ""
+            )
             for p in d.get("assignedPlans") or ()
         ),
         provisioned=tuple(
-            ProvisionedPlan(p.get("service") or "", p.get("capabilityStatus") or "",
-                            p.get("provisioningStatus") or "")
+            ProvisionedPlan(p.get("service") or "", p.get("capabilityStatus") or "", p.get("provisioningStatus") or "")
             for p in d.get("provisionedPlans") or ()
         ),
         license_states=tuple(
-            LicenseState((s.get("skuId") or "").lower(), s.get("state") or "", s.get("error") or None,
-                         s.get("assignedByGroup"))
+            LicenseState(
+                (s.get("skuId") or "").lower(), s.get("state") or "", s.get("error") or None, s.get("assignedByGroup")
+            )
             for s in d.get("licenseAssignmentStates") or ()
         ),
         deleted=d.get("deletedDateTime"),
@@ -196,8 +201,7 @@ def read_access_policies(path: Path) -> list[dict]:
 class Collector:
     """One tenant's collection run. Keeps the reasons for anything it could not read."""
 
-    def __init__(self, client: GraphClient, tenant: TenantConfig, config: Config,
-                 progress: Progress | None = None):
+    def __init__(self, client: GraphClient, tenant: TenantConfig, config: Config, progress: Progress | None = None):
         self.client = client
         self.tenant = tenant
         self.config = config
@@ -209,7 +213,8 @@ class Collector:
             perm = PERMISSION.get(dataset, "the matching read permission")
             return Dataset.missing(
                 f"the audit app may not read {what} (Graph {err.status} {err.code}); grant it the "
-                f"application permission {perm} with admin consent")
+                f"application permission {perm} with admin consent"
+            )
         self.problems.append(f"{what}: {err}")
         return Dataset.missing(f"Graph failed while reading {what}: {err}")
 
@@ -220,8 +225,9 @@ class Collector:
             log.warning("%s: could not read %s: %s", self.tenant.name, what, err)
             return self._missing(dataset, what, err)
 
-    def users(self, path: str, fields: str, phase: str,
-              on_page: Callable[[list[User]], None] | None = None) -> list[User]:
+    def users(
+        self, path: str, fields: str, phase: str, on_page: Callable[[list[User]], None] | None = None
+    ) -> list[User]:
         users: list[User] = []
         for page in self.client.iter_pages(path, params={"$select": fields, "$top": "999"}):
             records = [user_from_graph(u) for u in page]
@@ -237,13 +243,19 @@ class Collector:
         for i, address in enumerate(addresses):
             a = address.strip().removeprefix("smtp:").removeprefix("SMTP:").replace("'", "''")
             flt = f"userPrincipalName eq '{a}' or mail eq '{a}' or proxyAddresses/any(p:p eq 'smtp:{a}')"
-            requests.append({"id": str(i), "method": "GET",
-                             "url": f"/users?$filter={quote(flt, safe=FILTER_SAFE)}&$select={USER_FIELDS}"})
+            requests.append(
+                {
+                    "id": str(i),
+                    "method": "GET",
+                    "url": f"/users?$filter={quote(flt, safe=FILTER_SAFE)}&$select={USER_FIELDS}",
+                }
+            )
         found: dict[str, User] = {}
         for item in self.client.batch(requests, in_flight=2).values():
             if item.status != 200:
-                raise GraphError(item.status, ((item.body or {}).get("error") or {}).get("code", ""),
-                                 "user lookup failed", None)
+                raise GraphError(
+                    item.status, ((item.body or {}).get("error") or {}).get("code", ""), "user lookup failed", None
+                )
             if not isinstance((item.body or {}).get("value"), list):  # never read a broken answer as "nobody"
                 raise GraphError(200, "InvalidResponse", "a user lookup came back without a 'value' list", None)
             for u in item.body["value"]:
@@ -277,23 +289,31 @@ class Collector:
         name = self.tenant.name
         cloud = CLOUDS.get(self.tenant.cloud)
         if cloud is None or not cloud.usage_reports:
-            log.info("%s: the mailbox usage report is not offered in the %s cloud; probing every mailbox",
-                     name, self.tenant.cloud)
+            log.info(
+                "%s: the mailbox usage report is not offered in the %s cloud; probing every mailbox",
+                name,
+                self.tenant.cloud,
+            )
             return None
         try:
             inventory = parse_usage_report(self.client.get_report(USAGE_REPORT))
         except GraphError as err:
             if err.status in (401, 403):
-                reason = (f"the audit app may not read the mailbox usage report (Graph {err.status} {err.code}); "
-                          f"grant it {PERMISSION['usage_report']} to make audits faster")
+                reason = (
+                    f"the audit app may not read the mailbox usage report (Graph {err.status} {err.code}); "
+                    f"grant it {PERMISSION['usage_report']} to make audits faster"
+                )
             else:
                 reason = f"the mailbox usage report could not be read: {err}"
             # Not a gap: every mailbox is probed instead, so the audit is as complete, only slower.
             log.warning("%s: %s; every mailbox is probed instead", name, reason)
             return None
         if inventory.concealed:
-            log.info("%s: the mailbox usage report conceals user names, so every mailbox is probed; to show "
-                     "them: Microsoft 365 admin center > Settings > Org settings > Reports", name)
+            log.info(
+                "%s: the mailbox usage report conceals user names, so every mailbox is probed; to show "
+                "them: Microsoft 365 admin center > Settings > Org settings > Reports",
+                name,
+            )
             return None
         if not inventory.refresh_date:
             log.info("%s: the mailbox usage report is empty; probing every mailbox", name)
@@ -306,14 +326,18 @@ class Collector:
             return Dataset.missing(
                 "Graph cannot read Exchange application access policies; export them with "
                 "Get-ApplicationAccessPolicy | ConvertTo-Json and name the file in "
-                "remediation_app.access_policy_file")
+                "remediation_app.access_policy_file"
+            )
         try:
             rows = read_access_policies(app.access_policy_file)
         except (OSError, ValueError) as err:
             return Dataset.missing(f"could not read the access policy export {app.access_policy_file}: {err}")
         app_id = app.app_id.lower()
-        rows = [r for r in rows
-                if isinstance(r, dict) and str(r.get("AppId", "")).lower() == app_id and self._policy_here(r)]
+        rows = [
+            r
+            for r in rows
+            if isinstance(r, dict) and str(r.get("AppId", "")).lower() == app_id and self._policy_here(r)
+        ]
         if not rows:
             return Dataset(None)  # the export lists no policy for this app here: no restriction
         restrict: dict[str, frozenset[str]] = {}
@@ -335,13 +359,13 @@ class Collector:
         return identity.split("\\", 1)[0].lower() in {self.tenant.tenant_id.lower(), self.tenant.name.lower()}
 
     def _scope_members(self, scope: str) -> frozenset[str]:
-        group = self.first("/groups", {"$filter": f"mail eq '{scope}'", "$select": "id"}) if "@" in scope \
-            else {"id": scope}
+        group = (
+            self.first("/groups", {"$filter": f"mail eq '{scope}'", "$select": "id"}) if "@" in scope else {"id": scope}
+        )
         if group is None:  # a scope can also be a single mailbox
             user = self.first("/users", {"$filter": f"mail eq '{scope}'", "$select": "id"})
             return frozenset([user["id"]]) if user else frozenset()
-        members = self.all_items(f"/groups/{group['id']}/transitiveMembers/microsoft.graph.user",
-                                 {"$select": "id"})
+        members = self.all_items(f"/groups/{group['id']}/transitiveMembers/microsoft.graph.user", {"$select": "id"})
         return frozenset(m["id"] for m in members)
 
 
@@ -355,8 +379,12 @@ class MailboxProber:
     else is using the same budget) and grow back one at a time.
     """
 
-    def __init__(self, collector: Collector, inventory: Callable[[], MailboxInventory | None] | None,
-                 skus: Callable[[], Dataset] | None = None):
+    def __init__(
+        self,
+        collector: Collector,
+        inventory: Callable[[], MailboxInventory | None] | None,
+        skus: Callable[[], Dataset] | None = None,
+    ):
         self.collector = collector
         self.client = collector.client
         self._inventory = inventory
@@ -381,7 +409,8 @@ class MailboxProber:
         failed = sum(1 for p in self._out.values() if p.outcome == "failed")
         if failed:
             self.collector.problems.append(
-                f"{failed} mailbox probes failed after retries; those users were not assessed")
+                f"{failed} mailbox probes failed after retries; those users were not assessed"
+            )
         return self._out
 
     def abandon(self) -> None:
@@ -392,8 +421,11 @@ class MailboxProber:
         try:
             inventory = self._inventory() if self._inventory else None
             # SkuIndex reads only the snapshot's subscribed_skus, which is all there is yet.
-            skus = SkuIndex(SimpleNamespace(subscribed_skus=self._skus() if self._skus else Dataset(None))) \
-                if inventory else None
+            skus = (
+                SkuIndex(SimpleNamespace(subscribed_skus=self._skus() if self._skus else Dataset(None)))
+                if inventory
+                else None
+            )
             while True:
                 page = self._pages.get()
                 if page is None:
@@ -449,10 +481,18 @@ class MailboxProber:
         return user, MailboxProbe("failed", code="InvalidResponse")
 
 
-def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *, probe: str = "auto",
-                   recipients: list[str] | None = None, audit_roles: tuple[str, ...] = (),
-                   progress: Progress | None = None, now: datetime | None = None,
-                   addresses: list[str] | None = None) -> TenantSnapshot:
+def collect_tenant(
+    client: GraphClient,
+    tenant: TenantConfig,
+    config: Config,
+    *,
+    probe: str = "auto",
+    recipients: list[str] | None = None,
+    audit_roles: tuple[str, ...] = (),
+    progress: Progress | None = None,
+    now: datetime | None = None,
+    addresses: list[str] | None = None,
+) -> TenantSnapshot:
     """Collect one tenant. Raises GraphError only when the user list itself cannot be read for a fault.
 
     With `addresses`, only the users owning those addresses are read (triage of an error log):
@@ -472,17 +512,30 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
             # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
             inventory = c.inventory if probe == "auto" and addresses is None else None
             prober = MailboxProber(c, inventory, skus_f.result)
-        deleted_f = pool.submit(c._read, "deleted_users", "soft-deleted users",
-                                lambda: c.users("/directory/deletedItems/microsoft.graph.user",
-                                                DELETED_USER_FIELDS, "deleted users"))
-        organization_f = pool.submit(c._read, "organization", "the organization",
-                                     lambda: c.first("/organization", {"$select": "id,displayName,verifiedDomains"}))
-        sp_f = pool.submit(c._read, "remediation_sp", "the remediation app's service principal",
-                           lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'",
-                                                                  "$select": SP_FIELDS}))
-        graph_sp_f = pool.submit(c._read, "remediation_sp", "Microsoft Graph's service principal",
-                                 lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{GRAPH_APP_ID}'",
-                                                                        "$select": "id"}))
+        deleted_f = pool.submit(
+            c._read,
+            "deleted_users",
+            "soft-deleted users",
+            lambda: c.users("/directory/deletedItems/microsoft.graph.user", DELETED_USER_FIELDS, "deleted users"),
+        )
+        organization_f = pool.submit(
+            c._read,
+            "organization",
+            "the organization",
+            lambda: c.first("/organization", {"$select": "id,displayName,verifiedDomains"}),
+        )
+        sp_f = pool.submit(
+            c._read,
+            "remediation_sp",
+            "the remediation app's service principal",
+            lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'", "$select": SP_FIELDS}),
+        )
+        graph_sp_f = pool.submit(
+            c._read,
+            "remediation_sp",
+            "Microsoft Graph's service principal",
+            lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{GRAPH_APP_ID}'", "$select": "id"}),
+        )
         application_f = pool.submit(_application, c, config)
         app_scope_f = pool.submit(c.app_scope)
         count_f = pool.submit(c.count_users) if addresses is None else None
@@ -492,8 +545,7 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
                 if prober:
                     prober.add(users.value or [])
             else:
-                users = Dataset(c.users("/users", USER_FIELDS, "users",
-                                        on_page=prober.add if prober else None))
+                users = Dataset(c.users("/users", USER_FIELDS, "users", on_page=prober.add if prober else None))
         except GraphError as err:
             if prober:
                 prober.abandon()
@@ -503,10 +555,18 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
         sp = sp_f.result()
         if sp.ok and sp.value:
             sp_id = sp.value["id"]
-            roles_f = pool.submit(c._read, "remediation_sp", "the remediation app's application permissions",
-                                  lambda: c.all_items(f"/servicePrincipals/{sp_id}/appRoleAssignments"))
-            delegated_f = pool.submit(c._read, "remediation_sp", "the remediation app's delegated permissions",
-                                      lambda: c.all_items(f"/servicePrincipals/{sp_id}/oauth2PermissionGrants"))
+            roles_f = pool.submit(
+                c._read,
+                "remediation_sp",
+                "the remediation app's application permissions",
+                lambda: c.all_items(f"/servicePrincipals/{sp_id}/appRoleAssignments"),
+            )
+            delegated_f = pool.submit(
+                c._read,
+                "remediation_sp",
+                "the remediation app's delegated permissions",
+                lambda: c.all_items(f"/servicePrincipals/{sp_id}/oauth2PermissionGrants"),
+            )
             roles, delegated = roles_f.result(), delegated_f.result()
         else:
             reason = sp.error or "the remediation app has no service principal in this tenant"
@@ -518,8 +578,7 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
     graph_sp_id = Dataset((graph_sp.value or {}).get("id")) if graph_sp.ok else graph_sp
 
     if prober is None:
-        probes = Dataset.missing("mailbox probes were switched off (--no-probe); user checks used "
-                                 "directory data only")
+        probes = Dataset.missing("mailbox probes were switched off (--no-probe); user checks used directory data only")
     elif not users.ok:
         prober.abandon()
         probes = Dataset.missing(users.error or "no users")
@@ -541,7 +600,8 @@ def collect_tenant(client: GraphClient, tenant: TenantConfig, config: Config, *,
         application=application,
         probes=probes,
         app_scope=app_scope,
-        recipients=Dataset(list(recipients)) if recipients is not None
+        recipients=Dataset(list(recipients))
+        if recipients is not None
         else Dataset.missing("no recipients list was given (--recipients FILE)"),
         directory_user_count=count,
         audit_roles=tuple(audit_roles),
@@ -555,12 +615,16 @@ def _application(c: Collector, config: Config) -> Dataset:
     tenant = c.tenant
     home = app.home_tenant_id
     if home is None:
-        return Dataset.missing("remediation_app.home_tenant_id is not set; the app registration "
-                               "(sign-in audience, credentials) can only be read in its home tenant")
+        return Dataset.missing(
+            "remediation_app.home_tenant_id is not set; the app registration "
+            "(sign-in audience, credentials) can only be read in its home tenant"
+        )
     if home.lower() != tenant.tenant_id.lower():
         configured = any(t.tenant_id.lower() == home.lower() for t in config.tenants)
         where = READ_IN_HOME_AUDIT if configured else "is not among the configured tenants"
         return Dataset.missing(f"the app registration lives in its home tenant {home}, which {where}")
-    return c._read("application", "the remediation app's registration",
-                   lambda: c.first("/applications", {"$filter": f"appId eq '{app.app_id}'",
-                                                     "$select": APP_FIELDS}))
+    return c._read(
+        "application",
+        "the remediation app's registration",
+        lambda: c.first("/applications", {"$filter": f"appId eq '{app.app_id}'", "$select": APP_FIELDS}),
+    )

@@ -136,9 +136,7 @@ class _Loader:
         for key in data:
             at = f"{where}.{key}" if where else key
             lowered = key.lower()
-            if lowered in SECRET_KEYS or (
-                lowered.endswith(("_secret", "_password")) and not lowered.endswith("_env")
-            ):
+            if lowered in SECRET_KEYS or (lowered.endswith(("_secret", "_password")) and not lowered.endswith("_env")):
                 raise self.fail(
                     at,
                     "secrets are not accepted in the config file",
@@ -170,15 +168,14 @@ class _Loader:
         value = data[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
         if not ok:
-            raise self.fail(
-                at, f"expected {_kind_name(kind)}, got {_kind(value)}", f"write it like {key} = {example}"
-            )
+            raise self.fail(at, f"expected {_kind_name(kind)}, got {_kind(value)}", f"write it like {key} = {example}")
         if isinstance(value, str) and not value.strip():
             raise self.fail(at, "is empty", f"write it like {key} = {example} or remove the key")
         return value.strip() if isinstance(value, str) else value
 
-    def take_id(self, data: dict, where: str, key: str, fix: str, *, domain_ok: bool = False,
-                required: bool = False) -> str | None:
+    def take_id(
+        self, data: dict, where: str, key: str, fix: str, *, domain_ok: bool = False, required: bool = False
+    ) -> str | None:
         """A GUID (or, with domain_ok, a tenant's domain name) written as a string."""
         value = self.take(data, where, key, str, GUID_EXAMPLE, required=required)
         if value is not None:
@@ -193,9 +190,7 @@ class _Loader:
             return None
         value = data[key]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(
-                at, f"expected a list of strings, got {_kind(value)}", f"write it like {key} = {example}"
-            )
+            raise self.fail(at, f"expected a list of strings, got {_kind(value)}", f"write it like {key} = {example}")
         return tuple(v.strip() for v in value)
 
     def take_choice(
@@ -212,9 +207,7 @@ class _Loader:
             )
         return value.lower()
 
-    def take_int(
-        self, data: dict, where: str, key: str, default: int, low: int, high: int | None = None
-    ) -> int:
+    def take_int(self, data: dict, where: str, key: str, default: int, low: int, high: int | None = None) -> int:
         value = self.take(data, where, key, int, str(max(low, default)))
         if value is None:
             return default
@@ -223,9 +216,7 @@ class _Loader:
             raise self.fail(f"{where}.{key}", f"{value} is out of range", f"use a whole number {bound}")
         return value
 
-    def take_env(
-        self, data: dict, where: str, key: str, example: str, must_be_set: bool = True
-    ) -> str | None:
+    def take_env(self, data: dict, where: str, key: str, example: str, must_be_set: bool = True) -> str | None:
         """A key naming an environment variable: refuse values that look like the secret itself."""
         at = f"{where}.{key}"
         if key not in data:
@@ -248,9 +239,7 @@ class _Loader:
             )
         return value
 
-    def take_path(
-        self, data: dict, where: str, key: str, example: str, must_exist: bool = False
-    ) -> Path | None:
+    def take_path(self, data: dict, where: str, key: str, example: str, must_exist: bool = False) -> Path | None:
         value = self.take(data, where, key, str, example)
         if value is None:
             return None
@@ -265,9 +254,7 @@ class _Loader:
                 problem = "is a folder, not a file" if path.is_dir() else "does not exist"
                 raise self.fail(f"{where}.{key}", f"{path} {problem}", "point it at an existing file")
             if not os.access(path, os.R_OK):
-                raise self.fail(
-                    f"{where}.{key}", f"{path} cannot be read", "make the file readable by the job"
-                )
+                raise self.fail(f"{where}.{key}", f"{path} cannot be read", "make the file readable by the job")
         return path
 
     def resolve(self, value: str) -> Path:
@@ -361,9 +348,7 @@ def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
     if raw is None:
         raise ld.fail("tenants", "no tenant is configured", "add at least one [[tenants]] section")
     if not isinstance(raw, list) or not raw or not all(isinstance(t, dict) for t in raw):
-        raise ld.fail(
-            "tenants", "expected one or more [[tenants]] sections", "write each tenant as [[tenants]]"
-        )
+        raise ld.fail("tenants", "expected one or more [[tenants]] sections", "write each tenant as [[tenants]]")
     tenants: list[TenantConfig] = []
     seen: dict[str, int] = {}
     for i, t in enumerate(raw):
@@ -377,10 +362,15 @@ def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
                 "give each tenant a unique name",
             )
         seen[name.lower()] = i
-        tenant_id = ld.take_id(t, w, "tenant_id", "use the directory (tenant) ID GUID or a verified domain such "
-                               "as contoso.onmicrosoft.com", domain_ok=True, required=True)
-        client_id = ld.take_id(t, w, "client_id", "use the audit app's application (client) ID, a GUID",
-                               required=True)
+        tenant_id = ld.take_id(
+            t,
+            w,
+            "tenant_id",
+            "use the directory (tenant) ID GUID or a verified domain such as contoso.onmicrosoft.com",
+            domain_ok=True,
+            required=True,
+        )
+        client_id = ld.take_id(t, w, "client_id", "use the audit app's application (client) ID, a GUID", required=True)
         secret_env = ld.take_env(t, w, "client_secret_env", '"CONTOSO_AUDIT_SECRET"')
         cert_path = ld.take_path(t, w, "certificate_path", '"certs/audit.pem"', must_exist=True)
         thumbprint = ld.take(t, w, "certificate_thumbprint", str, '"<40 hex digits>"')
@@ -444,16 +434,16 @@ def _remediation_app(ld: _Loader, data: dict) -> RemediationAppConfig:
     t = ld.sub_table(data, w, required=True)
     assert t is not None
     ld.table(t, w, APP_KEYS)
-    app_id = ld.take_id(t, w, "app_id", "use the application (client) ID of the remediation product's app",
-                        required=True)
-    home = ld.take_id(t, w, "home_tenant_id", "use the tenant ID where the remediation app is registered",
-                      domain_ok=True)
+    app_id = ld.take_id(
+        t, w, "app_id", "use the application (client) ID of the remediation product's app", required=True
+    )
+    home = ld.take_id(
+        t, w, "home_tenant_id", "use the tenant ID where the remediation app is registered", domain_ok=True
+    )
     return RemediationAppConfig(
         app_id=app_id.lower(),
         home_tenant_id=home,
-        access_policy_file=ld.take_path(
-            t, w, "access_policy_file", '"access-policies.json"', must_exist=True
-        ),
+        access_policy_file=ld.take_path(t, w, "access_policy_file", '"access-policies.json"', must_exist=True),
         credential_warning_days=ld.take_int(t, w, "credential_warning_days", 30, 0, 3650),
     )
 
@@ -505,9 +495,7 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
     sender = ld.take(t, w, "sender", str, '"etd-audit@contoso.com"')
     if sender is None:
         raise ld.fail(w, "required key 'sender' is missing", 'add sender = "etd-audit@contoso.com"')
-    ld.check(
-        bool(EMAIL_RE.match(sender)), f"{w}.sender", f"'{sender}' is not an e-mail address", "fix the address"
-    )
+    ld.check(bool(EMAIL_RE.match(sender)), f"{w}.sender", f"'{sender}' is not an e-mail address", "fix the address")
     sender_tenant = ld.take(t, w, "sender_tenant", str, '"contoso"')
     smtp_host = ld.take(t, w, "smtp_host", str, '"smtp.contoso.com"')
     user_env = ld.take_env(t, w, "smtp_username_env", '"SMTP_USERNAME"')
@@ -535,9 +523,7 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
     else:
         if smtp_host is None:
             raise ld.fail(w, "transport 'smtp' needs smtp_host", 'add smtp_host = "smtp.contoso.com"')
-        ld.check(
-            sender_tenant is None, f"{w}.sender_tenant", "is only used with transport 'graph'", "remove it"
-        )
+        ld.check(sender_tenant is None, f"{w}.sender_tenant", "is only used with transport 'graph'", "remove it")
         ld.check(
             (user_env is None) == (pass_env is None),
             w,
@@ -551,8 +537,7 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
         sender_tenant=sender_tenant,
         smtp_host=smtp_host,
         smtp_port=ld.take_int(t, w, "smtp_port", 587, 1, 65535),
-        smtp_security=ld.take_choice(t, w, "smtp_security", ("starttls", "tls", "none"), "starttls")
-        or "starttls",
+        smtp_security=ld.take_choice(t, w, "smtp_security", ("starttls", "tls", "none"), "starttls") or "starttls",
         smtp_username_env=user_env,
         smtp_password_env=pass_env,
         only_on_change=bool(ld.take(t, w, "only_on_change", bool, "false")),
@@ -649,9 +634,7 @@ def load_config(path: str | Path) -> Config:
             f"{file}: the config file does not exist. Check the path, or copy config/example.toml."
         ) from None
     except IsADirectoryError:
-        raise ConfigError(
-            f"{file}: is a folder, not a config file. Give the path of the .toml file."
-        ) from None
+        raise ConfigError(f"{file}: is a folder, not a config file. Give the path of the .toml file.") from None
     except OSError as exc:
         raise ConfigError(
             f"{file}: the config file cannot be read ({exc.strerror or exc}). Make it readable by the job."
@@ -659,9 +642,7 @@ def load_config(path: str | Path) -> Config:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigError(
-            f"{file}: is not a UTF-8 text file. Give the path of the TOML config file."
-        ) from None
+        raise ConfigError(f"{file}: is not a UTF-8 text file. Give the path of the TOML config file.") from None
     if "\x00" in text:
         raise ConfigError(f"{file}: is a binary file, not TOML. Give the path of the TOML config file.")
     try:

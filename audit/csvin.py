@@ -10,9 +10,21 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-ADDRESS_COLUMNS = ("address", "email", "e-mail", "mail", "smtp address", "emailaddress", "email address",
-                   "recipient", "recipient address", "mailbox", "user principal name", "userprincipalname",
-                   "upn")
+ADDRESS_COLUMNS = (
+    "address",
+    "email",
+    "e-mail",
+    "mail",
+    "smtp address",
+    "emailaddress",
+    "email address",
+    "recipient",
+    "recipient address",
+    "mailbox",
+    "user principal name",
+    "userprincipalname",
+    "upn",
+)
 MAX_BYTES = 50 * 1024 * 1024
 
 
@@ -49,8 +61,9 @@ def read_table(path: str | Path) -> Table:
     if len(raw) > MAX_BYTES:
         raise InputError(f"{path}: the file is larger than {MAX_BYTES // 1024 // 1024} MB; split it.")
     if b"\x00" in raw[:4096]:
-        raise InputError(f"{path}: this is not a text CSV file (it contains binary data). "
-                         "Export the list as CSV (UTF-8).")
+        raise InputError(
+            f"{path}: this is not a text CSV file (it contains binary data). Export the list as CSV (UTF-8)."
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -67,8 +80,9 @@ def read_table(path: str | Path) -> Table:
             raise InputError(f"{path}: the first line must be a header row naming the columns.")
         rows, bad = _rows(reader, header)
     except csv.Error as err:  # e.g. a field over csv's size limit: a runaway quote or not a list at all
-        raise InputError(f"{path}: cannot be read as CSV near line {reader.line_num} ({err}). "
-                         "Export it again as CSV (UTF-8).") from None
+        raise InputError(
+            f"{path}: cannot be read as CSV near line {reader.line_num} ({err}). Export it again as CSV (UTF-8)."
+        ) from None
     return Table(path, header, rows, bad)
 
 
@@ -76,7 +90,7 @@ def _rows(reader, header: list[str]) -> tuple[list[dict[str, str]], list[tuple[i
     rows: list[dict[str, str]] = []
     bad: list[tuple[int, str]] = []
     for number, values in enumerate(reader, start=2):
-        if len(values) > len(header) and any(v.strip() for v in values[len(header):]):
+        if len(values) > len(header) and any(v.strip() for v in values[len(header) :]):
             bad.append((number, f"{len(values)} fields where the header has {len(header)}"))
             continue
         rows.append({h: (values[i].strip() if i < len(values) else "") for i, h in enumerate(header)})
@@ -88,8 +102,10 @@ def read_recipients(path: str | Path) -> list[str]:
     table = read_table(path)
     column = table.column(ADDRESS_COLUMNS)
     if column is None:
-        raise InputError(f"{table.path}: no address column among {', '.join(table.header) or '(none)'}. "
-                         "Name the column holding the e-mail addresses 'address'.")
+        raise InputError(
+            f"{table.path}: no address column among {', '.join(table.header) or '(none)'}. "
+            "Name the column holding the e-mail addresses 'address'."
+        )
     addresses = [row[column] for row in table.rows if row[column]]
     if not addresses:
         raise InputError(f"{table.path}: the '{column}' column holds no addresses.")

@@ -17,12 +17,12 @@ from pathlib import Path
 from audit.config import AuditConfig, Config, RemediationAppConfig, TenantConfig
 
 
-def simulator_for(users: int = 500, seed: int = 7, faults: str | None = None, limits: bool = False,
-                  port: int = 0):
+def simulator_for(users: int = 500, seed: int = 7, faults: str | None = None, limits: bool = False, port: int = 0):
     from audit.simulator import Limits, Simulator, demo_tenants
 
-    return Simulator(demo_tenants(users=users, seed=seed), faults=faults,
-                     limits=Limits() if limits else None, port=port)
+    return Simulator(
+        demo_tenants(users=users, seed=seed), faults=faults, limits=Limits() if limits else None, port=port
+    )
 
 
 def secret_env_name(tenant_name: str) -> str:
@@ -45,25 +45,36 @@ def demo_config(sim, folder: Path, out_dir: Path) -> tuple[Config, Path]:
     for t in tenants:
         env = secret_env_name(t["name"])
         os.environ[env] = t["clients"][0]["secret"]
-        configured.append(TenantConfig(
-            name=t["name"], tenant_id=t["tenant_id"], client_id=t["clients"][0]["client_id"],
-            client_secret_env=env, domains=tuple(demo_domains(t)),
-            authority_host=sim.url, graph_endpoint=sim.url))
+        configured.append(
+            TenantConfig(
+                name=t["name"],
+                tenant_id=t["tenant_id"],
+                client_id=t["clients"][0]["client_id"],
+                client_secret_env=env,
+                domains=tuple(demo_domains(t)),
+                authority_host=sim.url,
+                graph_endpoint=sim.url,
+            )
+        )
     home = next(t["tenant_id"] for t in tenants if t.get("scenario") == "home")
     config = Config(
         path=folder / "demo.toml",
         tenants=tuple(configured),
-        remediation_app=RemediationAppConfig(app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home,
-                                             access_policy_file=policy_file),
+        remediation_app=RemediationAppConfig(
+            app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home, access_policy_file=policy_file
+        ),
         audit=AuditConfig(out_dir=out_dir, ca_bundle=Path(sim.ca_path)),
     )
     return config, recipients_file
 
 
 @contextmanager
-def demo_session(users: int = 500, seed: int = 7, out_dir: Path = Path("reports"),
-                 faults: str | None = None, limits: bool = False) -> Iterator[tuple[Config, Path]]:
+def demo_session(
+    users: int = 500, seed: int = 7, out_dir: Path = Path("reports"), faults: str | None = None, limits: bool = False
+) -> Iterator[tuple[Config, Path]]:
     """Start the simulator, yield a ready (config, recipients file), stop it afterwards."""
-    with tempfile.TemporaryDirectory(prefix="etd-audit-demo-") as tmp, \
-            simulator_for(users, seed, faults, limits) as sim:
+    with (
+        tempfile.TemporaryDirectory(prefix="etd-audit-demo-") as tmp,
+        simulator_for(users, seed, faults, limits) as sim,
+    ):
         yield demo_config(sim, Path(tmp), out_dir)

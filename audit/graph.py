@@ -274,9 +274,7 @@ class GraphClient:
             return answer  # answered directly, without a redirect
         return self._call("GET", answer, want="text", auth=False)
 
-    def iter_pages(
-        self, path: str, params: dict | None = None, headers: dict | None = None
-    ) -> Iterator[list[dict]]:
+    def iter_pages(self, path: str, params: dict | None = None, headers: dict | None = None) -> Iterator[list[dict]]:
         """Yield each page's `value`; the next page is exactly the `@odata.nextLink` Graph gave."""
         url: str | None = path
         page_params = params
@@ -451,9 +449,7 @@ class GraphClient:
                 fault = _Fault(GraphError(0, "ConnectionError", f"{type(exc).__name__}: {exc}"), None)
             else:
                 request_id = resp.headers.get("request-id") or resp.headers.get("client-request-id")
-                log.debug(
-                    "%s %s %s request-id=%s attempt=%d", method, path, resp.status_code, request_id, attempt
-                )
+                log.debug("%s %s %s request-id=%s attempt=%d", method, path, resp.status_code, request_id, attempt)
                 try:
                     return self._accept(resp, want, retry_on)
                 except _Fault as f:
@@ -461,8 +457,13 @@ class GraphClient:
                 except GraphError as exc:
                     # Refresh once per refused token: a call that waits out long Retry-Afters can outlive
                     # the fresh token too; a token refused at once is not refreshed for ever (at most 3).
-                    if (exc.status == 401 and exc.code == "InvalidAuthenticationToken" and auth
-                            and access_token not in refused and len(refused) < 3):
+                    if (
+                        exc.status == 401
+                        and exc.code == "InvalidAuthenticationToken"
+                        and auth
+                        and access_token not in refused
+                        and len(refused) < 3
+                    ):
                         refused.add(access_token)
                         attempt -= 1  # a token refresh is not a retry of a fault
                         self._refresh(access_token)

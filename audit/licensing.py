@@ -154,8 +154,9 @@ def derive_tables(source: TextIO) -> tuple[list[SkuRow], list[PlanRow]]:
             and upper not in NON_MAILBOX_EXCHANGE_PLAN_NAMES
             and not upper.startswith("PRIVACY_")
         ):
-            log.warning("unreviewed Exchange plan %s (%s): decide whether it gives a mailbox",
-                        plan.plan_name, plan.plan_id)
+            log.warning(
+                "unreviewed Exchange plan %s (%s): decide whether it gives a mailbox", plan.plan_name, plan.plan_id
+            )
 
     mailbox_ids = {p.plan_id for p in plans if p.gives_mailbox}
     skus = [
@@ -203,8 +204,7 @@ def _read_data(name: str) -> list[dict[str, str]]:
 @functools.cache
 def _tables() -> _Tables:
     skus = {
-        r["sku_id"]: SkuRow(r["sku_id"], r["sku_part_number"], r["product_name"],
-                            tuple(r["mailbox_plans"].split()))
+        r["sku_id"]: SkuRow(r["sku_id"], r["sku_part_number"], r["product_name"], tuple(r["mailbox_plans"].split()))
         for r in _read_data("skus.csv")
     }
     plans = {
@@ -260,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
         description="Regenerate the licensing tables from Microsoft's licensing service-plan CSV.",
     )
     parser.add_argument("source", type=Path, help="the downloaded licensing CSV")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "data",
-                        help="folder to write skus.csv and service_plans.csv to (default: the package data)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "data",
+        help="folder to write skus.csv and service_plans.csv to (default: the package data)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with args.source.open(encoding="utf-8-sig", newline="") as f:

@@ -111,10 +111,7 @@ def summarize(result: RunResult, files: ReportFiles) -> Summary:
     for f in findings:
         first.setdefault(f.check_id, f)
     checks = sorted(
-        (
-            CheckLine(cid, str(first[cid].severity), first[cid].predicted_error, n)
-            for cid, n in per_check.items()
-        ),
+        (CheckLine(cid, str(first[cid].severity), first[cid].predicted_error, n) for cid, n in per_check.items()),
         key=lambda c: (-Severity(c.severity).rank, -c.findings, c.check_id),
     )
     return Summary(tuple(lines), tuple(checks), new, resolved)
@@ -266,8 +263,7 @@ def render_text(result: RunResult, files: ReportFiles) -> str:
     summary = summarize(result, files)
     out = [subject_line(result, files), ""]
     out.append(
-        f"{'Tenant':<24} {'Status':<8} {'Users':>7} {'Crit':>5} {'High':>5} {'Med':>5} {'Low':>5} "
-        f"{'New':>5} {'Res':>5}"
+        f"{'Tenant':<24} {'Status':<8} {'Users':>7} {'Crit':>5} {'High':>5} {'Med':>5} {'Low':>5} {'New':>5} {'Res':>5}"
     )
     for t in summary.tenants:
         s = t.by_severity
@@ -279,9 +275,7 @@ def render_text(result: RunResult, files: ReportFiles) -> str:
             out.append(f"    {_one_line(t.error)}")
     if summary.checks:
         out += ["", "Findings by check:"]
-        out += [
-            f"  {c.findings:>6}  {c.severity:<8} {c.check_id}: {c.predicted_error}" for c in summary.checks
-        ]
+        out += [f"  {c.findings:>6}  {c.severity:<8} {c.check_id}: {c.predicted_error}" for c in summary.checks]
     names = {t.tenant_id.lower(): t.name for t in result.tenants}
     for title, found in (("New since the last report", summary.new), ("Resolved", summary.resolved)):
         if found:
@@ -315,12 +309,8 @@ def build_message(result: RunResult, files: ReportFiles, email: EmailConfig) -> 
     message.add_alternative(render_html(result, files), subtype="html")
     attachment = _attachment(files)
     if attachment:
-        maintype, _, subtype = FILE_TYPES.get(
-            attachment.suffix.lower(), "application/octet-stream"
-        ).partition("/")
-        message.add_attachment(
-            attachment.read_bytes(), maintype=maintype, subtype=subtype, filename=attachment.name
-        )
+        maintype, _, subtype = FILE_TYPES.get(attachment.suffix.lower(), "application/octet-stream").partition("/")
+        message.add_attachment(attachment.read_bytes(), maintype=maintype, subtype=subtype, filename=attachment.name)
     return message
 
 
@@ -487,8 +477,7 @@ def _sending_tenant(config: Config) -> TenantConfig:
         if wanted in (tenant.name, tenant.tenant_id):
             return tenant
     raise MailError(
-        f"email.sender_tenant {wanted!r} is not a configured tenant. "
-        "Name the tenant whose mailbox sends the report."
+        f"email.sender_tenant {wanted!r} is not a configured tenant. Name the tenant whose mailbox sends the report."
     )
 
 

@@ -75,8 +75,9 @@ def read_shard(source: Path) -> ShardReport:
         # Never fall back to an older report of the folder: that would merge last week's shard silently.
         raise MergeError(str(err)) from None
     workbook = path.with_suffix(".xlsx")
-    return ShardReport(source, path, workbook if workbook.is_file() else None, result,
-                       accepted=len(result.findings) - len(counted))
+    return ShardReport(
+        source, path, workbook if workbook.is_file() else None, result, accepted=len(result.findings) - len(counted)
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,13 @@ class Combined:
     fresh: list[ShardReport]  # the inputs whose tenants are merged; the others are too old
 
 
-def combine(shards: Sequence[ShardReport], config: Config | None = None, *,
-            max_age: timedelta | None = None, now: datetime | None = None) -> Combined:
+def combine(
+    shards: Sequence[ShardReport],
+    config: Config | None = None,
+    *,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> Combined:
     """One RunResult holding every shard's tenants, in the config's order; refuses inputs that do not fit.
 
     A shard report older than max_age is what its folder held before this run: the shard did not finish.
@@ -100,20 +106,26 @@ def combine(shards: Sequence[ShardReport], config: Config | None = None, *,
         for tenant in shard.result.tenants:
             other = owner.setdefault(tenant.tenant_id.lower(), shard)
             if other is not shard:
-                raise MergeError(f"tenant {tenant.name} ({tenant.tenant_id}) is in both {other.json} and "
-                                 f"{shard.json}: each tenant must come from exactly one shard (the same shard "
-                                 "given twice, or shards of different N?)")
+                raise MergeError(
+                    f"tenant {tenant.name} ({tenant.tenant_id}) is in both {other.json} and "
+                    f"{shard.json}: each tenant must come from exactly one shard (the same shard "
+                    "given twice, or shards of different N?)"
+                )
     fresh = [s for s in shards if max_age is None or now - s.result.started <= max_age]
     first = (fresh or shards)[0]
     for shard in fresh:
         run = shard.result
         if run.version != first.result.version:
-            raise MergeError(f"{shard.json} was written by etd-audit {run.version}, {first.json} by "
-                             f"{first.result.version}: merge the shards of one run, made by one release")
+            raise MergeError(
+                f"{shard.json} was written by etd-audit {run.version}, {first.json} by "
+                f"{first.result.version}: merge the shards of one run, made by one release"
+            )
         if run.probes != first.result.probes:
-            raise MergeError(f"{shard.json} was run with mailbox probes {'on' if run.probes else 'off'}, "
-                             f"{first.json} with them {'on' if first.result.probes else 'off'}: merge the "
-                             "shards of one run")
+            raise MergeError(
+                f"{shard.json} was run with mailbox probes {'on' if run.probes else 'off'}, "
+                f"{first.json} with them {'on' if first.result.probes else 'off'}: merge the "
+                "shards of one run"
+            )
 
     tenants: list[TenantResult] = []
     fresh_ids = {id(s) for s in fresh}
@@ -122,28 +134,47 @@ def combine(shards: Sequence[ShardReport], config: Config | None = None, *,
             tenants += shard.result.tenants
             continue
         log.warning("%s is older than --max-age; its tenants are merged as failed", shard.json)
-        why = (f"the newest report of its shard ({shard.json.name}) is from {shard.result.started:%Y-%m-%d %H:%M} "
-               "UTC, older than --max-age: the shard did not finish this run")
+        why = (
+            f"the newest report of its shard ({shard.json.name}) is from {shard.result.started:%Y-%m-%d %H:%M} "
+            "UTC, older than --max-age: the shard did not finish this run"
+        )
         tenants += [TenantResult(t.name, t.tenant_id, TenantStatus.FAILED, error=why) for t in shard.result.tenants]
     if config is not None:
         configured = {t.tenant_id.lower() for t in config.tenants}
         for t in tenants:
             if t.tenant_id.lower() not in configured:
-                log.warning("tenant %s (%s) of %s is not in %s; it stays in the merged report",
-                            t.name, t.tenant_id, owner[t.tenant_id.lower()].json, config.path)
+                log.warning(
+                    "tenant %s (%s) of %s is not in %s; it stays in the merged report",
+                    t.name,
+                    t.tenant_id,
+                    owner[t.tenant_id.lower()].json,
+                    config.path,
+                )
         tenants += missing_tenants(config, owner)
         tenants = in_config_order(tenants, fresh, config)
     runs = [s.result for s in fresh or shards]
-    result = RunResult(started=min(r.started for r in runs), finished=max(r.finished for r in runs),
-                       version=first.result.version, probes=first.result.probes, tenants=tenants)
+    result = RunResult(
+        started=min(r.started for r in runs),
+        finished=max(r.finished for r in runs),
+        version=first.result.version,
+        probes=first.result.probes,
+        tenants=tenants,
+    )
     return Combined(result, fresh)
 
 
 def missing_tenants(config: Config, present: dict[str, ShardReport]) -> list[TenantResult]:
     """Configured tenants no input covers: failed, so that a shard that did not finish is not a clean pass."""
-    return [TenantResult(t.name, t.tenant_id, TenantStatus.FAILED,
-                         error="not in any shard report given to the merge (did its shard run and finish?)")
-            for t in config.tenants if t.tenant_id.lower() not in present]
+    return [
+        TenantResult(
+            t.name,
+            t.tenant_id,
+            TenantStatus.FAILED,
+            error="not in any shard report given to the merge (did its shard run and finish?)",
+        )
+        for t in config.tenants
+        if t.tenant_id.lower() not in present
+    ]
 
 
 def in_config_order(tenants: list[TenantResult], shards: Sequence[ShardReport], config: Config) -> list[TenantResult]:
@@ -153,13 +184,13 @@ def in_config_order(tenants: list[TenantResult], shards: Sequence[ShardReport], 
     shards made from a config in another order keep the order they came in.
     """
     position = {t.tenant_id.lower(): i for i, t in enumerate(config.tenants)}
-    rank = {t.tenant_id.lower(): (position.get(t.tenant_id.lower(), len(position)), i)
-            for i, t in enumerate(tenants)}
+    rank = {t.tenant_id.lower(): (position.get(t.tenant_id.lower(), len(position)), i) for i, t in enumerate(tenants)}
     for shard in shards:
         ranks = [rank[t.tenant_id.lower()] for t in shard.result.tenants]
         if ranks != sorted(ranks):
-            log.warning("%s lists its tenants in another order than the config; the merge keeps input order",
-                        shard.json)
+            log.warning(
+                "%s lists its tenants in another order than the config; the merge keeps input order", shard.json
+            )
             return tenants
     return sorted(tenants, key=lambda t: rank[t.tenant_id.lower()])
 
@@ -199,15 +230,17 @@ class _SheetRows:
         except Exception as err:  # noqa: BLE001 - zipfile and openpyxl raise many kinds for a damaged file
             raise MergeError(f"{self.path}: not a readable workbook ({type(err).__name__}: {err})") from None
         if header != self.columns:
-            raise MergeError(f"{self.path}: its {self.sheet} sheet has other columns than this version writes "
-                             "(a report of another release?)")
+            raise MergeError(
+                f"{self.path}: its {self.sheet} sheet has other columns than this version writes "
+                "(a report of another release?)"
+            )
         self._rows = rows
         self._advance()
 
     def _advance(self) -> None:
         raw = next(self._rows, None)
         # Read-only rows stop at the last filled cell; pad them back to the header's width.
-        self._next = None if raw is None else (list(raw) + [None] * len(self.columns))[:len(self.columns)]
+        self._next = None if raw is None else (list(raw) + [None] * len(self.columns))[: len(self.columns)]
 
     def peek(self) -> list | None:
         if self._rows is None:
@@ -232,18 +265,29 @@ class CarriedSheets:
         self.result = result
         self.owner = {t.tenant_id.lower(): s for s in shards for t in s.result.tenants}
         self.books = _Workbooks()
-        self.users = {id(s): _SheetRows(self.books, s.workbook, USERS, [c.header for c in USER_COLUMNS])
-                      for s in shards if s.workbook}
-        self.tenants = {id(s): _SheetRows(self.books, s.workbook, TENANT, [c.header for c in TENANT_COLUMNS])
-                        for s in shards if s.workbook}
+        self.users = {
+            id(s): _SheetRows(self.books, s.workbook, USERS, [c.header for c in USER_COLUMNS])
+            for s in shards
+            if s.workbook
+        }
+        self.tenants = {
+            id(s): _SheetRows(self.books, s.workbook, TENANT, [c.header for c in TENANT_COLUMNS])
+            for s in shards
+            if s.workbook
+        }
 
     def notes(self) -> list[str]:
-        bare = [t.name for t in self.result.tenants
-                if (s := self.owner.get(t.tenant_id.lower())) is not None and s.workbook is None]
+        bare = [
+            t.name
+            for t in self.result.tenants
+            if (s := self.owner.get(t.tenant_id.lower())) is not None and s.workbook is None
+        ]
         if not bare:
             return []
-        return [f"Users and tenant settings of {', '.join(bare)} are not in this workbook: their shard wrote no "
-                "workbook (run the shards with the xlsx format)."]
+        return [
+            f"Users and tenant settings of {', '.join(bare)} are not in this workbook: their shard wrote no "
+            "workbook (run the shards with the xlsx format)."
+        ]
 
     def sheet_rows(self) -> dict:
         return {USERS: self.user_rows, TENANT: self.tenant_rows}
@@ -266,8 +310,10 @@ class CarriedSheets:
         for sheet in self.users.values():
             left = sheet.peek()
             if left is not None:
-                raise MergeError(f"{sheet.path}: Users rows of tenant {left[0]!r} do not follow its JSON report's "
-                                 "tenants; the workbook and the JSON are not of one run")
+                raise MergeError(
+                    f"{sheet.path}: Users rows of tenant {left[0]!r} do not follow its JSON report's "
+                    "tenants; the workbook and the JSON are not of one run"
+                )
 
     def tenant_rows(self, counted: Sequence[Finding], accepted: Sequence[Finding]) -> list[list]:
         by_id: dict[str, list] = {}
@@ -288,9 +334,16 @@ class CarriedSheets:
         self.books.close()
 
 
-def merge(sources: Sequence[Path], out_dir: Path | None, *, config_path: Path | None = None,
-          stem: str | None = None, formats: Sequence[str] | None = None, max_age: timedelta | None = None,
-          email: bool = True) -> MergeOutcome:
+def merge(
+    sources: Sequence[Path],
+    out_dir: Path | None,
+    *,
+    config_path: Path | None = None,
+    stem: str | None = None,
+    formats: Sequence[str] | None = None,
+    max_age: timedelta | None = None,
+    email: bool = True,
+) -> MergeOutcome:
     """Merge the shard reports in `sources` into one report in out_dir (default: the config's out_dir)."""
     config = load_config(config_path) if config_path else None
     audit = config.audit if config else AuditConfig()
@@ -300,8 +353,10 @@ def merge(sources: Sequence[Path], out_dir: Path | None, *, config_path: Path | 
     shards = [read_shard(Path(s)) for s in sources]
     for shard in shards:
         if shard.json.parent.resolve() == Path(out_dir).resolve():
-            raise MergeError(f"{out_dir} is also an input ({shard.source}): write the merged report to a folder "
-                             "of its own, or the next merge reads it back as a shard")
+            raise MergeError(
+                f"{out_dir} is also an input ({shard.source}): write the merged report to a folder "
+                "of its own, or the next merge reads it back as a shard"
+            )
     combined = combine(shards, config, max_age=max_age)
     result = combined.result
 
@@ -309,13 +364,22 @@ def merge(sources: Sequence[Path], out_dir: Path | None, *, config_path: Path | 
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
     carried_accepted = sum(s.accepted for s in shards)
     if config is None and carried_accepted:
-        notes.append(f"{carried_accepted} finding(s) accepted by exceptions in the shard reports count here: the "
-                     "merge applies exceptions only from the config (--config).")
+        notes.append(
+            f"{carried_accepted} finding(s) accepted by exceptions in the shard reports count here: the "
+            "merge applies exceptions only from the config (--config)."
+        )
     carried = CarriedSheets(result, combined.fresh)
     try:
-        files = write_reports(result, Path(out_dir), stem=stem, formats=formats or audit.formats, keep=audit.keep,
-                              exceptions=exceptions, sheet_rows=carried.sheet_rows(),
-                              extra_notes=[*carried.notes(), *notes])
+        files = write_reports(
+            result,
+            Path(out_dir),
+            stem=stem,
+            formats=formats or audit.formats,
+            keep=audit.keep,
+            exceptions=exceptions,
+            sheet_rows=carried.sheet_rows(),
+            extra_notes=[*carried.notes(), *notes],
+        )
     finally:
         carried.close()
     code = exit_code(result, files.findings, audit.fail_on)

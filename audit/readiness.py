@@ -30,9 +30,15 @@ TENANT_ITEMS = [  # (check id, item label)
     ("app-credential-expiring", "remediation app credentials valid"),
     ("domain-not-verified", "configured domains verified"),
 ]
-MAILBOX_CHECKS = ["no-exchange-license", "exchange-license-suspended", "mailbox-not-provisioned",
-                  "on-premises-mailbox", "mailbox-outside-app-scope", "soft-deleted-user",
-                  "recipient-not-in-directory"]
+MAILBOX_CHECKS = [
+    "no-exchange-license",
+    "exchange-license-suspended",
+    "mailbox-not-provisioned",
+    "on-premises-mailbox",
+    "mailbox-outside-app-scope",
+    "soft-deleted-user",
+    "recipient-not-in-directory",
+]
 
 
 @dataclass
@@ -71,8 +77,11 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
     roles = set(result.snapshot.audit_roles)
     has_directory = "Directory.Read.All" in roles
     for role, why in {**AUDIT_ROLES, **OPTIONAL_ROLES}.items():
-        held = role in roles or (has_directory and role in COVERED_BY_DIRECTORY) or (
-            role == "MailboxSettings.Read" and "MailboxSettings.ReadWrite" in roles)
+        held = (
+            role in roles
+            or (has_directory and role in COVERED_BY_DIRECTORY)
+            or (role == "MailboxSettings.Read" and "MailboxSettings.ReadWrite" in roles)
+        )
         if not held:
             status = "FAIL" if role in AUDIT_ROLES else "WARN"
             items.append(Item(status, f"audit app holds {role}", f"missing: grant it to {why}"))
@@ -104,8 +113,13 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
             items.append(Item("WARN", f"mailboxes: {check_id}", f"not evaluated: {skipped[check_id]}"))
         elif found:
             share = 100.0 * len(found) / mailboxes
-            items.append(Item("WARN", f"mailboxes: {check_id}",
-                              f"{len(found)} would fail ({share:.1f}% of {result.mailboxes_probed} probed)"))
+            items.append(
+                Item(
+                    "WARN",
+                    f"mailboxes: {check_id}",
+                    f"{len(found)} would fail ({share:.1f}% of {result.mailboxes_probed} probed)",
+                )
+            )
         else:
             items.append(Item("PASS", f"mailboxes: {check_id}", "none would fail"))
     for reason, count in result.not_assessed.items():
@@ -124,8 +138,9 @@ def check_readiness(config: Config, tenant: str | None = None) -> Readiness:
 
 def render(report: Readiness, as_json: bool = False) -> str:
     if as_json:
-        return json.dumps({"ready": report.exit_code == ExitCode.OK,
-                           "tenants": [asdict(t) for t in report.tenants]}, indent=2)
+        return json.dumps(
+            {"ready": report.exit_code == ExitCode.OK, "tenants": [asdict(t) for t in report.tenants]}, indent=2
+        )
     lines = []
     for t in report.tenants:
         verdict = "READY" if t.ready else "NOT READY"

@@ -74,17 +74,30 @@ def select_tenants(config: Config, options: RunOptions) -> list[TenantConfig]:
     return tenants
 
 
-def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
-                 recipients: list[str] | None, progress: Callable | None = None) -> TenantResult:
+def audit_tenant(
+    tenant: TenantConfig,
+    config: Config,
+    options: RunOptions,
+    *,
+    recipients: list[str] | None,
+    progress: Callable | None = None,
+) -> TenantResult:
     """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
     audit = config.audit
     started = datetime.now(UTC)
     tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
     try:
         provider, client = connect(tenant, audit)
-        snapshot = collect_tenant(client, tenant, config, probe=options.probe or audit.probe,
-                                  recipients=recipients, audit_roles=provider.roles(),
-                                  progress=tenant_progress, now=started)
+        snapshot = collect_tenant(
+            client,
+            tenant,
+            config,
+            probe=options.probe or audit.probe,
+            recipients=recipients,
+            audit_roles=provider.roles(),
+            progress=tenant_progress,
+            now=started,
+        )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
         return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=f"authentication: {err}")
@@ -113,12 +126,17 @@ def audit_tenant(tenant: TenantConfig, config: Config, options: RunOptions, *,
     # Not every mailbox assessed also makes the tenant partial; the report lists those users on their own.
     status = TenantStatus.PARTIAL if problems or not_assessed else TenantStatus.OK
     return TenantResult(
-        name=tenant.name, tenant_id=tenant.tenant_id, status=status,
+        name=tenant.name,
+        tenant_id=tenant.tenant_id,
+        status=status,
         error="; ".join(problems) or None,
         users_scanned=len(snapshot.users.value or []),
         users_in_directory=snapshot.directory_user_count,
         mailboxes_probed=sum(1 for p in probes.values() if p.source == "probe"),
-        not_assessed=not_assessed, not_evaluated=not_evaluated, findings=findings, snapshot=snapshot,
+        not_assessed=not_assessed,
+        not_evaluated=not_evaluated,
+        findings=findings,
+        snapshot=snapshot,
         not_assessed_users=tuple(sorted(unassessed)),
     )
 
@@ -130,22 +148,27 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
     try:
-        results = list(pool.map(
-            lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants))
+        results = list(
+            pool.map(lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants)
+        )
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): start no queued tenant and do not wait for those in flight.
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
     probe = options.probe or config.audit.probe
-    return RunResult(started=started, finished=datetime.now(UTC), version=__version__,
-                     probes=probe != "none", tenants=results)
+    return RunResult(
+        started=started, finished=datetime.now(UTC), version=__version__, probes=probe != "none", tenants=results
+    )
 
 
 def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
     statuses = [t.status for t in result.tenants]
-    if statuses and all(s == TenantStatus.FAILED for s in statuses) and all(
-            (t.error or "").startswith("authentication") for t in result.tenants):
+    if (
+        statuses
+        and all(s == TenantStatus.FAILED for s in statuses)
+        and all((t.error or "").startswith("authentication") for t in result.tenants)
+    ):
         return ExitCode.USAGE
     if any(s != TenantStatus.OK for s in statuses):
         return ExitCode.PARTIAL
@@ -164,13 +187,21 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     try:
         check_writable(Path(out_dir))
     except OSError as err:
-        raise ConfigError(f"{config.path}: audit.out_dir: cannot write reports to {out_dir} ({err.strerror}). "
-                          "Point out_dir (or --out) at a folder this user can create and write to.") from None
+        raise ConfigError(
+            f"{config.path}: audit.out_dir: cannot write reports to {out_dir} ({err.strerror}). "
+            "Point out_dir (or --out) at a folder this user can create and write to."
+        ) from None
     result = audit_tenants(config, options, progress)
     audit = config.audit
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
-    files = write_reports(result, options.out_dir or audit.out_dir, stem=options.stem,
-                          formats=options.formats or audit.formats, keep=audit.keep, exceptions=exceptions)
+    files = write_reports(
+        result,
+        options.out_dir or audit.out_dir,
+        stem=options.stem,
+        formats=options.formats or audit.formats,
+        keep=audit.keep,
+        exceptions=exceptions,
+    )
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
     if options.email:
@@ -191,4 +222,3 @@ def mail_report(outcome: RunOutcome, config: Config) -> None:
         outcome.mail_error = str(err)
         if outcome.exit_code != ExitCode.USAGE:
             outcome.exit_code = ExitCode.PARTIAL
-

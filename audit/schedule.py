@@ -162,9 +162,7 @@ class _Service:
         log.info("scheduled audit starting")
         finished = threading.Event()
         outcome: list[int] = []
-        worker = threading.Thread(
-            target=self._call_job, args=(outcome, finished), name="etd-audit-run", daemon=True
-        )
+        worker = threading.Thread(target=self._call_job, args=(outcome, finished), name="etd-audit-run", daemon=True)
         worker.start()
         while not finished.wait(0.5):
             if self.state.abandon:

@@ -85,19 +85,39 @@ STEM_PREFIX = "etd-audit-triage-"
 FORMATS = ("xlsx", "json", "csv")
 
 # Header names (normalised like csvin does) that hold the mailbox and the remediation error.
-TRIAGE_ADDRESS_COLUMNS = (*ADDRESS_COLUMNS, "mailbox address", "user", "user email", "recipient email",
-                          "recipients", "email id", "smtp")
-ERROR_COLUMNS = ("remediation error", "error", "error message", "error reason", "remediation error message",
-                 "failure reason", "reason", "remediation failure reason", "errors", "error details",
-                 "details")
+TRIAGE_ADDRESS_COLUMNS = (
+    *ADDRESS_COLUMNS,
+    "mailbox address",
+    "user",
+    "user email",
+    "recipient email",
+    "recipients",
+    "email id",
+    "smtp",
+)
+ERROR_COLUMNS = (
+    "remediation error",
+    "error",
+    "error message",
+    "error reason",
+    "remediation error message",
+    "failure reason",
+    "reason",
+    "remediation failure reason",
+    "errors",
+    "error details",
+    "details",
+)
 EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 EMAIL_INSIDE = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+\.[A-Za-z]{2,63}")
 
 # The four documented errors, recognised from their distinctive words after lower-casing and turning
 # punctuation into spaces ("Remediation Failed. Unknown Reason" == "remediation failed - unknown reason").
 ERROR_PATTERNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (MAILBOX_INACTIVE, ("mailbox is either inactive", "inactive soft deleted", "hosted on premise",
-                        "soft deleted or is hosted")),
+    (
+        MAILBOX_INACTIVE,
+        ("mailbox is either inactive", "inactive soft deleted", "hosted on premise", "soft deleted or is hosted"),
+    ),
     (USER_INVALID, ("requested user is invalid", "user is invalid")),
     (UNKNOWN_REASON, ("remediation failed unknown reason", "failed unknown reason", "unknown reason")),
     (RESOURCE_NOT_FOUND, ("resource is not found", "resource not found", "resource could not be discovered")),
@@ -205,13 +225,18 @@ def read_error_log(path: str | Path) -> ErrorLog:
     headers = ", ".join(f"'{h}'" for h in table.header) or "(none)"
     error_column = table.column(ERROR_COLUMNS) or _content_column(table, error_kind)
     address_column = table.column(TRIAGE_ADDRESS_COLUMNS) or _content_column(
-        table, lambda v: bool(EMAIL_LIKE.match(normalize_address(v))), exclude=[error_column or ""])
+        table, lambda v: bool(EMAIL_LIKE.match(normalize_address(v))), exclude=[error_column or ""]
+    )
     if address_column is None:
-        raise InputError(f"{table.path}: no mailbox address column among {headers}. Name the column holding "
-                         "the mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN').")
+        raise InputError(
+            f"{table.path}: no mailbox address column among {headers}. Name the column holding "
+            "the mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN')."
+        )
     if error_column is None:
-        raise InputError(f"{table.path}: no remediation error column among {headers}. Name the column "
-                         "holding the error text 'Remediation Error' (or 'Error').")
+        raise InputError(
+            f"{table.path}: no remediation error column among {headers}. Name the column "
+            "holding the error text 'Remediation Error' (or 'Error')."
+        )
     if not table.rows and not table.bad_rows:
         raise InputError(f"{table.path}: the file has a header but no rows to triage.")
     return ErrorLog(table, address_column, error_column)
@@ -272,8 +297,16 @@ class _Tenant:
         if client is None or self.provider is None:
             return
         try:
-            snapshot = collect_tenant(client, self.config, config, probe="all", recipients=self.addresses,
-                                      audit_roles=self.provider.roles(), now=now, addresses=self.addresses)
+            snapshot = collect_tenant(
+                client,
+                self.config,
+                config,
+                probe="all",
+                recipients=self.addresses,
+                audit_roles=self.provider.roles(),
+                now=now,
+                addresses=self.addresses,
+            )
         except AuthError as err:
             self.error, self.auth_failed = f"authentication: {err}", True
             return
@@ -304,8 +337,10 @@ class _Tenant:
         return [f for f in self.findings if f.check_id == check_id and f.user_id is None]
 
     def address_finding(self, check_id: str, address: str) -> Finding | None:
-        return next((f for f in self.findings if f.check_id == check_id
-                     and (f.user_principal_name or "").lower() == address), None)
+        return next(
+            (f for f in self.findings if f.check_id == check_id and (f.user_principal_name or "").lower() == address),
+            None,
+        )
 
     def probe(self, user: User) -> MailboxProbe | None:
         probes = self.snapshot.probes if self.snapshot else None
@@ -338,8 +373,9 @@ def _domain(address: str) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def route(addresses: Sequence[str], tenants: Sequence[_Tenant], config: Config,
-          forced: bool) -> dict[str, list[_Tenant]]:
+def route(
+    addresses: Sequence[str], tenants: Sequence[_Tenant], config: Config, forced: bool
+) -> dict[str, list[_Tenant]]:
     """Which tenants each address is looked up in (see the module docstring)."""
     if forced or len(tenants) == 1:
         return {a: list(tenants) for a in addresses}
@@ -363,41 +399,57 @@ def route(addresses: Sequence[str], tenants: Sequence[_Tenant], config: Config,
 # Explaining one row
 
 INFO = {c.id: c for c in catalogue()}
-MAILBOX_CHECKS = ("on-premises-mailbox", "exchange-license-suspended", "no-exchange-license",
-                  "mailbox-not-provisioned")
-APP_CHECKS = ("app-not-consented", "app-disabled", "app-credential-expiring", "app-missing-permission",
-              "mailbox-outside-app-scope")
+MAILBOX_CHECKS = ("on-premises-mailbox", "exchange-license-suspended", "no-exchange-license", "mailbox-not-provisioned")
+APP_CHECKS = (
+    "app-not-consented",
+    "app-disabled",
+    "app-credential-expiring",
+    "app-missing-permission",
+    "mailbox-outside-app-scope",
+)
 RELEVANT = {
     RESOURCE_NOT_FOUND: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
     MAILBOX_INACTIVE: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
     UNKNOWN_REASON: APP_CHECKS,
-    USER_INVALID: ("app-single-tenant", "app-not-consented", "domain-not-verified",
-                   "recipient-not-in-directory", "soft-deleted-user", "mailbox-not-provisioned"),
+    USER_INVALID: (
+        "app-single-tenant",
+        "app-not-consented",
+        "domain-not-verified",
+        "recipient-not-in-directory",
+        "soft-deleted-user",
+        "mailbox-not-provisioned",
+    ),
 }
 
 NO_CAUSE_FIX = (
     "Retry the remediation. If it fails again with the same error, run the full audit of this tenant: the "
     "cause may have been removed since the remediation ran (licence assigned, permission granted, mailbox "
-    "restored or moved) or the failure was a passing service fault.")
+    "restored or moved) or the failure was a passing service fault."
+)
 MOVED_FIX = (
     "Nothing to fix in the tenant. The mailbox exists and can be reached; the message was most likely moved "
     "to another folder or deleted by its owner before the remediation ran. If it must still be removed, find "
-    "it with a content search (Microsoft Purview) or the remediation product's message search.")
+    "it with a content search (Microsoft Purview) or the remediation product's message search."
+)
 GUEST_FIX = (
     "Nothing to fix in this tenant: a guest account has no mailbox here. The message was delivered to the "
-    "guest's mailbox in their own organisation, which this remediation cannot reach.")
+    "guest's mailbox in their own organisation, which this remediation cannot reach."
+)
 NO_MAILBOX_FIX = (
     "If the account should receive mail, enable it and assign a licence that includes Exchange Online "
     "(Microsoft 365 admin center > Users > Active users > the user > Licenses and apps); otherwise stop mail "
-    "from being routed to its address.")
+    "from being routed to its address."
+)
 UNKNOWN_ERROR_FIX = (
     "This text is none of the four errors the remediation product documents. Look it up in the product's "
-    "documentation or ask its support; the evidence shows what the tenant says about this mailbox today.")
+    "documentation or ask its support; the evidence shows what the tenant says about this mailbox today."
+)
 NOT_ASSESSED_FIX = "Remove what stopped the lookup (named in the evidence) and run the triage again."
 NO_ADDRESS_FIX = "Fill in the mailbox address of this row (an e-mail address), or remove the row."
 NOWHERE_FIX = (
     " If the address belongs to a tenant this configuration does not list, add that tenant and its domains "
-    "to the configuration and run the triage again.")
+    "to the configuration and run the triage again."
+)
 
 
 @dataclass(frozen=True)
@@ -414,16 +466,24 @@ class _RunFacts:
         # The home tenant's finding reads the app registration itself: prefer it to a service principal's.
         findings = sorted((f for t in tenants for f in t.findings), key=lambda f: f.tenant_id.lower() != home)
         single = next((f for f in findings if f.check_id == "app-single-tenant"), None)
-        creds = [f for f in findings if f.check_id == "app-credential-expiring"
-                 and f.severity in (Severity.CRITICAL, Severity.HIGH)]
+        creds = [
+            f
+            for f in findings
+            if f.check_id == "app-credential-expiring" and f.severity in (Severity.CRITICAL, Severity.HIGH)
+        ]
         creds.sort(key=lambda f: -f.severity.rank)
         return cls(config.remediation_app.home_tenant_id, single, creds)
 
 
 def _from(finding: Finding, evidence: str | None = None) -> Diagnosis:
     info = INFO.get(finding.check_id)
-    return Diagnosis(info.title if info else finding.check_id, finding.check_id,
-                     evidence or finding.evidence, finding.fix, Outcome.FIX)
+    return Diagnosis(
+        info.title if info else finding.check_id,
+        finding.check_id,
+        evidence or finding.evidence,
+        finding.fix,
+        Outcome.FIX,
+    )
 
 
 def _merge(findings: Sequence[Finding]) -> Diagnosis:
@@ -442,8 +502,7 @@ def _user_state(view: _Tenant, user: User) -> str:
 def _other_findings(view: _Tenant, user: User | None, used: str = "") -> str:
     if user is None:
         return ""
-    others = [f"{f.check_id}: {f.evidence}" for f in view.user_findings(user.id).values()
-              if f.check_id != used]
+    others = [f"{f.check_id}: {f.evidence}" for f in view.user_findings(user.id).values() if f.check_id != used]
     return f"; other findings for this mailbox: {' | '.join(others)}" if others else ""
 
 
@@ -452,8 +511,13 @@ def _no_cause(view: _Tenant, kind: str, what: str, user: User | None) -> Diagnos
     gaps = view.not_checked(RELEVANT[kind])
     if gaps:
         evidence += f"; could not check: {', '.join(gaps)}"
-    return Diagnosis("No cause found in the tenant now", "", evidence + _other_findings(view, user),
-                     NO_CAUSE_FIX, Outcome.UNEXPLAINED)
+    return Diagnosis(
+        "No cause found in the tenant now",
+        "",
+        evidence + _other_findings(view, user),
+        NO_CAUSE_FIX,
+        Outcome.UNEXPLAINED,
+    )
 
 
 def _not_assessed(evidence: str) -> Diagnosis:
@@ -488,25 +552,45 @@ def _mailbox_state(view: _Tenant, kind: str, address: str) -> Diagnosis:
             return _from(found[check_id], found[check_id].evidence + _other_findings(view, user, check_id))
     state = _user_state(view, user)
     if user.is_guest:
-        return Diagnosis("Guest account (no mailbox in this tenant)", "", f"{state}; guests are not probed",
-                         GUEST_FIX, Outcome.NOTHING)
+        return Diagnosis(
+            "Guest account (no mailbox in this tenant)",
+            "",
+            f"{state}; guests are not probed",
+            GUEST_FIX,
+            Outcome.NOTHING,
+        )
     probes = view.snapshot.probes if view.snapshot else None
     probe = view.probe(user)
     if probes is None or not probes.ok:
-        return _not_assessed(f"the mailbox of {state} could not be probed: "
-                             f"{probes.error if probes else 'no mailbox data'}")
+        return _not_assessed(
+            f"the mailbox of {state} could not be probed: {probes.error if probes else 'no mailbox data'}"
+        )
     if probe is not None and probe.outcome in ("access_denied", "failed"):
         return _not_assessed(f"the mailbox of {state} could not be probed ({probe.code or probe.outcome})")
     if probe is None or probe.outcome == "no_mailbox":  # not probed: no address, no plan, disabled
         why = "; the account is disabled, so the licence checks leave it out" if not user.enabled else ""
-        return Diagnosis("No Exchange Online mailbox for this account", "", f"{state}{why}"
-                         + _other_findings(view, user), NO_MAILBOX_FIX, Outcome.FIX)
+        return Diagnosis(
+            "No Exchange Online mailbox for this account",
+            "",
+            f"{state}{why}" + _other_findings(view, user),
+            NO_MAILBOX_FIX,
+            Outcome.FIX,
+        )
     if kind == RESOURCE_NOT_FOUND:
-        return Diagnosis("Message moved or deleted by its owner", "",
-                         f"the mailbox is healthy today: {state}; no licence or mailbox problem found"
-                         + _other_findings(view, user), MOVED_FIX, Outcome.NOTHING)
-    return _no_cause(view, kind, f"the mailbox is active and reachable today: {state}; it may have been "
-                     "licensed, restored or moved to Exchange Online since the remediation", user)
+        return Diagnosis(
+            "Message moved or deleted by its owner",
+            "",
+            f"the mailbox is healthy today: {state}; no licence or mailbox problem found" + _other_findings(view, user),
+            MOVED_FIX,
+            Outcome.NOTHING,
+        )
+    return _no_cause(
+        view,
+        kind,
+        f"the mailbox is active and reachable today: {state}; it may have been "
+        "licensed, restored or moved to Exchange Online since the remediation",
+        user,
+    )
 
 
 def _app_access(view: _Tenant, kind: str, address: str, facts: _RunFacts) -> Diagnosis:
@@ -524,16 +608,23 @@ def _app_access(view: _Tenant, kind: str, address: str, facts: _RunFacts) -> Dia
         return _from(scope)
     if facts.credentials:
         d = _merge(facts.credentials)
-        return Diagnosis(d.cause, d.check_id, d.evidence + " (a credential still valid exists: this "
-                         "explains the error only if the remediation product uses the expired one)", d.fix,
-                         Outcome.FIX)
+        return Diagnosis(
+            d.cause,
+            d.check_id,
+            d.evidence + " (a credential still valid exists: this "
+            "explains the error only if the remediation product uses the expired one)",
+            d.fix,
+            Outcome.FIX,
+        )
     if view.snapshot is not None and not view.snapshot.users.ok:
         what = f"users could not be read ({view.snapshot.users.error})"
     elif user is None:
         what = f"the app is consented, enabled and holds its permissions; {address} resolves to no user here"
     else:
-        what = ("the app is consented, enabled and holds Mail.ReadWrite and Organization.Read.All, and no "
-                f"access policy excludes {_user_state(view, user)}")
+        what = (
+            "the app is consented, enabled and holds Mail.ReadWrite and Organization.Read.All, and no "
+            f"access policy excludes {_user_state(view, user)}"
+        )
     return _no_cause(view, kind, what, user)
 
 
@@ -550,28 +641,43 @@ def _user_lookup(view: _Tenant, kind: str, address: str, facts: _RunFacts) -> Di
         return _from(own[0], f"{domain} is a domain of tenant {view.name}; {own[0].evidence}{where}")
     if facts.single_tenant is not None and outside_home:
         extra = f"; {unconsented[0].evidence}" if unconsented else ""
-        return _from(facts.single_tenant, f"{domain} is a domain of tenant {view.name}, not the app's home "
-                     f"tenant {home}; {facts.single_tenant.evidence}{extra}")
+        return _from(
+            facts.single_tenant,
+            f"{domain} is a domain of tenant {view.name}, not the app's home "
+            f"tenant {home}; {facts.single_tenant.evidence}{extra}",
+        )
     if unconsented and outside_home:
-        return _from(unconsented[0], f"{unconsented[0].evidence}; a single-tenant app cannot be consented "
-                     f"outside its home tenant {home}")
+        return _from(
+            unconsented[0],
+            f"{unconsented[0].evidence}; a single-tenant app cannot be consented outside its home tenant {home}",
+        )
     snapshot = view.snapshot
     org = snapshot.organization.value if snapshot and snapshot.organization.ok else None
     if org is not None and domain in view.config.domains:
         verified = {str(d.get("name") or "").lower() for d in org.get("verifiedDomains") or ()}
         if domain not in verified:
             info = INFO["domain-not-verified"]
-            return Diagnosis(info.title, info.id, f"{domain} is configured for {view.name} but is not among "
-                             f"its verified domains ({', '.join(sorted(verified - {''})) or 'none'})",
-                             info.fix, Outcome.FIX)
+            return Diagnosis(
+                info.title,
+                info.id,
+                f"{domain} is configured for {view.name} but is not among "
+                f"its verified domains ({', '.join(sorted(verified - {''})) or 'none'})",
+                info.fix,
+                Outcome.FIX,
+            )
     user = view.owner(address)
     if user is None:
         return _absent(view, address)
     pending = view.user_findings(user.id).get("mailbox-not-provisioned")
     if pending is not None:
         return _from(pending)
-    return _no_cause(view, kind, f"{address} resolves today to {_user_state(view, user)}; the account may "
-                     "have been created, renamed or restored since the remediation", user)
+    return _no_cause(
+        view,
+        kind,
+        f"{address} resolves today to {_user_state(view, user)}; the account may "
+        "have been created, renamed or restored since the remediation",
+        user,
+    )
 
 
 def diagnose(view: _Tenant, kind: str | None, error: str, address: str, facts: _RunFacts) -> Diagnosis:
@@ -586,9 +692,13 @@ def diagnose(view: _Tenant, kind: str | None, error: str, address: str, facts: _
         else:
             where = f"{address} resolves to no user in {view.name}"
         said = f"'{error}'" if error.strip() else "an empty error cell"
-        return Diagnosis("Unknown error text", "", f"{said} is not one of the four documented remediation "
-                         f"errors; {where}{_other_findings(view, user)}", UNKNOWN_ERROR_FIX,
-                         Outcome.UNKNOWN_ERROR)
+        return Diagnosis(
+            "Unknown error text",
+            "",
+            f"{said} is not one of the four documented remediation errors; {where}{_other_findings(view, user)}",
+            UNKNOWN_ERROR_FIX,
+            Outcome.UNKNOWN_ERROR,
+        )
     if kind == UNKNOWN_REASON:
         return _app_access(view, kind, address, facts)
     if not view.snapshot.users.ok:
@@ -606,7 +716,7 @@ def _pick(candidates: Sequence[_Tenant], address: str) -> tuple[_Tenant | None, 
     if not owners:
         owners = [t for t in candidates if t.deleted_owner(address) is not None]
     if owners:
-        note = (f" (also found in {', '.join(t.name for t in owners[1:])})" if len(owners) > 1 else "")
+        note = f" (also found in {', '.join(t.name for t in owners[1:])})" if len(owners) > 1 else ""
         return owners[0], note
     return None, ""
 
@@ -615,21 +725,32 @@ def _nowhere(candidates: Sequence[_Tenant], address: str) -> Diagnosis:
     failed = [t for t in candidates if t.snapshot is None or not t.snapshot.users.ok]
     if failed:
         searched = ", ".join(t.name for t in candidates if t not in failed) or "any tenant"
-        reasons = ", ".join(f"{t.name} ({t.error or (t.snapshot.users.error if t.snapshot else '')})"
-                            for t in failed)
+        reasons = ", ".join(f"{t.name} ({t.error or (t.snapshot.users.error if t.snapshot else '')})" for t in failed)
         return _not_assessed(f"{address} was not found in {searched}; could not look in {reasons}")
     info = INFO["recipient-not-in-directory"]
-    return Diagnosis(info.title, info.id, f"{address} is in none of the configured or verified domains and "
-                     f"no user owns it in any configured tenant ({', '.join(t.name for t in candidates)})",
-                     info.fix + NOWHERE_FIX, Outcome.FIX)
+    return Diagnosis(
+        info.title,
+        info.id,
+        f"{address} is in none of the configured or verified domains and "
+        f"no user owns it in any configured tenant ({', '.join(t.name for t in candidates)})",
+        info.fix + NOWHERE_FIX,
+        Outcome.FIX,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # The run
 
 
-def triage(config: Config, errorlog: str | Path, *, tenant: str | None = None, out_dir: Path | None = None,
-           formats: Sequence[str] | None = None, now: datetime | None = None) -> TriageResult:
+def triage(
+    config: Config,
+    errorlog: str | Path,
+    *,
+    tenant: str | None = None,
+    out_dir: Path | None = None,
+    formats: Sequence[str] | None = None,
+    now: datetime | None = None,
+) -> TriageResult:
     """Explain every row of a remediation error log and write the workbook (and JSON). See the docstring."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     error_log = read_error_log(errorlog)
@@ -648,12 +769,18 @@ def triage(config: Config, errorlog: str | Path, *, tenant: str | None = None, o
             t.addresses.append(address)
     needed = [t for t in tenants if t.addresses]
     home = (config.remediation_app.home_tenant_id or "").lower()
-    if any(kind == USER_INVALID and a and any(t.config.tenant_id.lower() != home for t in routes[a])
-           for _, _, a, _, kind in entries):
+    if any(
+        kind == USER_INVALID and a and any(t.config.tenant_id.lower() != home for t in routes[a])
+        for _, _, a, _, kind in entries
+    ):
         # The app registration (its sign-in audience) is read only in its home tenant.
         needed += [t for t in tenants if t.config.tenant_id.lower() == home and t not in needed]
-    log.info("triage of %d rows (%d addresses) in %s", len(entries), len(addresses),
-             ", ".join(t.name for t in needed) or "no tenant")
+    log.info(
+        "triage of %d rows (%d addresses) in %s",
+        len(entries),
+        len(addresses),
+        ", ".join(t.name for t in needed) or "no tenant",
+    )
     try:
         workers = max(1, min(config.audit.tenant_concurrency, len(needed)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant") as pool:
@@ -723,8 +850,15 @@ def rows_table(result: TriageResult) -> SheetTable:
     def rows():
         for r in result.rows:
             d = r.diagnosis
-            yield [*(r.values.get(h, "") for h in result.header),
-                   r.tenant or None, d.cause, d.check_id or None, str(d.outcome), d.evidence, d.fix]
+            yield [
+                *(r.values.get(h, "") for h in result.header),
+                r.tenant or None,
+                d.cause,
+                d.check_id or None,
+                str(d.outcome),
+                d.evidence,
+                d.fix,
+            ]
 
     return SheetTable("Rows", columns, rows())
 
@@ -732,8 +866,10 @@ def rows_table(result: TriageResult) -> SheetTable:
 def cause_counts(rows: Iterable[TriagedRow]) -> list[tuple[str, str, str, int]]:
     """(cause, check id, outcome, rows), most frequent first."""
     counts = Counter((r.diagnosis.cause, r.diagnosis.check_id, str(r.diagnosis.outcome)) for r in rows)
-    return [(cause, check, outcome, n) for (cause, check, outcome), n in
-            sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    return [
+        (cause, check, outcome, n)
+        for (cause, check, outcome), n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def triage_json(result: TriageResult, written: datetime) -> dict:
@@ -745,15 +881,36 @@ def triage_json(result: TriageResult, written: datetime) -> dict:
         "error_log": str(result.log_path),
         "header": result.header,
         "exit_code": result.exit_code,
-        "rows": [{"row": r.row, "values": r.values, "address": r.address, "error": r.error,
-                  "error_kind": r.error_kind, "tenant": r.tenant or None, "cause": r.diagnosis.cause,
-                  "check_id": r.diagnosis.check_id or None, "outcome": str(r.diagnosis.outcome),
-                  "evidence": r.diagnosis.evidence, "fix": r.diagnosis.fix} for r in result.rows],
-        "causes": [{"cause": c, "check_id": k or None, "outcome": o, "rows": n}
-                   for c, k, o, n in cause_counts(result.rows)],
+        "rows": [
+            {
+                "row": r.row,
+                "values": r.values,
+                "address": r.address,
+                "error": r.error,
+                "error_kind": r.error_kind,
+                "tenant": r.tenant or None,
+                "cause": r.diagnosis.cause,
+                "check_id": r.diagnosis.check_id or None,
+                "outcome": str(r.diagnosis.outcome),
+                "evidence": r.diagnosis.evidence,
+                "fix": r.diagnosis.fix,
+            }
+            for r in result.rows
+        ],
+        "causes": [
+            {"cause": c, "check_id": k or None, "outcome": o, "rows": n} for c, k, o, n in cause_counts(result.rows)
+        ],
         "unreadable": [{"line": line, "reason": why} for line, why in result.unreadable],
-        "tenants": [{"name": t.name, "tenant_id": t.tenant_id, "status": t.status, "error": t.error,
-                     "addresses_looked_up": t.looked_up} for t in result.tenants],
+        "tenants": [
+            {
+                "name": t.name,
+                "tenant_id": t.tenant_id,
+                "status": t.status,
+                "error": t.error,
+                "addresses_looked_up": t.looked_up,
+            }
+            for t in result.tenants
+        ],
     }
 
 
@@ -777,35 +934,61 @@ def _summary(wb, result: TriageResult, written: datetime) -> None:
     outcomes = Counter(str(r.diagnosis.outcome) for r in result.rows)
     sh.add({"A": cell("Remediation error log triage", "etd_title")}, height=24)
     sh.blank()
-    facts = [("Error log", cell(result.log_path.name, "etd_value")),
-             ("Rows triaged", cell(len(result.rows), "etd_value")),
-             ("Lines not readable", cell(len(result.unreadable), "etd_value")),
-             *((f"Rows: {o.value}", cell(outcomes.get(o.value, 0), "etd_value")) for o in Outcome),
-             ("Tenants looked up", cell(len(result.tenants), "etd_value")),
-             ("Exit code", cell(result.exit_code, "etd_value")),
-             ("Tool version", cell(__version__, "etd_value")),
-             ("Written (UTC)", cell(excel_time(written), "etd_time"))]
+    facts = [
+        ("Error log", cell(result.log_path.name, "etd_value")),
+        ("Rows triaged", cell(len(result.rows), "etd_value")),
+        ("Lines not readable", cell(len(result.unreadable), "etd_value")),
+        *((f"Rows: {o.value}", cell(outcomes.get(o.value, 0), "etd_value")) for o in Outcome),
+        ("Tenants looked up", cell(len(result.tenants), "etd_value")),
+        ("Exit code", cell(result.exit_code, "etd_value")),
+        ("Tool version", cell(__version__, "etd_value")),
+        ("Written (UTC)", cell(excel_time(written), "etd_time")),
+    ]
     for label, value in facts:
         sh.add({"A": cell(label, "etd_label"), "B": value})
 
     section(sh, cell, "Causes")
-    sh.add({"A": cell("Cause", "etd_header"), "B": cell("Check", "etd_header"),
-            "C": cell("Outcome", "etd_header"), "D": cell("Rows", "etd_header")})
+    sh.add(
+        {
+            "A": cell("Cause", "etd_header"),
+            "B": cell("Check", "etd_header"),
+            "C": cell("Outcome", "etd_header"),
+            "D": cell("Rows", "etd_header"),
+        }
+    )
     for cause, check, outcome, n in cause_counts(result.rows):
-        sh.add({"A": cell(cause, "etd_wrap"), "B": cell(check or "-", "etd_value"),
-                "C": cell(outcome, "etd_value"), "D": cell(n)})
+        sh.add(
+            {
+                "A": cell(cause, "etd_wrap"),
+                "B": cell(check or "-", "etd_value"),
+                "C": cell(outcome, "etd_value"),
+                "D": cell(n),
+            }
+        )
 
     section(sh, cell, "Tenants")
-    sh.add({"A": cell("Tenant", "etd_header"), "B": cell("Tenant id", "etd_header"),
-            "C": cell("Status", "etd_header"), "D": cell("Looked up", "etd_header"),
-            "E": cell("Problem", "etd_header")})
+    sh.add(
+        {
+            "A": cell("Tenant", "etd_header"),
+            "B": cell("Tenant id", "etd_header"),
+            "C": cell("Status", "etd_header"),
+            "D": cell("Looked up", "etd_header"),
+            "E": cell("Problem", "etd_header"),
+        }
+    )
     if not result.tenants:
         sh.add({"A": cell("No tenant was needed: no row names a mailbox.", "etd_value")})
     for t in result.tenants:
-        sh.add({"A": cell(t.name, "etd_value"), "B": cell(t.tenant_id, "etd_value"),
-                "C": cell(t.status, f"etd_status_{t.status}"), "D": cell(t.looked_up),
-                "E": cell(t.error, "etd_wrap")},
-               height=15 * text_lines(t.error, 70) if t.error else None)
+        sh.add(
+            {
+                "A": cell(t.name, "etd_value"),
+                "B": cell(t.tenant_id, "etd_value"),
+                "C": cell(t.status, f"etd_status_{t.status}"),
+                "D": cell(t.looked_up),
+                "E": cell(t.error, "etd_wrap"),
+            },
+            height=15 * text_lines(t.error, 70) if t.error else None,
+        )
 
     section(sh, cell, "Lines not readable")
     if not result.unreadable:
@@ -821,8 +1004,9 @@ def write_triage(result: TriageResult, out_dir: Path, formats: Iterable[str], no
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown output format {unknown[0] if unknown else '(none)'}; "
-                         f"choose from {', '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown output format {unknown[0] if unknown else '(none)'}; choose from {', '.join(FORMATS)}"
+        )
     fs.ensure_dir(out_dir)
     fs.remove_stale_temps(out_dir, STEM_PREFIX)
     base = stem = f"{STEM_PREFIX}{now:%Y%m%dT%H%M%SZ}"
@@ -836,8 +1020,11 @@ def write_triage(result: TriageResult, out_dir: Path, formats: Iterable[str], no
         write_table(wb, rows_table(result))
         wb.save(fh)
 
-    writers = {"xlsx": xlsx, "csv": lambda fh: write_csv(fh, rows_table(result)),
-               "json": lambda fh: fh.write(dump(triage_json(result, now)))}
+    writers = {
+        "xlsx": xlsx,
+        "csv": lambda fh: write_csv(fh, rows_table(result)),
+        "json": lambda fh: fh.write(dump(triage_json(result, now))),
+    }
     staged: list[tuple[Path, Path]] = []
     try:
         for fmt in FORMATS:

@@ -30,9 +30,7 @@ from audit.simulator import (
 def sim_factory() -> Iterator[Callable[..., Simulator]]:
     started: list[Simulator] = []
 
-    def start(
-        tenants: list[dict], faults: FaultSpec | str | None = None, limits: Limits | None = None
-    ) -> Simulator:
+    def start(tenants: list[dict], faults: FaultSpec | str | None = None, limits: Limits | None = None) -> Simulator:
         sim = Simulator(tenants, faults=faults, limits=limits).start()
         started.append(sim)
         return sim
@@ -61,11 +59,7 @@ def make_config(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
                 )
             )
         home = next(
-            (
-                t
-                for t in tenants
-                if any(a["appId"] == DEMO_REMEDIATION_APP_ID for a in t.get("applications", []))
-            ),
+            (t for t in tenants if any(a["appId"] == DEMO_REMEDIATION_APP_ID for a in t.get("applications", []))),
             None,
         )
         remediation = RemediationAppConfig(

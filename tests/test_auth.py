@@ -161,8 +161,7 @@ def test_missing_secret_variable(monkeypatch: pytest.MonkeyPatch) -> None:
                 "error_description": "AADSTS700027: bad sig",
             },
             "AADSTS700027",
-            "check certificate_thumbprint, that this certificate is uploaded to the app's Certificates & "
-            "secrets",
+            "check certificate_thumbprint, that this certificate is uploaded to the app's Certificates & secrets",
         ),
         (
             {"error": "invalid_scope", "error_codes": [1002012], "error_description": "AADSTS1002012: scope"},
@@ -224,9 +223,7 @@ def test_key_only_uses_configured_thumbprint(tmp_path: Path, cert: tuple[str, st
         ("binary", "cannot be read (it is not a text PEM file)"),
     ],
 )
-def test_certificate_problems(
-    tmp_path: Path, cert: tuple[str, str, str], content: str | None, says: str
-) -> None:
+def test_certificate_problems(tmp_path: Path, cert: tuple[str, str, str], content: str | None, says: str) -> None:
     cert_pem, key_pem, thumb = cert
     path = tmp_path / "app.pem"
     if content == "cert-only":
@@ -283,9 +280,7 @@ def with_secret(monkeypatch: pytest.MonkeyPatch, secret: str) -> str:
     return "ETD_TEST_AUDIT_SECRET"
 
 
-def test_secret_sign_in_and_roles(
-    sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_secret_sign_in_and_roles(sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     env = with_secret(monkeypatch, small_tenant["clients"][0]["secret"])
     provider = TokenProvider(sim_tenant(sim, small_tenant, client_secret_env=env), verify=str(sim.ca_path))
     assert provider.roles() == tuple(small_tenant["clients"][0]["roles"])
@@ -315,15 +310,11 @@ def test_msal_cache_means_one_token_request(
 
 
 @pytest.mark.parametrize("with_cert_in_file", [True, False], ids=["key+cert", "key-only"])
-def test_certificate_sign_in(
-    sim: Simulator, small_tenant: dict, tmp_path: Path, with_cert_in_file: bool
-) -> None:
+def test_certificate_sign_in(sim: Simulator, small_tenant: dict, tmp_path: Path, with_cert_in_file: bool) -> None:
     client = small_tenant["clients"][0]
     pem = tmp_path / "audit.pem"
     pem.write_text(client["private_key_pem"] + (client["certificate_pem"] if with_cert_in_file else ""))
-    tenant_config = sim_tenant(
-        sim, small_tenant, certificate_path=pem, certificate_thumbprint=client["thumbprint"]
-    )
+    tenant_config = sim_tenant(sim, small_tenant, certificate_path=pem, certificate_thumbprint=client["thumbprint"])
     provider = TokenProvider(tenant_config, verify=str(sim.ca_path))
     assert token_claims(provider.token())["appidacr"] == "2"  # signed in with a certificate
     assert provider.token_requests == 1
@@ -347,9 +338,7 @@ def test_wrong_secret_is_7000215(sim: Simulator, small_tenant: dict, monkeypatch
         TokenProvider(sim_tenant(sim, small_tenant, client_secret_env=env), verify=str(sim.ca_path)).token()
     message = str(caught.value)
     assert caught.value.code == "AADSTS7000215"
-    assert message.startswith(
-        "tenant 'contoso': sign-in failed with AADSTS7000215: Invalid client secret provided."
-    )
+    assert message.startswith("tenant 'contoso': sign-in failed with AADSTS7000215: Invalid client secret provided.")
     assert "check the value in the environment variable ETD_TEST_AUDIT_SECRET" in message
     assert "Wrong~Secret.Value-123" not in message
 
@@ -380,17 +369,13 @@ def test_unknown_tenant_is_90002(sim: Simulator, small_tenant: dict, monkeypatch
     )
 
 
-def test_unknown_client_is_700016(
-    sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unknown_client_is_700016(sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     env = with_secret(monkeypatch, small_tenant["clients"][0]["secret"])
     tenant_config = sim_tenant(sim, small_tenant, client_id=CLIENT, client_secret_env=env)
     with pytest.raises(AuthError) as caught:
         TokenProvider(tenant_config, verify=str(sim.ca_path)).token()
     assert caught.value.code == "AADSTS700016"
-    assert "check client_id; if the app is registered in another tenant it must be multi-tenant" in str(
-        caught.value
-    )
+    assert "check client_id; if the app is registered in another tenant it must be multi-tenant" in str(caught.value)
 
 
 def test_ca_bundle_wins_over_environment_and_untrusted_is_refused(
@@ -405,9 +390,8 @@ def test_ca_bundle_wins_over_environment_and_untrusted_is_refused(
     with pytest.raises(AuthError) as caught:
         TokenProvider(tenant_config, verify=True).token()
     assert caught.value.code is None
-    assert (
-        f"the sign-in service at {sim.url[len('https://') :]} presented a certificate this machine does not"
-        in str(caught.value)
+    assert f"the sign-in service at {sim.url[len('https://') :]} presented a certificate this machine does not" in str(
+        caught.value
     )
     assert "set audit.ca_bundle" in str(caught.value)
 
@@ -423,9 +407,7 @@ def test_unreachable_sign_in_service(small_tenant: dict, monkeypatch: pytest.Mon
     assert f"cannot reach the sign-in service at 127.0.0.1:{port} (ConnectionError)" in str(caught.value)
 
 
-def test_proxy_setting_reaches_msal(
-    sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_proxy_setting_reaches_msal(sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     env = with_secret(monkeypatch, small_tenant["clients"][0]["secret"])
@@ -433,9 +415,7 @@ def test_proxy_setting_reaches_msal(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     tenant_config = sim_tenant(sim, small_tenant, client_secret_env=env)
-    provider = TokenProvider(
-        tenant_config, verify=str(sim.ca_path), proxy=f"http://127.0.0.1:{port}", timeout=5
-    )
+    provider = TokenProvider(tenant_config, verify=str(sim.ca_path), proxy=f"http://127.0.0.1:{port}", timeout=5)
     with pytest.raises(AuthError) as caught:
         provider.token()
     assert "cannot reach the sign-in service" in str(caught.value) and "(ProxyError)" in str(caught.value)

@@ -13,15 +13,24 @@ from audit.cli import main
 from tests.e2e.tenant_builder import E3, TenantBuilder
 
 
-def write_config(path: Path, sim, builders, monkeypatch, *, secrets: dict | None = None, home: str | None = None,
-                 extra: str = "") -> Path:
+def write_config(
+    path: Path, sim, builders, monkeypatch, *, secrets: dict | None = None, home: str | None = None, extra: str = ""
+) -> Path:
     lines = []
     for b in builders:
         env = f"ETD_CLI_SECRET_{b.name.upper()}"
         monkeypatch.setenv(env, (secrets or {}).get(b.name, b.spec["clients"][0]["secret"]))
-        lines += ["[[tenants]]", f'name = "{b.name}"', f'tenant_id = "{b.tenant_id}"',
-                  f'client_id = "{b.spec["clients"][0]["client_id"]}"', f'client_secret_env = "{env}"',
-                  f'domains = ["{b.domain}"]', f'authority_host = "{sim.url}"', f'graph_endpoint = "{sim.url}"', ""]
+        lines += [
+            "[[tenants]]",
+            f'name = "{b.name}"',
+            f'tenant_id = "{b.tenant_id}"',
+            f'client_id = "{b.spec["clients"][0]["client_id"]}"',
+            f'client_secret_env = "{env}"',
+            f'domains = ["{b.domain}"]',
+            f'authority_host = "{sim.url}"',
+            f'graph_endpoint = "{sim.url}"',
+            "",
+        ]
     lines += ["[remediation_app]", 'app_id = "7d3c9d2e-5b1a-4c8e-9f6a-1e2d3c4b5a69"']
     if home:
         lines.append(f'home_tenant_id = "{home}"')
@@ -62,12 +71,19 @@ def test_run_exit_codes_clean_findings_and_partial(sim_factory, tmp_path, monkey
     config = write_config(tmp_path / "found.toml", sim, [unlicensed], monkeypatch, home=unlicensed.tenant_id)
     assert main(["run", "--config", str(config), "--no-email"]) == 1
     # The same finding under a higher threshold no longer fails the run.
-    config = write_config(tmp_path / "lenient.toml", sim, [unlicensed], monkeypatch, home=unlicensed.tenant_id,
-                          extra='fail_on = "critical"')
+    config = write_config(
+        tmp_path / "lenient.toml",
+        sim,
+        [unlicensed],
+        monkeypatch,
+        home=unlicensed.tenant_id,
+        extra='fail_on = "critical"',
+    )
     assert main(["run", "--config", str(config), "--no-email"]) == 0
 
-    config = write_config(tmp_path / "partial.toml", sim, [clean, unlicensed], monkeypatch,
-                          secrets={"adatum": "not-the-secret"})
+    config = write_config(
+        tmp_path / "partial.toml", sim, [clean, unlicensed], monkeypatch, secrets={"adatum": "not-the-secret"}
+    )
     out = tmp_path / "partial"
     assert main(["run", "--config", str(config), "--no-email", "--out", str(out)]) == 3
     data = json.loads(next(out.glob("*.json")).read_text())
@@ -78,8 +94,10 @@ def test_run_exit_codes_clean_findings_and_partial(sim_factory, tmp_path, monkey
 
 def test_run_with_broken_config_names_the_key(tmp_path, capsys):
     config = tmp_path / "bad.toml"
-    config.write_text('[[tenants]]\nname = "x"\ntenant_id = "contoso.example"\nclient_id = "abc"\n'
-                      'client_secret = "hunter2-literal"\n[remediation_app]\napp_id = "a"\n')
+    config.write_text(
+        '[[tenants]]\nname = "x"\ntenant_id = "contoso.example"\nclient_id = "abc"\n'
+        'client_secret = "hunter2-literal"\n[remediation_app]\napp_id = "a"\n'
+    )
     assert main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "client_secret" in err and "hunter2-literal" not in err
@@ -111,8 +129,9 @@ def test_readiness_ready_not_ready_and_could_not_check(sim_factory, tmp_path, mo
     assert "AADSTS7000215" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["run"], ["demo", "--users", "many"],
-                                  ["run", "--config", "x.toml", "--shard", "3/2"]])
+@pytest.mark.parametrize(
+    "argv", [["run"], ["demo", "--users", "many"], ["run", "--config", "x.toml", "--shard", "3/2"]]
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)

@@ -107,9 +107,7 @@ def base_config() -> dict:
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(SECRET_ENV, "not-a-real-secret")
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "fabrikam.pem").write_text(
-        "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n"
-    )
+    (tmp_path / "certs" / "fabrikam.pem").write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
     return tmp_path
 
 
@@ -143,9 +141,7 @@ def test_good_config_round_trip(folder: Path, monkeypatch: pytest.MonkeyPatch) -
             ),
         ),
         remediation_app=RemediationAppConfig(app_id=APP_GUID, credential_warning_days=45),
-        audit=AuditConfig(
-            out_dir=folder / "out", fail_on="medium", keep=3, probe="all", formats=("xlsx", "csv")
-        ),
+        audit=AuditConfig(out_dir=folder / "out", fail_on="medium", keep=3, probe="all", formats=("xlsx", "csv")),
         email=EmailConfig(
             to=("secops@contoso.com",),
             transport="smtp",
@@ -188,9 +184,7 @@ def test_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_example_config_needs_its_secret_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     shutil.copy(REPO / "config" / "example.toml", tmp_path / "example.toml")
     monkeypatch.delenv("CONTOSO_AUDIT_SECRET", raising=False)
-    with pytest.raises(
-        ConfigError, match=r"tenants\[0\]\.client_secret_env: environment variable CONTOSO_AUDIT"
-    ):
+    with pytest.raises(ConfigError, match=r"tenants\[0\]\.client_secret_env: environment variable CONTOSO_AUDIT"):
         load_config(tmp_path / "example.toml")
 
 
@@ -213,8 +207,7 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
     (
         "typo",
         _t(0, clound="global"),
-        "{file}: tenants[0].clound: unknown key 'clound'. Remove it or fix its spelling; did you mean "
-        "'cloud'?",
+        "{file}: tenants[0].clound: unknown key 'clound'. Remove it or fix its spelling; did you mean 'cloud'?",
     ),
     (
         "unknown-section",
@@ -289,8 +282,7 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
     (
         "missing-cert-file",
         _t(1, certificate_path="certs/nope.pem"),
-        "{file}: tenants[1].certificate_path: {dir}/certs/nope.pem does not exist. Point it at an "
-        "existing file.",
+        "{file}: tenants[1].certificate_path: {dir}/certs/nope.pem does not exist. Point it at an existing file.",
     ),
     (
         "cloud",
@@ -363,8 +355,7 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
     (
         "missing-app",
         lambda d: d.pop("remediation_app"),
-        "{file}: remediation_app: required section [remediation_app] is missing. Add a [remediation_app] "
-        "section.",
+        "{file}: remediation_app: required section [remediation_app] is missing. Add a [remediation_app] section.",
     ),
     ("no-tenants", lambda d: d.pop("tenants"), "{file}: tenants: no tenant is configured."),
     ("email-to-empty", _set("email", to=[]), "{file}: email.to: no recipient is listed."),
@@ -381,9 +372,7 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
     ),
     (
         "graph-unknown-tenant",
-        lambda d: (
-            d["email"].update(transport="graph", sender_tenant="northwind") or d["email"].pop("smtp_host")
-        ),
+        lambda d: d["email"].update(transport="graph", sender_tenant="northwind") or d["email"].pop("smtp_host"),
         "{file}: email.sender_tenant: 'northwind' is not the name of a configured tenant. Use one of "
         "contoso, "
         "fabrikam.",
@@ -432,8 +421,7 @@ def test_syntax_error_names_line_and_column(folder: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == (
-        f"{path}: line 3, column 13: not valid TOML (Invalid value). Fix the syntax there; strings need "
-        "double quotes."
+        f"{path}: line 3, column 13: not valid TOML (Invalid value). Fix the syntax there; strings need double quotes."
     )
 
 

@@ -208,9 +208,7 @@ def test_build_context_holds_what_the_package_build_needs_and_nothing_else() -> 
         needed += [p.relative_to(REPO).as_posix() for p in (REPO / "audit").glob(data_glob)]
     missing = [n for n in needed if n not in files]
     assert not missing, f".dockerignore keeps out files the build needs: {missing}"
-    stray = [
-        f for f in files if f.startswith(("tests/", ".git/", "reports/", "deploy/")) or "__pycache__" in f
-    ]
+    stray = [f for f in files if f.startswith(("tests/", ".git/", "reports/", "deploy/")) or "__pycache__" in f]
     assert not stray, f"the build context carries files the image does not need: {stray[:5]}"
 
 
@@ -247,9 +245,7 @@ def test_healthcheck_reads_the_default_heartbeat_and_works(tmp_path: Path) -> No
     assert check() == 1  # no heartbeat yet
     write_heartbeat(beat, last_run=None, last_exit=None, next_run=None)
     assert check() == 0
-    write_heartbeat(
-        beat, last_run=None, last_exit=0, next_run=None, now=datetime.now(UTC) - timedelta(hours=1)
-    )
+    write_heartbeat(beat, last_run=None, last_exit=0, next_run=None, now=datetime.now(UTC) - timedelta(hours=1))
     assert check() == 1
 
 

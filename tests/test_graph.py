@@ -80,9 +80,7 @@ def test_error_envelope_with_inner_error() -> None:
     }
     error = parse_error(403, body)
     assert (error.status, error.code, error.request_id) == (403, "Authorization_RequestDenied", "93b6f17e")
-    assert str(
-        error
-    ) == "403 Authorization_RequestDenied: Insufficient privileges to complete the operation. " + (
+    assert str(error) == "403 Authorization_RequestDenied: Insufficient privileges to complete the operation. " + (
         "(request-id 93b6f17e)"
     )
 
@@ -106,9 +104,7 @@ def test_error_without_envelope_uses_status_and_header_request_id() -> None:
 
 
 def test_batch_item_headers_and_error() -> None:
-    item = BatchItem(
-        "1", 429, {"retry-after": "3"}, {"error": {"code": "TooManyRequests", "message": "slow"}}
-    )
+    item = BatchItem("1", 429, {"retry-after": "3"}, {"error": {"code": "TooManyRequests", "message": "slow"}})
     assert item.header("Retry-After") == "3" and header_value({"Retry-After": "4"}, "retry-after") == "4"
     assert isinstance(item.error(), GraphError) and item.error().code == "TooManyRequests"  # type: ignore[union-attr]
     assert BatchItem("2", 200, {}, {"id": "x"}).error() is None
@@ -165,9 +161,7 @@ def wire(make_config: Callable[..., Config], tmp_path: Path) -> Callable[..., Wi
             sleeps.append(seconds)
             events.append(("sleep", seconds))
 
-        client = GraphClient(
-            graph_base(tenant_config), provider, verify=ca, sleep=sleep, rng=lambda: 0.5, **options
-        )
+        client = GraphClient(graph_base(tenant_config), provider, verify=ca, sleep=sleep, rng=lambda: 0.5, **options)
         client.session.hooks["response"].append(lambda r, *a, **k: events.append(("answer", r.status_code)))
         return Wired(client, provider, sleeps, events)
 
@@ -282,9 +276,7 @@ def test_batches_split_at_20(sim_factory, wire, small_tenant: dict) -> None:
     sim = sim_factory([small_tenant])
     wired = wire(sim, small_tenant)
     ids = user_ids(small_tenant)[:45]
-    requests_ = [
-        {"id": str(i), "method": "GET", "url": f"/users/{uid}/mailboxSettings"} for i, uid in enumerate(ids)
-    ]
+    requests_ = [{"id": str(i), "method": "GET", "url": f"/users/{uid}/mailboxSettings"} for i, uid in enumerate(ids)]
     answers = wired.client.batch(requests_, in_flight=3)
     assert set(answers) == {str(i) for i in range(45)}
     assert all(a.status in (200, 404) for a in answers.values())
@@ -300,10 +292,7 @@ def test_throttled_batch_item_is_retried_alone(sim_factory, wire, small_tenant: 
     wired = wire(sim, small_tenant)
     ids = user_ids(small_tenant)[:6]
     answers = wired.client.batch(
-        [
-            {"id": f"u{i}", "method": "GET", "url": f"/users/{uid}/mailboxSettings"}
-            for i, uid in enumerate(ids)
-        ]
+        [{"id": f"u{i}", "method": "GET", "url": f"/users/{uid}/mailboxSettings"} for i, uid in enumerate(ids)]
     )
     assert sim.counters.snapshot()["batch_sizes"] == [6, 2]  # only the two refused items went again
     assert wired.sleeps == [1.0]  # their Retry-After
@@ -328,9 +317,7 @@ def test_batch_budget_leaves_items_throttled(sim_factory, wire, small_tenant: di
     sim = sim_factory([small_tenant], limits=Limits(outlook_concurrency=1))
     wired = wire(sim, small_tenant, max_attempts=2)
     ids = user_ids(small_tenant)[:5]
-    answers = wired.client.batch(
-        [{"id": u, "method": "GET", "url": f"/users/{u}/mailboxSettings"} for u in ids]
-    )
+    answers = wired.client.batch([{"id": u, "method": "GET", "url": f"/users/{u}/mailboxSettings"} for u in ids])
     statuses = sorted(a.status for a in answers.values())
     assert statuses.count(429) == 3  # one item per round got through, two rounds allowed
     assert answers[ids[0]].error() is None or answers[ids[0]].status == 404
@@ -354,9 +341,7 @@ def test_text_answers_count_and_report_csv(sim_factory, wire, small_tenant: dict
     wired = wire(sim, small_tenant)
     count = wired.client.get_text("/users/$count", headers={"ConsistencyLevel": "eventual"})
     assert int(count) == len(small_tenant["users"])
-    csv_text = wired.client.get_text(
-        "/reports/getMailboxUsageDetail(period='D7')"
-    )  # answered with a redirect
+    csv_text = wired.client.get_text("/reports/getMailboxUsageDetail(period='D7')")  # answered with a redirect
     assert csv_text.startswith("Report Refresh Date,User Principal Name")
     assert wired.client.stats.requests == {"directory": 1, "reports": 1}
 
@@ -382,9 +367,7 @@ def test_configured_ca_bundle_wins_over_environment(
     sim = sim_factory([small_tenant])
     wired = wire(sim, small_tenant)
     assert wired.client.get("/organization")["value"]  # verify=<simulator CA> was used, not the variable
-    untrusting = GraphClient(
-        graph_base(wired.provider.tenant), wired.provider, verify=True, sleep=wired.sleeps.append
-    )
+    untrusting = GraphClient(graph_base(wired.provider.tenant), wired.provider, verify=True, sleep=wired.sleeps.append)
     with pytest.raises(GraphError) as caught:
         untrusting.get("/organization")
     assert caught.value.code == "TLSError" and "does not trust" in caught.value.message
@@ -399,9 +382,7 @@ def certifi_bundle() -> str:
     return certifi.where()
 
 
-def test_proxy_setting_is_used(
-    sim_factory, wire, small_tenant: dict, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_proxy_setting_is_used(sim_factory, wire, small_tenant: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     with socket.socket() as sock:  # a proxy address nobody listens on

@@ -37,7 +37,8 @@ def test_fast_path_findings_equal_probe_all_on_the_demo_tenants(sim_factory, tmp
     assert [t.status for t in fast.tenants] == [t.status for t in full.tenants]
     assert comparable(fast.findings) == comparable(full.findings)
     assert {(f.check_id, f.user_id, f.severity) for f in fast.findings} == {
-        (f.check_id, f.user_id, f.severity) for f in full.findings}
+        (f.check_id, f.user_id, f.severity) for f in full.findings
+    }
     by_name = {f.name: (f, a) for f, a in zip(fast.tenants, full.tenants, strict=True)}
     fast_contoso, full_contoso = by_name["contoso"]
     # contoso's report is readable: most mailboxes come from it, a few are still probed.
@@ -114,8 +115,13 @@ def test_what_the_report_settles_and_what_is_probed(sim_factory, make_config, tm
     probes = result.snapshot.probes.value
     source = {name: probes[uid].source for name, uid in ids.items()}
     assert source == {
-        "listed": "usage_report", "shared": "usage_report", "unlicensed": "usage_report",
-        "room": "probe", "newer": "probe", "licence_removed": "probe", "pending": "probe",
+        "listed": "usage_report",
+        "shared": "usage_report",
+        "unlicensed": "usage_report",
+        "room": "probe",
+        "newer": "probe",
+        "licence_removed": "probe",
+        "pending": "probe",
     }
     assert (probes[ids["shared"]].outcome, probes[ids["shared"]].purpose) == ("mailbox", "shared")
     assert (probes[ids["listed"]].outcome, probes[ids["listed"]].purpose) == ("mailbox", "user")
@@ -191,8 +197,7 @@ def test_probe_lanes_shrink_while_outlook_refuses(sim_factory, make_config, tmp_
 
     spec = generate_tenant("litware", 60, seed=9, scenario="healthy")
     # Outlook lets only 2 run at once here; each call lasts long enough for the lanes to overlap.
-    sim = sim_factory([spec], limits=Limits(outlook_concurrency=2, latency={"outlook": 0.05},
-                                            outlook_retry_after=0.05))
+    sim = sim_factory([spec], limits=Limits(outlook_concurrency=2, latency={"outlook": 0.05}, outlook_retry_after=0.05))
     config = _only_tenant(sim, spec, make_config, tmp_path)
     tenant = config.tenants[0]
     waits: list[float] = []
@@ -201,14 +206,15 @@ def test_probe_lanes_shrink_while_outlook_refuses(sim_factory, make_config, tmp_
         waits.append(seconds)
         time.sleep(seconds)
 
-    client = GraphClient(graph_base(tenant), TokenProvider(tenant, verify=str(sim.ca_path)),
-                         verify=str(sim.ca_path), sleep=sleep)
+    client = GraphClient(
+        graph_base(tenant), TokenProvider(tenant, verify=str(sim.ca_path)), verify=str(sim.ca_path), sleep=sleep
+    )
     users = [user_from_graph(u) for u in spec["users"] if should_probe(user_from_graph(u))]
     prober = MailboxProber(Collector(client, tenant, config), None)
     lanes, refused = [], []
     for start in range(0, 24, 8):  # three pages of eight, probed here one after the other
         before = sim.counters.snapshot()["throttled"]
-        prober._probe(users[start:start + 8])
+        prober._probe(users[start : start + 8])
         lanes.append(prober._window)
         refused.append(sim.counters.snapshot()["throttled"] - before)
     probes = prober.close()

@@ -73,9 +73,7 @@ def test_sku_mailbox_plans():
     power_bi_free = "a403ebcc-fae0-4ca2-8c8c-7a907fd6c235"
     assert licensing.sku_mailbox_plan_ids(e3) == {"efb87545-963c-4e0d-99df-69c6916d9eb0"}
     assert licensing.sku_mailbox_plan_ids(power_bi_free) == frozenset()
-    gcc_high_e3 = next(
-        r for r in _shipped("skus.csv") if r["sku_part_number"] == "ENTERPRISEPACK_USGOV_GCCHIGH"
-    )
+    gcc_high_e3 = next(r for r in _shipped("skus.csv") if r["sku_part_number"] == "ENTERPRISEPACK_USGOV_GCCHIGH")
     assert gcc_high_e3["mailbox_plans"] == "efb87545-963c-4e0d-99df-69c6916d9eb0"
 
 
@@ -98,9 +96,7 @@ def test_data_date_is_documented():
     assert licensing.DATA_DATE in notes and "python -m audit.licensing" in notes
 
 
-HEADER = (
-    "Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names"
-)
+HEADER = "Product_Display_Name,String_Id,GUID,Service_Plan_Name,Service_Plan_Id,Service_Plans_Included_Friendly_Names"
 
 
 def _source(rows: list[str], header: str = HEADER, bom: bool = True) -> io.StringIO:
@@ -173,8 +169,6 @@ def test_regenerate_command_writes_both_tables(tmp_path, capsys):
     plans = list(csv.DictReader((out / "service_plans.csv").open(encoding="utf-8")))
     assert {r["plan_name"] for r in plans if r["gives_mailbox"] == "true"} == licensing.MAILBOX_PLAN_NAMES
     assert (
-        (out / "skus.csv")
-        .read_text(encoding="utf-8")
-        .startswith("sku_id,sku_part_number,product_name,mailbox_plans\n")
+        (out / "skus.csv").read_text(encoding="utf-8").startswith("sku_id,sku_part_number,product_name,mailbox_plans\n")
     )
     assert "mailbox plans (10)" in capsys.readouterr().out

@@ -51,9 +51,7 @@ SMTP_PASSWORD = "s3cret-smtp-password"
 START = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
 
 
-def finding(
-    tenant: str, check: str, user: str, severity: Severity = Severity.HIGH, name: str | None = None
-) -> Finding:
+def finding(tenant: str, check: str, user: str, severity: Severity = Severity.HIGH, name: str | None = None) -> Finding:
     return Finding(
         tenant_id=tenant,
         check_id=check,
@@ -68,9 +66,7 @@ def finding(
     )
 
 
-def run_result(
-    findings: list[Finding], *, fabrikam: TenantStatus | None = None, start: datetime = START
-) -> RunResult:
+def run_result(findings: list[Finding], *, fabrikam: TenantStatus | None = None, start: datetime = START) -> RunResult:
     tenants = [
         TenantResult(
             "contoso",
@@ -127,9 +123,7 @@ def config(email_config: EmailConfig, *, ca_bundle: Path | None = None) -> Confi
 
 def workbook_text(content: bytes) -> set[str]:
     book = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
-    return {
-        str(v) for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for v in row if v
-    }
+    return {str(v) for sheet in book.worksheets for row in sheet.iter_rows(values_only=True) for v in row if v}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,9 +144,7 @@ def test_subject_several_tenants_and_a_failed_one(tmp_path: Path) -> None:
     subject = subject_line(result, files)
     assert subject.startswith("etd-audit: ") and "1 finding" in subject
     assert "failed" in subject and "\n" not in subject and "\r" not in subject
-    message = build_message(
-        result, files, EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com")
-    )
+    message = build_message(result, files, EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com"))
     assert message["Bcc"] is None
 
 
@@ -193,9 +185,7 @@ def test_message_parts_and_escaping(tmp_path: Path) -> None:
     findings = [*FIRST, DEE, finding(FABRIKAM, "no-mailbox", "eve", Severity.LOW)]
     result = run_result(findings, fabrikam=TenantStatus.FAILED)
     files = write_reports(result, tmp_path, stem="etd-audit-x")
-    message = build_message(
-        result, files, EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com")
-    )
+    message = build_message(result, files, EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com"))
     assert message.get_body(("plain",)) is not None
     html_part = message.get_body(("html",))
     assert_inert(html_part.get_content(), failed_tenant=True)
@@ -260,8 +250,9 @@ def running_smtp(*, login: bool = False, **options) -> Iterator[tuple[Inbox, int
 
 
 def smtp_email(port: int, **settings) -> EmailConfig:
-    return EmailConfig(to=("secops@contoso.com",), sender="audit@contoso.com", smtp_host="127.0.0.1",
-                       smtp_port=port, **settings)
+    return EmailConfig(
+        to=("secops@contoso.com",), sender="audit@contoso.com", smtp_host="127.0.0.1", smtp_port=port, **settings
+    )
 
 
 @pytest.fixture
@@ -307,8 +298,12 @@ def test_starttls_with_login_from_the_environment(reports, pki, monkeypatch, cap
     monkeypatch.setenv("ETD_SMTP_PASSWORD", SMTP_PASSWORD)
     result, files = reports
     with running_smtp(tls_context=server_context, require_starttls=True, login=True) as (inbox, port):
-        cfg = config(smtp_email(port, smtp_security="starttls", smtp_username_env="ETD_SMTP_USER",
-                                smtp_password_env="ETD_SMTP_PASSWORD"), ca_bundle=ca)
+        cfg = config(
+            smtp_email(
+                port, smtp_security="starttls", smtp_username_env="ETD_SMTP_USER", smtp_password_env="ETD_SMTP_PASSWORD"
+            ),
+            ca_bundle=ca,
+        )
         with caplog.at_level(logging.DEBUG, logger="audit"):
             assert send_report(result, files, cfg) is True
     assert inbox.logins == ["audit-bot"]
@@ -341,8 +336,9 @@ def test_wrong_password_is_a_mail_error_without_the_password(reports, pki, monke
     monkeypatch.setenv("ETD_SMTP_PASSWORD", "not-the-" + SMTP_PASSWORD)
     result, files = reports
     with running_smtp(tls_context=server_context, require_starttls=True, login=True) as (inbox, port):
-        cfg = config(smtp_email(port, smtp_username_env="ETD_SMTP_USER", smtp_password_env="ETD_SMTP_PASSWORD"),
-                     ca_bundle=ca)
+        cfg = config(
+            smtp_email(port, smtp_username_env="ETD_SMTP_USER", smtp_password_env="ETD_SMTP_PASSWORD"), ca_bundle=ca
+        )
         with pytest.raises(MailError) as caught:
             send_report(result, files, cfg)
     assert "refused the sign-in" in str(caught.value) and "ETD_SMTP_PASSWORD" in str(caught.value)

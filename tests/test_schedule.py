@@ -61,9 +61,7 @@ def start_serve(work: Path) -> tuple[subprocess.Popen, Path]:
     log = work / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with log.open("w") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, str(script), str(work)], cwd=REPO, env=env, stdout=sink, stderr=sink
-        )
+        proc = subprocess.Popen([sys.executable, str(script), str(work)], cwd=REPO, env=env, stdout=sink, stderr=sink)
     return proc, log
 
 
@@ -114,9 +112,7 @@ def test_sigterm_lets_the_run_in_progress_finish(tmp_path: Path) -> None:
     try:
         wait_for(lambda: (tmp_path / "started").exists(), "the audit to start")
         proc.send_signal(signal.SIGTERM)
-        wait_for(
-            lambda: "waiting for the audit in progress" in log.read_text(), "the stop to wait for the run"
-        )
+        wait_for(lambda: "waiting for the audit in progress" in log.read_text(), "the stop to wait for the run")
         assert not (tmp_path / "done").exists()
         (tmp_path / "release").write_text("yes")
         assert finish(proc) == 0
@@ -132,9 +128,7 @@ def test_a_second_signal_abandons_the_run(tmp_path: Path) -> None:
     try:
         wait_for(lambda: (tmp_path / "started").exists(), "the audit to start")
         proc.send_signal(signal.SIGTERM)
-        wait_for(
-            lambda: "waiting for the audit in progress" in log.read_text(), "the stop to wait for the run"
-        )
+        wait_for(lambda: "waiting for the audit in progress" in log.read_text(), "the stop to wait for the run")
         proc.send_signal(signal.SIGINT)
         assert finish(proc) == 1
     finally:

@@ -26,8 +26,13 @@ from audit.runner import RunOptions, select_tenants, shard_of
 from audit.simulator import Simulator, generate_tenant
 
 N = 3
-TENANTS = [("fabrikam", "unconsented"), ("northwind", "disabled"), ("adatum", "healthy"),
-           ("litware", "healthy"), ("tailspin", "healthy")]
+TENANTS = [
+    ("fabrikam", "unconsented"),
+    ("northwind", "disabled"),
+    ("adatum", "healthy"),
+    ("litware", "healthy"),
+    ("tailspin", "healthy"),
+]
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "cronjob.yaml"
 
 
@@ -38,31 +43,55 @@ def runs(tmp_path_factory):
     now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     home = generate_tenant("contoso", 40, 1, "home", now=now)
     common = {"now": now, "home_tenant_id": home["tenant_id"], "remediation_audience": "AzureADMyOrg"}
-    specs = [home] + [generate_tenant(name, 30, i + 2, scenario, **common)
-                      for i, (name, scenario) in enumerate(TENANTS)]
+    specs = [home] + [
+        generate_tenant(name, 30, i + 2, scenario, **common) for i, (name, scenario) in enumerate(TENANTS)
+    ]
     exceptions = root / "exceptions.toml"
     accepted = (("app-single-tenant", "adatum"), ("on-premises-mailbox", "litware"))  # tenant-wide, one user
-    exceptions.write_text("".join(
-        f'[[exception]]\ncheck_id = "{check}"\ntenant = "{tenant}"\nreason = "known"\nowner = "it@example.com"\n'
-        'expires = 2999-12-31\n' for check, tenant in accepted))
+    exceptions.write_text(
+        "".join(
+            f'[[exception]]\ncheck_id = "{check}"\ntenant = "{tenant}"\nreason = "known"\nowner = "it@example.com"\n'
+            "expires = 2999-12-31\n"
+            for check, tenant in accepted
+        )
+    )
     with Simulator(specs) as sim, pytest.MonkeyPatch.context() as env:
         for name, value in sim.secrets_env().items():
             env.setenv(name, value)
         config = root / "etd-audit.toml"
-        config.write_text(sim.config_toml(str(root / "reports")) + f'exceptions_file = "{exceptions}"\n'
-                          'formats = ["xlsx", "json", "csv"]\n')
+        config.write_text(
+            sim.config_toml(str(root / "reports")) + f'exceptions_file = "{exceptions}"\n'
+            'formats = ["xlsx", "json", "csv"]\n'
+        )
         codes = {"single": main(["run", "--config", str(config), "--out", str(root / "single"), "--no-email"])}
         for k in range(N):
-            codes[k] = main(["run", "--config", str(config), "--shard", f"{k}/{N}", "--out", str(root / f"shard-{k}"),
-                             "--no-email"])
-        yield {"root": root, "config": config, "codes": codes, "sim": sim, "env": env,
-               "tenants": load_config(config).tenants}
+            codes[k] = main(
+                ["run", "--config", str(config), "--shard", f"{k}/{N}", "--out", str(root / f"shard-{k}"), "--no-email"]
+            )
+        yield {
+            "root": root,
+            "config": config,
+            "codes": codes,
+            "sim": sim,
+            "env": env,
+            "tenants": load_config(config).tenants,
+        }
 
 
 def merge(runs, *dirs: str, out: str = "merged", extra: tuple[str, ...] = ()) -> int:
     root = runs["root"]
-    return main(["merge", *(str(root / d) for d in dirs), "--out", str(root / out), "--config", str(runs["config"]),
-                 "--no-email", *extra])
+    return main(
+        [
+            "merge",
+            *(str(root / d) for d in dirs),
+            "--out",
+            str(root / out),
+            "--config",
+            str(runs["config"]),
+            "--no-email",
+            *extra,
+        ]
+    )
 
 
 def newest(folder: Path, suffix: str) -> Path:
@@ -86,7 +115,7 @@ def sheets(folder: Path) -> dict[str, list[list]]:
 
 def without(rows: list[list], header: str) -> list[list]:
     at = rows[0].index(header)
-    return [row[:at] + row[at + 1:] for row in rows]
+    return [row[:at] + row[at + 1 :] for row in rows]
 
 
 def test_every_shard_holds_some_tenant(runs):
@@ -117,8 +146,10 @@ def test_merged_report_equals_a_single_run(runs, capsys):
     assert many["Tenant"] == one["Tenant"]
     assert without(many["Accepted"], "First seen (UTC)") == without(one["Accepted"], "First seen (UTC)")
 
-    with newest(root / "single", "csv").open(encoding="utf-8-sig") as a, \
-            newest(root / "merged", "csv").open(encoding="utf-8-sig") as b:
+    with (
+        newest(root / "single", "csv").open(encoding="utf-8-sig") as a,
+        newest(root / "merged", "csv").open(encoding="utf-8-sig") as b,
+    ):
         assert without(list(csv.reader(b)), "First seen (UTC)") == without(list(csv.reader(a)), "First seen (UTC)")
 
 
@@ -139,8 +170,20 @@ def test_the_merge_judges_exceptions_itself(runs):
     root = runs["root"]
     plain = root / "no-exceptions.toml"
     plain.write_text(runs["config"].read_text().replace("exceptions_file", "# exceptions_file"))
-    assert main(["merge", *(str(root / f"shard-{k}") for k in range(N)), "--out", str(root / "merged-plain"),
-                 "--config", str(plain), "--no-email"]) == 1
+    assert (
+        main(
+            [
+                "merge",
+                *(str(root / f"shard-{k}") for k in range(N)),
+                "--out",
+                str(root / "merged-plain"),
+                "--config",
+                str(plain),
+                "--no-email",
+            ]
+        )
+        == 1
+    )
     single, merged = report(root / "single"), report(root / "merged-plain")
     assert merged["accepted"] == [] and len(single["accepted"]) == 2
     key = lambda f: (f["tenant_id"], f["check_id"], f["user_id"] or "")  # noqa: E731
@@ -153,8 +196,9 @@ def test_a_failed_tenant_in_one_shard_is_failed_in_the_merge(runs, capsys):
     k = shard_of(victim, N)
     env.setenv(victim.client_secret_env, "not-the-secret")
     try:
-        main(["run", "--config", str(runs["config"]), "--shard", f"{k}/{N}", "--out", str(root / "broken"),
-              "--no-email"])
+        main(
+            ["run", "--config", str(runs["config"]), "--shard", f"{k}/{N}", "--out", str(root / "broken"), "--no-email"]
+        )
     finally:
         env.setenv(victim.client_secret_env, runs["sim"].secrets_env()[victim.client_secret_env])
     others = [f"shard-{i}" for i in range(N) if i != k]
@@ -171,8 +215,7 @@ def test_a_missing_shard_makes_its_tenants_failed(runs):
     assert merge(runs, "shard-0", "shard-1", out="merged-missing") == 3
     status = {t["name"]: (t["status"], t["error"]) for t in report(root / "merged-missing")["tenants"]}
     lost = [t.name for t in runs["tenants"] if shard_of(t, N) == 2]
-    assert lost and all(status[name][0] == "failed" and "not in any shard report" in status[name][1]
-                        for name in lost)
+    assert lost and all(status[name][0] == "failed" and "not in any shard report" in status[name][1] for name in lost)
     assert len(status) == 1 + len(TENANTS)
 
 
@@ -206,16 +249,19 @@ def test_a_stale_shard_report_is_not_merged_as_this_run(runs):
         assert status[t["name"]][0] == "failed" and "older than --max-age" in status[t["name"]][1]
 
 
-@pytest.mark.parametrize("case, message", [
-    ("twice", "is in both"),
-    ("garbage", "not a readable JSON report"),
-    ("schema", "unsupported report schema"),
-    ("version", "written by etd-audit"),
-    ("nowhere", "no such file or folder"),
-    ("empty", "no etd-audit report"),
-    ("into-input", "also an input"),
-    ("workbook", "not a readable workbook"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("twice", "is in both"),
+        ("garbage", "not a readable JSON report"),
+        ("schema", "unsupported report schema"),
+        ("version", "written by etd-audit"),
+        ("nowhere", "no such file or folder"),
+        ("empty", "no etd-audit report"),
+        ("into-input", "also an input"),
+        ("workbook", "not a readable workbook"),
+    ],
+)
 def test_inputs_that_do_not_fit_are_refused(runs, tmp_path, capsys, case, message):
     root = runs["root"]
     good = newest(root / "shard-0", "json")
@@ -253,8 +299,12 @@ def test_merge_needs_somewhere_to_write(runs, capsys):
 
 @pytest.mark.parametrize("n", range(1, 6))
 def test_every_tenant_is_in_exactly_one_shard(n):
-    tenants = tuple(TenantConfig(name=f"t{i}", tenant_id=f"{i:08x}-1111-4111-8111-{i * 7919:012x}", client_id="c",
-                                 client_secret_env="S") for i in range(40))
+    tenants = tuple(
+        TenantConfig(
+            name=f"t{i}", tenant_id=f"{i:08x}-1111-4111-8111-{i * 7919:012x}", client_id="c", client_secret_env="S"
+        )
+        for i in range(40)
+    )
     config = Config(path=Path("x.toml"), tenants=tenants, remediation_app=RemediationAppConfig(app_id="a"))
     shards = [select_tenants(config, RunOptions(shard=(k, n))) for k in range(n)]
     names = [t.name for shard in shards for t in shard]
@@ -263,14 +313,22 @@ def test_every_tenant_is_in_exactly_one_shard(n):
         assert all(shards)  # 40 tenants spread over at most 5 shards leave none empty
     # The shard is a property of the tenant, not of its place in the file.
     backwards = Config(path=Path("x.toml"), tenants=tenants[::-1], remediation_app=config.remediation_app)
-    assert [{t.name for t in select_tenants(backwards, RunOptions(shard=(k, n)))} for k in range(n)] == \
-        [{t.name for t in shard} for shard in shards]
+    assert [{t.name for t in select_tenants(backwards, RunOptions(shard=(k, n)))} for k in range(n)] == [
+        {t.name for t in shard} for shard in shards
+    ]
 
 
-@pytest.mark.parametrize("value, message", [
-    ("3/3", "K counts from 0"), ("-1/3", "K counts from 0"), ("0/0", "at least 1"), ("1", "is not K/N"),
-    ("a/3", "is not K/N"), ("/3", "is not K/N"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("3/3", "K counts from 0"),
+        ("-1/3", "K counts from 0"),
+        ("0/0", "at least 1"),
+        ("1", "is not K/N"),
+        ("a/3", "is not K/N"),
+        ("/3", "is not K/N"),
+    ],
+)
 def test_bad_shard_is_a_usage_error(value, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["run", "--config", "etd-audit.toml", f"--shard={value}"])
@@ -287,7 +345,7 @@ def pod_scripts() -> tuple[int, str, str]:
     assert int(re.search(r"^ +parallelism: (\d+)$", shard_doc, re.M).group(1)) == n > 1
 
     def folded(doc: str) -> str:  # the `- >-` item under command: its lines joined by spaces
-        lines = doc[doc.index("- >-\n"):].splitlines()[1:]
+        lines = doc[doc.index("- >-\n") :].splitlines()[1:]
         indent = len(lines[0]) - len(lines[0].lstrip())
         return " ".join(line.strip() for line in takewhile(lambda x: x[:indent].isspace(), lines))
 
@@ -318,13 +376,19 @@ def test_cronjob_pods_fail_only_when_no_report_could_be_written(tmp_path, code, 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stand_in = bin_dir / "etd-audit"
-    stand_in.write_text(f"#!{sys.executable}\nimport os, sys\nfrom audit.cli import build_parser\n"
-                        "args = build_parser().parse_args(sys.argv[1:])\n"
-                        "print(args.command, getattr(args, 'shard', None))\n"
-                        "sys.exit(int(os.environ['EXIT_AS']))\n")
+    stand_in.write_text(
+        f"#!{sys.executable}\nimport os, sys\nfrom audit.cli import build_parser\n"
+        "args = build_parser().parse_args(sys.argv[1:])\n"
+        "print(args.command, getattr(args, 'shard', None))\n"
+        "sys.exit(int(os.environ['EXIT_AS']))\n"
+    )
     stand_in.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "EXIT_AS": str(code),
-           "JOB_COMPLETION_INDEX": str(n - 1)}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "EXIT_AS": str(code),
+        "JOB_COMPLETION_INDEX": str(n - 1),
+    }
     for script, said in ((shard_script, f"run ({n - 1}, {n})"), (merge_script, "merge None")):
         done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, check=False)
         assert (done.returncode, done.stdout.splitlines()[0]) == (pod, said), done.stderr

@@ -37,8 +37,13 @@ NOW = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
 MAIL_READWRITE = "e2a3a72e-5f79-4c64-b1b1-878b674786c9"
 ORG_READ_ALL = "498476ce-e0fe-48b0-b801-37ba7e2685c6"
 E3 = ("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", "efb87545-963c-4e0d-99df-69c6916d9eb0")
-AUDIT_ROLES = ["User.Read.All", "Organization.Read.All", "Application.Read.All", "MailboxSettings.Read",
-               "GroupMember.Read.All"]
+AUDIT_ROLES = [
+    "User.Read.All",
+    "Organization.Read.All",
+    "Application.Read.All",
+    "MailboxSettings.Read",
+    "GroupMember.Read.All",
+]
 FILLER = 300  # users no lookup may touch
 
 
@@ -58,70 +63,142 @@ class Tenant:
         self.tenant_id = _id("tenant", name)
         self.graph_sp = _id(name, "graph-sp")
         self.spec: dict = {
-            "tenant_id": self.tenant_id, "name": name, "display_name": name.title(),
+            "tenant_id": self.tenant_id,
+            "name": name,
+            "display_name": name.title(),
             "verified_domains": [self.domain, f"{name}.onmicrosoft.com"],
             "unverified_domains": list(unverified),
-            "subscribed_skus": [{
-                "skuId": E3[0], "skuPartNumber": E3[1], "capabilityStatus": "Enabled", "consumedUnits": 1,
-                "prepaidUnits": {"enabled": 50, "suspended": 0, "warning": 0},
-                "servicePlans": [{"servicePlanId": E3[2], "servicePlanName": "EXCHANGE_S_ENTERPRISE",
-                                  "appliesTo": "User", "provisioningStatus": "Success"}]}],
-            "clients": [{"client_id": _id(name, "audit-client"), "secret": f"secret-{name}-value",
-                         "roles": list(AUDIT_ROLES)}],
-            "service_principals": [{"id": self.graph_sp, "appId": GRAPH_APP_ID,
-                                    "displayName": "Microsoft Graph", "accountEnabled": True,
-                                    "signInAudience": "AzureADMultipleOrgs",
-                                    "appOwnerOrganizationId": _id("microsoft"),
-                                    "appRoleAssignments": [], "oauth2PermissionGrants": []}],
-            "applications": [], "users": [], "deleted_users": [], "groups": [],
+            "subscribed_skus": [
+                {
+                    "skuId": E3[0],
+                    "skuPartNumber": E3[1],
+                    "capabilityStatus": "Enabled",
+                    "consumedUnits": 1,
+                    "prepaidUnits": {"enabled": 50, "suspended": 0, "warning": 0},
+                    "servicePlans": [
+                        {
+                            "servicePlanId": E3[2],
+                            "servicePlanName": "EXCHANGE_S_ENTERPRISE",
+                            "appliesTo": "User",
+                            "provisioningStatus": "Success",
+                        }
+                    ],
+                }
+            ],
+            "clients": [
+                {"client_id": _id(name, "audit-client"), "secret": f"secret-{name}-value", "roles": list(AUDIT_ROLES)}
+            ],
+            "service_principals": [
+                {
+                    "id": self.graph_sp,
+                    "appId": GRAPH_APP_ID,
+                    "displayName": "Microsoft Graph",
+                    "accountEnabled": True,
+                    "signInAudience": "AzureADMultipleOrgs",
+                    "appOwnerOrganizationId": _id("microsoft"),
+                    "appRoleAssignments": [],
+                    "oauth2PermissionGrants": [],
+                }
+            ],
+            "applications": [],
+            "users": [],
+            "deleted_users": [],
+            "groups": [],
         }
 
-    def remediation_sp(self, roles=(MAIL_READWRITE, ORG_READ_ALL), enabled: bool = True,
-                       owner: str | None = None) -> Tenant:
+    def remediation_sp(
+        self, roles=(MAIL_READWRITE, ORG_READ_ALL), enabled: bool = True, owner: str | None = None
+    ) -> Tenant:
         sp = _id(self.name, "remediation-sp")
-        self.spec["service_principals"].append({
-            "id": sp, "appId": DEMO_REMEDIATION_APP_ID, "displayName": "Mail Threat Remediation",
-            "accountEnabled": enabled, "signInAudience": "AzureADMyOrg",
-            "appOwnerOrganizationId": owner or self.tenant_id,
-            "appRoleAssignments": [{"id": _id(self.name, r), "appRoleId": r, "principalId": sp,
-                                    "principalType": "ServicePrincipal", "resourceId": self.graph_sp,
-                                    "resourceDisplayName": "Microsoft Graph"} for r in roles],
-            "oauth2PermissionGrants": [],
-        })
+        self.spec["service_principals"].append(
+            {
+                "id": sp,
+                "appId": DEMO_REMEDIATION_APP_ID,
+                "displayName": "Mail Threat Remediation",
+                "accountEnabled": enabled,
+                "signInAudience": "AzureADMyOrg",
+                "appOwnerOrganizationId": owner or self.tenant_id,
+                "appRoleAssignments": [
+                    {
+                        "id": _id(self.name, r),
+                        "appRoleId": r,
+                        "principalId": sp,
+                        "principalType": "ServicePrincipal",
+                        "resourceId": self.graph_sp,
+                        "resourceDisplayName": "Microsoft Graph",
+                    }
+                    for r in roles
+                ],
+                "oauth2PermissionGrants": [],
+            }
+        )
         return self
 
     def registration(self, audience: str = "AzureADMyOrg", secret_days: int = 300) -> Tenant:
-        self.spec["applications"].append({
-            "id": _id(self.name, "app"), "appId": DEMO_REMEDIATION_APP_ID,
-            "displayName": "Mail Threat Remediation", "signInAudience": audience, "keyCredentials": [],
-            "passwordCredentials": [{"keyId": _id(self.name, "secret"), "displayName": "product",
-                                     "startDateTime": _when(-400), "endDateTime": _when(secret_days)}],
-        })
+        self.spec["applications"].append(
+            {
+                "id": _id(self.name, "app"),
+                "appId": DEMO_REMEDIATION_APP_ID,
+                "displayName": "Mail Threat Remediation",
+                "signInAudience": audience,
+                "keyCredentials": [],
+                "passwordCredentials": [
+                    {
+                        "keyId": _id(self.name, "secret"),
+                        "displayName": "product",
+                        "startDateTime": _when(-400),
+                        "endDateTime": _when(secret_days),
+                    }
+                ],
+            }
+        )
         return self
 
-    def user(self, nick: str, *, licensed: bool = True, status: str = "Enabled", mailbox: bool = True,
-             location: str = "cloud", synced: bool = False, guest: bool = False, mail: str | None = None,
-             aliases: tuple[str, ...] = ()) -> str:
+    def user(
+        self,
+        nick: str,
+        *,
+        licensed: bool = True,
+        status: str = "Enabled",
+        mailbox: bool = True,
+        location: str = "cloud",
+        synced: bool = False,
+        guest: bool = False,
+        mail: str | None = None,
+        aliases: tuple[str, ...] = (),
+    ) -> str:
         uid = _id(self.name, nick)
         address = mail or f"{nick}@{self.domain}"
         upn = f"{nick}_partner.example#EXT#@{self.name}.onmicrosoft.com" if guest else address
         plans = [{"servicePlanId": E3[2], "service": "exchange", "capabilityStatus": status}]
         plans = plans if licensed else []
-        self.spec["users"].append({
-            "id": uid, "userPrincipalName": upn, "displayName": nick.title(), "mail": address,
-            "proxyAddresses": [f"SMTP:{address}", *(f"smtp:{a}" for a in aliases)],
-            "userType": "Guest" if guest else "Member", "accountEnabled": True,
-            "assignedLicenses": [{"skuId": E3[0], "disabledPlans": []}] if licensed else [],
-            "assignedPlans": plans,
-            "provisionedPlans": [{"service": "exchange", "capabilityStatus": status,
-                                  "provisioningStatus": "Success"}] if licensed else [],
-            "licenseAssignmentStates": [{"skuId": E3[0], "state": "Active", "error": "None",
-                                         "assignedByGroup": None}] if licensed else [],
-            "onPremisesSyncEnabled": True if synced else None,
-            "onPremisesImmutableId": f"imm-{nick}" if synced else None,
-            "createdDateTime": "2023-01-01T00:00:00Z",
-            "mailbox": {"purpose": "user", "location": location} if mailbox else None,
-        })
+        self.spec["users"].append(
+            {
+                "id": uid,
+                "userPrincipalName": upn,
+                "displayName": nick.title(),
+                "mail": address,
+                "proxyAddresses": [f"SMTP:{address}", *(f"smtp:{a}" for a in aliases)],
+                "userType": "Guest" if guest else "Member",
+                "accountEnabled": True,
+                "assignedLicenses": [{"skuId": E3[0], "disabledPlans": []}] if licensed else [],
+                "assignedPlans": plans,
+                "provisionedPlans": [
+                    {"service": "exchange", "capabilityStatus": status, "provisioningStatus": "Success"}
+                ]
+                if licensed
+                else [],
+                "licenseAssignmentStates": [
+                    {"skuId": E3[0], "state": "Active", "error": "None", "assignedByGroup": None}
+                ]
+                if licensed
+                else [],
+                "onPremisesSyncEnabled": True if synced else None,
+                "onPremisesImmutableId": f"imm-{nick}" if synced else None,
+                "createdDateTime": "2023-01-01T00:00:00Z",
+                "mailbox": {"purpose": "user", "location": location} if mailbox else None,
+            }
+        )
         return uid
 
     def fillers(self, count: int) -> list[str]:
@@ -130,19 +207,29 @@ class Tenant:
     def deleted(self, nick: str, days_ago: int = 4) -> str:
         uid = _id(self.name, "deleted", nick)
         address = f"{nick}@{self.domain}"
-        self.spec["deleted_users"].append({
-            "id": uid, "userPrincipalName": f"{uid.replace('-', '')}{address}", "displayName": nick.title(),
-            "mail": address, "proxyAddresses": [f"SMTP:{address}"], "userType": "Member",
-            "accountEnabled": True, "assignedLicenses": [], "assignedPlans": [], "provisionedPlans": [],
-            "licenseAssignmentStates": [],
-            "deletedDateTime": _when(-days_ago),
-        })
+        self.spec["deleted_users"].append(
+            {
+                "id": uid,
+                "userPrincipalName": f"{uid.replace('-', '')}{address}",
+                "displayName": nick.title(),
+                "mail": address,
+                "proxyAddresses": [f"SMTP:{address}"],
+                "userType": "Member",
+                "accountEnabled": True,
+                "assignedLicenses": [],
+                "assignedPlans": [],
+                "provisionedPlans": [],
+                "licenseAssignmentStates": [],
+                "deletedDateTime": _when(-days_ago),
+            }
+        )
         return uid
 
     def group(self, name: str, members: list[str]) -> str:
         gid = _id(self.name, "group", name)
-        self.spec["groups"].append({"id": gid, "displayName": name, "mail": f"{name}@{self.domain}",
-                                    "members": members})
+        self.spec["groups"].append(
+            {"id": gid, "displayName": name, "mail": f"{name}@{self.domain}", "members": members}
+        )
         return gid
 
 
@@ -178,10 +265,20 @@ def _config(make_config, sim, tenants: list[Tenant], tmp_path: Path) -> Config:
     config = make_config(sim, [t.spec for t in tenants], tmp_path)
     home = tenants[0]
     policy = tmp_path / "policies.json"
-    policy.write_text(json.dumps([{
-        "Identity": f"{home.tenant_id}\\{DEMO_REMEDIATION_APP_ID}:S-1-5-21-1",
-        "AppId": DEMO_REMEDIATION_APP_ID, "ScopeName": "etd-scope",
-        "ScopeIdentity": f"etd-scope@{home.domain}", "AccessRight": "RestrictAccess", "IsValid": True}]))
+    policy.write_text(
+        json.dumps(
+            [
+                {
+                    "Identity": f"{home.tenant_id}\\{DEMO_REMEDIATION_APP_ID}:S-1-5-21-1",
+                    "AppId": DEMO_REMEDIATION_APP_ID,
+                    "ScopeName": "etd-scope",
+                    "ScopeIdentity": f"etd-scope@{home.domain}",
+                    "AccessRight": "RestrictAccess",
+                    "IsValid": True,
+                }
+            ]
+        )
+    )
     return replace(config, remediation_app=replace(config.remediation_app, access_policy_file=policy))
 
 
@@ -193,31 +290,37 @@ def _by_note(result) -> dict[str, object]:
 # Pure functions
 
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("Resource is Not Found", RESOURCE_NOT_FOUND),
-    ("resource is not found.", RESOURCE_NOT_FOUND),
-    ("Remediation Failed - Unknown Reason", UNKNOWN_REASON),
-    ("Remediation Failed. Unknown Reason", UNKNOWN_REASON),
-    ("REMEDIATION FAILED -- UNKNOWN REASON!", UNKNOWN_REASON),
-    ("The Requested User is Invalid", USER_INVALID),
-    ("Error: the requested user is invalid.", USER_INVALID),
-    ("The mailbox is either inactive, soft-deleted, or is hosted on-premise.", MAILBOX_INACTIVE),
-    ("The Mailbox is either Inactive, Soft-Deleted, or is Hosted On-Premise", MAILBOX_INACTIVE),
-    ("Mailbox quota exceeded", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("Resource is Not Found", RESOURCE_NOT_FOUND),
+        ("resource is not found.", RESOURCE_NOT_FOUND),
+        ("Remediation Failed - Unknown Reason", UNKNOWN_REASON),
+        ("Remediation Failed. Unknown Reason", UNKNOWN_REASON),
+        ("REMEDIATION FAILED -- UNKNOWN REASON!", UNKNOWN_REASON),
+        ("The Requested User is Invalid", USER_INVALID),
+        ("Error: the requested user is invalid.", USER_INVALID),
+        ("The mailbox is either inactive, soft-deleted, or is hosted on-premise.", MAILBOX_INACTIVE),
+        ("The Mailbox is either Inactive, Soft-Deleted, or is Hosted On-Premise", MAILBOX_INACTIVE),
+        ("Mailbox quota exceeded", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_error_text_is_matched_leniently(text, kind):
     assert error_kind(text) == kind
 
 
-@pytest.mark.parametrize(("cell", "address"), [
-    ("Alice@Contoso.Example", "alice@contoso.example"),
-    ("SMTP:alice@contoso.example", "alice@contoso.example"),
-    ("Alice Smith <Alice@Contoso.Example>", "alice@contoso.example"),
-    ("Alice Smith", ""),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("cell", "address"),
+    [
+        ("Alice@Contoso.Example", "alice@contoso.example"),
+        ("SMTP:alice@contoso.example", "alice@contoso.example"),
+        ("Alice Smith <Alice@Contoso.Example>", "alice@contoso.example"),
+        ("Alice Smith", ""),
+        ("", ""),
+    ],
+)
 def test_mailbox_address_is_taken_from_the_cell(cell, address):
     assert mailbox_address(cell) == address
 
@@ -236,17 +339,29 @@ def test_semicolon_bom_quoted_mixed_case_headers_are_read():
     assert log.table.bad_rows == []
 
 
-@pytest.mark.parametrize(("name", "says"), [
-    ("empty.csv", "empty"),
-    ("binary.csv", "binary"),
-    ("no-address-column.csv", "no mailbox address column among 'Subject', 'Remediation Error', 'Status'"),
-])
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("empty.csv", "empty"),
+        ("binary.csv", "binary"),
+        ("no-address-column.csv", "no mailbox address column among 'Subject', 'Remediation Error', 'Status'"),
+    ],
+)
 def test_unusable_files_are_refused_before_any_lookup(name, says, tmp_path):
-    unreachable = TenantConfig("x", _id("x"), _id("x", "client"), client_secret_env="UNSET_FOR_TEST",
-                               authority_host="https://127.0.0.1:9", graph_endpoint="https://127.0.0.1:9")
-    config = Config(path=tmp_path / "c.toml", tenants=(unreachable,),
-                    remediation_app=RemediationAppConfig(app_id=DEMO_REMEDIATION_APP_ID),
-                    audit=AuditConfig(out_dir=tmp_path / "out"))
+    unreachable = TenantConfig(
+        "x",
+        _id("x"),
+        _id("x", "client"),
+        client_secret_env="UNSET_FOR_TEST",
+        authority_host="https://127.0.0.1:9",
+        graph_endpoint="https://127.0.0.1:9",
+    )
+    config = Config(
+        path=tmp_path / "c.toml",
+        tenants=(unreachable,),
+        remediation_app=RemediationAppConfig(app_id=DEMO_REMEDIATION_APP_ID),
+        audit=AuditConfig(out_dir=tmp_path / "out"),
+    )
     with pytest.raises(InputError, match=says):
         triage(config, DATA / name)
     assert not (tmp_path / "out").exists()
@@ -254,9 +369,12 @@ def test_unusable_files_are_refused_before_any_lookup(name, says, tmp_path):
 
 def test_error_column_found_by_content_when_unnamed(tmp_path):
     path = tmp_path / "odd.csv"
-    path.write_text("Recipient,Outcome text,When\n"
-                    "a@contoso.example,Remediation Failed - Unknown Reason,today\n"
-                    "b@contoso.example,The Requested User is Invalid,today\n", encoding="utf-8")
+    path.write_text(
+        "Recipient,Outcome text,When\n"
+        "a@contoso.example,Remediation Failed - Unknown Reason,today\n"
+        "b@contoso.example,The Requested User is Invalid,today\n",
+        encoding="utf-8",
+    )
     log = read_error_log(path)
     assert (log.address_column, log.error_column) == ("Recipient", "Outcome text")
 
@@ -285,19 +403,34 @@ def test_every_branch_is_told_apart(sim_factory, make_config, three_tenants, tmp
     assert rows["healthy licensed mailbox"].diagnosis.cause == "Message moved or deleted by its owner"
     check("enabled account without licence", "contoso", "no-exchange-license", Outcome.FIX, "no licences")
     # Remediation Failed - Unknown Reason
-    check("outside the access policy scope", "contoso", "mailbox-outside-app-scope", Outcome.FIX,
-          "RestrictAccess")
-    check("app lacks Mail.ReadWrite there", "fabrikam", "app-missing-permission", Outcome.FIX,
-          "no Microsoft Graph application permission Mail.ReadWrite")
+    check("outside the access policy scope", "contoso", "mailbox-outside-app-scope", Outcome.FIX, "RestrictAccess")
+    check(
+        "app lacks Mail.ReadWrite there",
+        "fabrikam",
+        "app-missing-permission",
+        Outcome.FIX,
+        "no Microsoft Graph application permission Mail.ReadWrite",
+    )
     assert "permission Organization.Read.All" not in rows["app lacks Mail.ReadWrite there"].diagnosis.evidence
     check("app never consented there", "tailspin", "app-not-consented", Outcome.FIX, "no service principal")
     # The Requested User is Invalid
     check("matches nobody", "contoso", "recipient-not-in-directory", Outcome.FIX, "no user owns nobody@")
     check("only a soft-deleted user", "contoso", "soft-deleted-user", Outcome.FIX, "soft-deleted user")
-    check("single-tenant app and another tenant", "tailspin", "app-single-tenant", Outcome.FIX,
-          "AzureADMyOrg", "not the app's home tenant")
-    check("configured domain not verified", "contoso", "domain-not-verified", Outcome.FIX,
-          "legacy-contoso.example is configured")
+    check(
+        "single-tenant app and another tenant",
+        "tailspin",
+        "app-single-tenant",
+        Outcome.FIX,
+        "AzureADMyOrg",
+        "not the app's home tenant",
+    )
+    check(
+        "configured domain not verified",
+        "contoso",
+        "domain-not-verified",
+        Outcome.FIX,
+        "legacy-contoso.example is configured",
+    )
     check("in no tenant at all", "", "recipient-not-in-directory", Outcome.FIX, "contoso, fabrikam, tailspin")
     # The Mailbox is either Inactive, Soft-Deleted, or is Hosted On-Premise
     check("no licence", "contoso", "no-exchange-license", Outcome.FIX)
@@ -309,8 +442,13 @@ def test_every_branch_is_told_apart(sim_factory, make_config, three_tenants, tmp
     # Routing and the rest
     check("alias found in fabrikam only", "fabrikam", "", Outcome.NOTHING)
     check("routed by verified domain", "fabrikam", "", Outcome.NOTHING)
-    check("=HYPERLINK(\"http://attacker.example\",\"click\")", "contoso", "", Outcome.UNKNOWN_ERROR,
-          "'Mailbox quota exceeded' is not one of the four")
+    check(
+        '=HYPERLINK("http://attacker.example","click")',
+        "contoso",
+        "",
+        Outcome.UNKNOWN_ERROR,
+        "'Mailbox quota exceeded' is not one of the four",
+    )
     check("no address", "", "", Outcome.NO_ADDRESS, "empty")
     assert result.exit_code == 1  # causes to fix, everything read
 
@@ -343,10 +481,15 @@ def test_outputs_keep_the_log_and_are_safe(sim_factory, make_config, three_tenan
     original = (DATA / "all-branches.csv").read_text().splitlines()[0].split(",")
     assert list(sheet[0]) == [*original, "Tenant", "Cause", "Check id", "Outcome", "Evidence", "Fix"]
     assert len(sheet) == 1 + 20
-    assert sheet[1][:5] == ("alice@contoso.example", "Active", "Resource is Not Found", "<m1@mail.example>",
-                            "healthy licensed mailbox")
+    assert sheet[1][:5] == (
+        "alice@contoso.example",
+        "Active",
+        "Resource is Not Found",
+        "<m1@mail.example>",
+        "healthy licensed mailbox",
+    )
     injected = next(row for row in sheet if row[0] == "ivy@contoso.example")
-    assert injected[4] == "'=HYPERLINK(\"http://attacker.example\",\"click\")"  # text, not a formula
+    assert injected[4] == '\'=HYPERLINK("http://attacker.example","click")'  # text, not a formula
     assert wb["Rows"]["E15"].data_type == "s"
 
     summary = [row for row in wb["Summary"].iter_rows(values_only=True) if any(row)]
@@ -419,15 +562,16 @@ def test_semicolon_log_keeps_its_own_tenant_column(sim_factory, make_config, thr
 
     result = triage(config, DATA / "semicolon-bom.csv", formats=("xlsx",), now=NOW)
 
-    assert [(r.tenant, r.diagnosis.check_id) for r in result.rows] == [("contoso", ""),
-                                                                       ("contoso", "no-exchange-license")]
+    assert [(r.tenant, r.diagnosis.check_id) for r in result.rows] == [
+        ("contoso", ""),
+        ("contoso", "no-exchange-license"),
+    ]
     header = next(load_workbook(result.files[0])["Rows"].iter_rows(values_only=True))
     assert header[:5] == ("MAILBOX ADDRESS", "remediation ERROR", "Tenant", "Comment", "Triage Tenant")
 
 
 def test_disabled_app_and_lapsed_credential(sim_factory, make_config, tmp_path):
-    woodgrove = Tenant("woodgrove").remediation_sp().registration(audience="AzureADMultipleOrgs",
-                                                                  secret_days=-3)
+    woodgrove = Tenant("woodgrove").remediation_sp().registration(audience="AzureADMultipleOrgs", secret_days=-3)
     woodgrove.user("amy")
     northwind = Tenant("northwind").remediation_sp(enabled=False, owner=woodgrove.tenant_id)
     northwind.user("ben")
@@ -447,8 +591,18 @@ def test_cli_triage_prints_files_and_exit_code(sim_factory, make_config, three_t
     sim = sim_factory([t.spec for t in three_tenants])
     config = make_config(sim, [t.spec for t in three_tenants], tmp_path)  # also writes config.path
 
-    code = cli.main(["triage", "--config", str(config.path), str(DATA / "two-tenants.csv"),
-                     "--out", str(tmp_path / "cli-out"), "--format", "json"])
+    code = cli.main(
+        [
+            "triage",
+            "--config",
+            str(config.path),
+            str(DATA / "two-tenants.csv"),
+            "--out",
+            str(tmp_path / "cli-out"),
+            "--format",
+            "json",
+        ]
+    )
 
     printed = capsys.readouterr().out
     assert code == 0
@@ -457,8 +611,9 @@ def test_cli_triage_prints_files_and_exit_code(sim_factory, make_config, three_t
     assert cli.main(["triage", "--config", str(config.path), str(DATA / "empty.csv")]) == 2
 
 
-def test_a_tenant_that_cannot_sign_in_leaves_its_rows_not_assessed(sim_factory, make_config, three_tenants,
-                                                                     tmp_path, monkeypatch):
+def test_a_tenant_that_cannot_sign_in_leaves_its_rows_not_assessed(
+    sim_factory, make_config, three_tenants, tmp_path, monkeypatch
+):
     sim = sim_factory([t.spec for t in three_tenants])
     config = _config(make_config, sim, list(three_tenants), tmp_path)
     fabrikam = next(t for t in config.tenants if t.name == "fabrikam")

@@ -89,8 +89,9 @@ def _missing_reason(snapshot: TenantSnapshot, info: CheckInfo) -> str | None:
     return "; ".join(reasons) or None
 
 
-def run_checks(snapshot: TenantSnapshot, ctx: CheckContext,
-               checks: Sequence[ModuleType] | None = None) -> tuple[list[Finding], list[NotEvaluated]]:
+def run_checks(
+    snapshot: TenantSnapshot, ctx: CheckContext, checks: Sequence[ModuleType] | None = None
+) -> tuple[list[Finding], list[NotEvaluated]]:
     """Run every check (or the given ones) over one tenant's snapshot."""
     findings: list[Finding] = []
     not_evaluated: list[NotEvaluated] = []

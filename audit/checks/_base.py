@@ -30,8 +30,9 @@ class CheckUnavailable(Exception):
         self.reason = reason
 
 
-def user_finding(check: CheckInfo, snapshot: TenantSnapshot, user: User, evidence: str,
-                 severity: Severity | None = None) -> Finding:
+def user_finding(
+    check: CheckInfo, snapshot: TenantSnapshot, user: User, evidence: str, severity: Severity | None = None
+) -> Finding:
     return Finding(
         tenant_id=snapshot.tenant_id,
         check_id=check.id,
@@ -46,8 +47,9 @@ def user_finding(check: CheckInfo, snapshot: TenantSnapshot, user: User, evidenc
     )
 
 
-def tenant_finding(check: CheckInfo, snapshot: TenantSnapshot, evidence: str,
-                   severity: Severity | None = None) -> Finding:
+def tenant_finding(
+    check: CheckInfo, snapshot: TenantSnapshot, evidence: str, severity: Severity | None = None
+) -> Finding:
     """A finding about a tenant setting: the user fields stay empty."""
     return Finding(
         tenant_id=snapshot.tenant_id,

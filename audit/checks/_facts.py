@@ -126,8 +126,7 @@ def describe_licences(user: User, skus: SkuIndex) -> str:
     if not user.licenses:
         return "no licences"
     by_group = {s.sku_id: s.assigned_by_group for s in user.license_states if s.assigned_by_group}
-    names = [skus.name(lic.sku_id) + (" (via group)" if lic.sku_id in by_group else "")
-             for lic in user.licenses]
+    names = [skus.name(lic.sku_id) + (" (via group)" if lic.sku_id in by_group else "") for lic in user.licenses]
     return "licences: " + ", ".join(names)
 
 
@@ -157,11 +156,7 @@ def not_assessed(probe: MailboxProbe | None) -> bool:
 def is_shared_or_resource(probe: MailboxProbe | None) -> bool:
     """Shared, room and equipment mailboxes need no licence. The usage report gives the purpose too
     (Recipient Type Shared -> "shared"); its user mailboxes are licence candidates like probed ones."""
-    return (
-        probe is not None
-        and probe.outcome == "mailbox"
-        and (probe.purpose or "").lower() in RESOURCE_PURPOSES
-    )
+    return probe is not None and probe.outcome == "mailbox" and (probe.purpose or "").lower() in RESOURCE_PURPOSES
 
 
 def has_mailbox(probe: MailboxProbe | None, plans: MailboxPlans) -> bool | None:

@@ -38,14 +38,14 @@ def _label(kind: str, cred: dict) -> str:
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     app = snapshot.application.value
     if app is None:
-        raise CheckUnavailable(
-            f"the app registration {ctx.remediation_app.app_id} was not found in its home tenant")
+        raise CheckUnavailable(f"the app registration {ctx.remediation_app.app_id} was not found in its home tenant")
     now = as_utc(ctx.now)
     warn = timedelta(days=ctx.remediation_app.credential_warning_days)
     credentials = [("secret", c) for c in app.get("passwordCredentials") or ()]
     # Certificates with usage "Sign" sign tokens for others; only "Verify" keys authenticate the app.
-    credentials += [("certificate", c) for c in app.get("keyCredentials") or ()
-                    if str(c.get("usage") or "Verify").lower() != "sign"]
+    credentials += [
+        ("certificate", c) for c in app.get("keyCredentials") or () if str(c.get("usage") or "Verify").lower() != "sign"
+    ]
     expired: list[str] = []
     expiring: list[str] = []
     valid_today = 0

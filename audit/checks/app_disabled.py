@@ -28,6 +28,11 @@ CHECK = CheckInfo(
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     sp = snapshot.remediation_sp.value
     if sp is not None and sp.get("accountEnabled") is False:
-        yield tenant_finding(CHECK, snapshot, (
-            f"service principal {sp.get('displayName') or ''} ({sp.get('id')}, appId {sp.get('appId')}) "
-            "has accountEnabled false"))
+        yield tenant_finding(
+            CHECK,
+            snapshot,
+            (
+                f"service principal {sp.get('displayName') or ''} ({sp.get('id')}, appId {sp.get('appId')}) "
+                "has accountEnabled false"
+            ),
+        )

@@ -62,8 +62,7 @@ def _delegated_scopes(snapshot: TenantSnapshot) -> dict[str, str]:
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     if snapshot.remediation_sp.value is None:
-        raise CheckUnavailable(
-            "the remediation app has no service principal in this tenant (see app-not-consented)")
+        raise CheckUnavailable("the remediation app has no service principal in this tenant (see app-not-consented)")
     graph_id = (snapshot.graph_sp_id.value or "").lower()
     if not graph_id:
         raise CheckUnavailable("Microsoft Graph's service principal was not found in this tenant")
@@ -77,9 +76,13 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     for name, role_id in REQUIRED_ROLES.items():
         if role_id in held:
             continue
-        evidence = (f"no Microsoft Graph application permission {name} ({role_id}); application permissions "
-                    f"held on Microsoft Graph: {', '.join(held_names) or 'none'}")
+        evidence = (
+            f"no Microsoft Graph application permission {name} ({role_id}); application permissions "
+            f"held on Microsoft Graph: {', '.join(held_names) or 'none'}"
+        )
         if name.lower() in delegated:
-            evidence += (f"; {name} is granted only as a delegated permission ({delegated[name.lower()]}), "
-                         "which app-only calls do not use")
+            evidence += (
+                f"; {name} is granted only as a delegated permission ({delegated[name.lower()]}), "
+                "which app-only calls do not use"
+            )
         yield tenant_finding(CHECK, snapshot, evidence)

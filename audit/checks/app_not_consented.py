@@ -29,6 +29,11 @@ CHECK = CheckInfo(
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     if snapshot.remediation_sp.value is None:
-        yield tenant_finding(CHECK, snapshot, (
-            f"no service principal with appId {ctx.remediation_app.app_id} in tenant "
-            f"{snapshot.tenant_name} ({snapshot.tenant_id})"))
+        yield tenant_finding(
+            CHECK,
+            snapshot,
+            (
+                f"no service principal with appId {ctx.remediation_app.app_id} in tenant "
+                f"{snapshot.tenant_name} ({snapshot.tenant_id})"
+            ),
+        )

@@ -37,9 +37,13 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     elif sp:
         audience, source = sp.get("signInAudience"), "service principal"
     else:
-        raise CheckUnavailable(snapshot.remediation_sp.error or (
-            "the remediation app has no service principal here and its registration is not readable "
-            "in this tenant (see app-not-consented)"))
+        raise CheckUnavailable(
+            snapshot.remediation_sp.error
+            or (
+                "the remediation app has no service principal here and its registration is not readable "
+                "in this tenant (see app-not-consented)"
+            )
+        )
     if not audience:
         raise CheckUnavailable(f"the remediation app's {source} does not state its sign-in audience")
     if str(audience).lower() != SINGLE_TENANT:
@@ -51,5 +55,6 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     if home and str(home).lower() != snapshot.tenant_id.lower():
         reasons.append(f"this tenant is not the app's home tenant {home}")
     if reasons:
-        yield tenant_finding(CHECK, snapshot, f"signInAudience {audience} (from the {source}) while "
-                             + " and ".join(reasons))
+        yield tenant_finding(
+            CHECK, snapshot, f"signInAudience {audience} (from the {source}) while " + " and ".join(reasons)
+        )

@@ -36,6 +36,11 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
     verified = sorted(names - {""})
     for domain in ctx.domains:
         if domain.strip().lower() not in verified:
-            yield tenant_finding(CHECK, snapshot, (
-                f"domain {domain} is configured for this tenant but is not among its verified domains "
-                f"({', '.join(verified) or 'none'})"))
+            yield tenant_finding(
+                CHECK,
+                snapshot,
+                (
+                    f"domain {domain} is configured for this tenant but is not among its verified domains "
+                    f"({', '.join(verified) or 'none'})"
+                ),
+            )

@@ -48,8 +48,7 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
         elif plans.grace and not plans.enabled:
             # Still works today, stops when the grace period ends: fails soon rather than now.
             severities.append(Severity.MEDIUM)
-            evidence.append(
-                f"mailbox plan {describe_plans(plans.grace)} (grace period); no Enabled mailbox plan")
+            evidence.append(f"mailbox plan {describe_plans(plans.grace)} (grace period); no Enabled mailbox plan")
             if plans.lapsed:
                 evidence.append(f"also {describe_plans(plans.lapsed)}")
         for state in user.license_states:
@@ -60,8 +59,10 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                 continue  # only SKUs that would give the mailbox matter here
             severities.append(Severity.MEDIUM)
             how = f"via group {state.assigned_by_group}" if state.assigned_by_group else "assigned directly"
-            evidence.append(f"licence {skus.name(state.sku_id)} ({how}) in state {state.state}"
-                            + (f": {state.error}" if state.error else ""))
+            evidence.append(
+                f"licence {skus.name(state.sku_id)} ({how}) in state {state.state}"
+                + (f": {state.error}" if state.error else "")
+            )
         if severities:
             evidence.append(describe_probe(probe))
             yield user_finding(CHECK, snapshot, user, "; ".join(evidence), worst(severities))

@@ -52,9 +52,13 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                 continue  # mailbox found, or a hybrid user whose mailbox is on-premises
             evidence.append(f"but no mailbox exists: {describe_probe(probe)}")
         else:
-            stuck = sorted({p.provisioning_status for p in user.provisioned
-                            if p.service.lower() == "exchange"
-                            and p.provisioning_status.lower() in PROVISIONING_STUCK})
+            stuck = sorted(
+                {
+                    p.provisioning_status
+                    for p in user.provisioned
+                    if p.service.lower() == "exchange" and p.provisioning_status.lower() in PROVISIONING_STUCK
+                }
+            )
             if not stuck:
                 continue
             evidence.append("Exchange provisioning status " + ", ".join(stuck))

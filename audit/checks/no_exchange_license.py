@@ -49,11 +49,12 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
             continue  # a mailbox plan exists (maybe suspended): exchange-license-suspended decides
         evidence = ["no enabled Exchange Online plan that gives a mailbox"]
         if plans.disabled:
-            evidence.append("switched off in the licence: " + ", ".join(
-                f"{plan_label(plan_id)} in {sku}" for plan_id, sku in plans.disabled))
+            evidence.append(
+                "switched off in the licence: "
+                + ", ".join(f"{plan_label(plan_id)} in {sku}" for plan_id, sku in plans.disabled)
+            )
         if plans.other_exchange:
-            evidence.append("Exchange plans held, none giving a mailbox: "
-                            + describe_plans(plans.other_exchange))
+            evidence.append("Exchange plans held, none giving a mailbox: " + describe_plans(plans.other_exchange))
         evidence.append(describe_licences(user, skus))
         evidence.extend(licence_errors(user, skus))
         evidence.append(describe_probe(probe))

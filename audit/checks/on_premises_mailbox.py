@@ -57,7 +57,6 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
             continue  # without a probe, a mailbox plan means the mailbox is (meant to be) in the cloud
         address = user.mail or next(iter(user.proxy_addresses), "")
         evidence = [f"synchronised from on-premises AD (immutable id set), mail-enabled ({address})"]
-        evidence.append(f"holds {describe_plans(plans.usable)}" if plans.usable
-                        else "no Exchange Online mailbox plan")
+        evidence.append(f"holds {describe_plans(plans.usable)}" if plans.usable else "no Exchange Online mailbox plan")
         evidence.append(describe_probe(probe))
         yield user_finding(CHECK, snapshot, user, "; ".join(evidence))

@@ -68,8 +68,9 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
         former = deleted.get(address)
         if former is not None:
             when = parse_time(former.deleted)
-            evidence += (f"; it belongs only to the soft-deleted user {former.upn}"
-                         + (f" (deleted {day(when)})" if when else ""))
+            evidence += f"; it belongs only to the soft-deleted user {former.upn}" + (
+                f" (deleted {day(when)})" if when else ""
+            )
         elif not snapshot.deleted_users.ok:
             evidence += f"; soft-deleted users could not be checked: {snapshot.deleted_users.error}"
         # The address stands where the user would: it is what the product tried to resolve. No user id:

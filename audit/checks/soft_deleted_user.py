@@ -46,8 +46,7 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
         else:
             purge = deleted + RETENTION
             days_left = max(0, math.ceil((purge - now).total_seconds() / 86400))
-            evidence = [f"deleted {day(deleted)}; purged permanently around {day(purge)} "
-                        f"({days_left} days left)"]
+            evidence = [f"deleted {day(deleted)}; purged permanently around {day(purge)} ({days_left} days left)"]
         if user.mail:
             evidence.append(f"address {user.mail}")
         if plans.present:

@@ -1,7 +1,7 @@
 """The report: an Excel workbook people read, a JSON twin tools read, and an optional findings CSV.
 
-    files = write_reports(result, Path("reports"), exceptions=load_exceptions(path))
-    print(summary_line(result, files))
+files = write_reports(result, Path("reports"), exceptions=load_exceptions(path))
+print(summary_line(result, files))
 """
 
 from audit.report.changes import Changes

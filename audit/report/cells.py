@@ -59,5 +59,3 @@ def excel_time(value: str | datetime | None) -> datetime | None:
 def iso(moment: datetime) -> str:
     """ISO-8601 in UTC with a Z, to the second."""
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-

@@ -40,8 +40,11 @@ def key(f: Finding) -> tuple[str, str, str]:
 
 def previous_reports(out_dir: Path, stem: str) -> list[Path]:
     """Earlier JSON reports of the family in out_dir, newest first (by modification time, then name)."""
-    found = [p for p in out_dir.glob(f"{FAMILY}*.json")
-             if p.stem != stem and p.is_file() and not p.name.startswith(OTHER_FAMILIES)]
+    found = [
+        p
+        for p in out_dir.glob(f"{FAMILY}*.json")
+        if p.stem != stem and p.is_file() and not p.name.startswith(OTHER_FAMILIES)
+    ]
     return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
 
 
@@ -59,14 +62,18 @@ def load_previous(out_dir: Path, stem: str) -> tuple[Path | None, RunResult | No
     return None, None, notes
 
 
-def compare(result: RunResult, current: Sequence[Finding], previous: RunResult | None,
-            previous_path: Path | None, notes: Sequence[str] = ()) -> tuple[Changes, list[Finding]]:
+def compare(
+    result: RunResult,
+    current: Sequence[Finding],
+    previous: RunResult | None,
+    previous_path: Path | None,
+    notes: Sequence[str] = (),
+) -> tuple[Changes, list[Finding]]:
     """Changes against the previous run, and `current` with first_seen set (carried or this run's start)."""
     started = iso(result.started)
     if previous is None:
         stamped = [replace(f, first_seen=started) for f in current]
-        return Changes(new=list(stamped), resolved=[], still_open=[], previous=None,
-                       notes=tuple(notes)), stamped
+        return Changes(new=list(stamped), resolved=[], still_open=[], previous=None, notes=tuple(notes)), stamped
 
     in_run = {t.tenant_id.lower() for t in result.tenants}
     earlier = {key(f): f for f in previous.findings if f.tenant_id.lower() in in_run}
@@ -92,8 +99,14 @@ def compare(result: RunResult, current: Sequence[Finding], previous: RunResult |
         if k in now_keys:
             continue
         (resolved if rechecked(f) else unverified).append(f)
-    changes = Changes(new=new, resolved=resolved, still_open=still_open, previous=previous_path,
-                      unverified=unverified, notes=tuple(notes))
+    changes = Changes(
+        new=new,
+        resolved=resolved,
+        still_open=still_open,
+        previous=previous_path,
+        unverified=unverified,
+        notes=tuple(notes),
+    )
     return changes, stamped
 
 

@@ -69,17 +69,18 @@ def load_exceptions(path: str | Path) -> list[AcceptedException]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ExceptionsError(f"{path}: the exceptions file does not exist. Create it or remove the "
-                              "audit.exceptions_file setting.") from None
+        raise ExceptionsError(
+            f"{path}: the exceptions file does not exist. Create it or remove the audit.exceptions_file setting."
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ExceptionsError(f"{path}: cannot read the exceptions file: {err}.") from None
     except tomllib.TOMLDecodeError as err:
-        raise ExceptionsError(f"{path}: not valid TOML: {err}. Each exception is an [[exception]] "
-                              "table.") from None
+        raise ExceptionsError(f"{path}: not valid TOML: {err}. Each exception is an [[exception]] table.") from None
     unknown = sorted(set(data) - {"exception"})
     if unknown:
-        raise ExceptionsError(f"{path}: unknown top-level key '{unknown[0]}'. The file holds only "
-                              "[[exception]] tables.")
+        raise ExceptionsError(
+            f"{path}: unknown top-level key '{unknown[0]}'. The file holds only [[exception]] tables."
+        )
     entries = data.get("exception", [])
     if not isinstance(entries, list):
         raise ExceptionsError(f"{path}: 'exception' must be an array of tables; write [[exception]].")
@@ -90,22 +91,28 @@ def _entry(path: Path, n: int, entry: Mapping) -> AcceptedException:
     where = f"{path}: exception #{n}"
     unknown = sorted(set(entry) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise ExceptionsError(f"{where}: unknown key '{unknown[0]}'. Allowed keys: "
-                              f"{', '.join(REQUIRED + OPTIONAL)}.")
+        raise ExceptionsError(f"{where}: unknown key '{unknown[0]}'. Allowed keys: {', '.join(REQUIRED + OPTIONAL)}.")
     for key in REQUIRED:
         if key not in entry:
-            raise ExceptionsError(f"{where}: missing key '{key}'. Every exception needs "
-                                  f"{', '.join(REQUIRED)}, and user or tenant.")
+            raise ExceptionsError(
+                f"{where}: missing key '{key}'. Every exception needs {', '.join(REQUIRED)}, and user or tenant."
+            )
     for key in ("check_id", "reason", "owner", *OPTIONAL):
         if key in entry and (not isinstance(entry[key], str) or not entry[key].strip()):
             raise ExceptionsError(f"{where}: key '{key}' must be a non-empty string.")
     if "user" not in entry and "tenant" not in entry:
-        raise ExceptionsError(f"{where}: missing key 'user' or 'tenant'. Name the user (UPN or object id) "
-                              "or the tenant (name or id) the exception covers.")
+        raise ExceptionsError(
+            f"{where}: missing key 'user' or 'tenant'. Name the user (UPN or object id) "
+            "or the tenant (name or id) the exception covers."
+        )
     return AcceptedException(
-        check_id=entry["check_id"].strip(), reason=entry["reason"].strip(), owner=entry["owner"].strip(),
-        expires=_expiry(where, entry["expires"]), user=_opt(entry.get("user")),
-        tenant=_opt(entry.get("tenant")), source=f"{path.name} exception #{n}",
+        check_id=entry["check_id"].strip(),
+        reason=entry["reason"].strip(),
+        owner=entry["owner"].strip(),
+        expires=_expiry(where, entry["expires"]),
+        user=_opt(entry.get("user")),
+        tenant=_opt(entry.get("tenant")),
+        source=f"{path.name} exception #{n}",
     )
 
 
@@ -123,8 +130,9 @@ def _expiry(where: str, value: object) -> date:
             return date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ExceptionsError(f"{where}: key 'expires' is not a date ({value!r}). Write it as a TOML date, "
-                          "e.g. expires = 2025-12-31.")
+    raise ExceptionsError(
+        f"{where}: key 'expires' is not a date ({value!r}). Write it as a TOML date, e.g. expires = 2025-12-31."
+    )
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,9 @@ class Triage:
     expired_hits: dict[tuple[str, str, str], AcceptedException]  # finding key -> expired exception it met
 
 
-def apply_exceptions(findings: Iterable[Finding], exceptions: Sequence[AcceptedException], today: date,
-                     tenant_names: Mapping[str, str]) -> Triage:
+def apply_exceptions(
+    findings: Iterable[Finding], exceptions: Sequence[AcceptedException], today: date, tenant_names: Mapping[str, str]
+) -> Triage:
     active = [e for e in exceptions if not e.expired(today)]
     expired = [e for e in exceptions if e.expired(today)]
     counted: list[Finding] = []

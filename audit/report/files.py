@@ -138,7 +138,7 @@ def prune(out_dir: Path, family: str, current: str, keep: int) -> list[Path]:
         return max(p.stat().st_mtime for p in item[1]), item[0]
 
     removed: list[Path] = []
-    for _, paths in sorted(stems.items(), key=age, reverse=True)[max(keep, 0):]:
+    for _, paths in sorted(stems.items(), key=age, reverse=True)[max(keep, 0) :]:
         for path in paths:
             try:
                 path.unlink()

@@ -48,12 +48,17 @@ def finding_json(finding: Finding) -> dict:
     return data
 
 
-def report_json(result: RunResult, counted: Sequence[Finding],
-                accepted: Sequence[tuple[Finding, AcceptedException]]) -> dict:
+def report_json(
+    result: RunResult, counted: Sequence[Finding], accepted: Sequence[tuple[Finding, AcceptedException]]
+) -> dict:
     return {
         "schema": SCHEMA,
-        "run": {"started": iso(result.started), "finished": iso(result.finished),
-                "version": result.version, "probes": bool(result.probes)},
+        "run": {
+            "started": iso(result.started),
+            "finished": iso(result.finished),
+            "version": result.version,
+            "probes": bool(result.probes),
+        },
         "tenants": [_tenant_json(t) for t in result.tenants],
         "findings": [finding_json(f) for f in counted],
         "accepted": [finding_json(f) | {"exception": _exception_json(e)} for f, e in accepted],
@@ -62,17 +67,29 @@ def report_json(result: RunResult, counted: Sequence[Finding],
 
 def _tenant_json(t: TenantResult) -> dict:
     return {
-        "name": t.name, "tenant_id": t.tenant_id, "status": str(t.status), "error": t.error,
-        "users_scanned": t.users_scanned, "mailboxes_probed": t.mailboxes_probed,
+        "name": t.name,
+        "tenant_id": t.tenant_id,
+        "status": str(t.status),
+        "error": t.error,
+        "users_scanned": t.users_scanned,
+        "mailboxes_probed": t.mailboxes_probed,
         "not_evaluated": [{"check_id": n.check_id, "reason": n.reason} for n in t.not_evaluated],
-        "users_in_directory": t.users_in_directory, "not_assessed": dict(t.not_assessed),
+        "users_in_directory": t.users_in_directory,
+        "not_assessed": dict(t.not_assessed),
         "not_assessed_users": list(t.not_assessed_users),
     }
 
 
 def _exception_json(e: AcceptedException) -> dict:
-    return {"check_id": e.check_id, "user": e.user, "tenant": e.tenant, "reason": e.reason,
-            "owner": e.owner, "expires": e.expires.isoformat(), "source": e.source}
+    return {
+        "check_id": e.check_id,
+        "user": e.user,
+        "tenant": e.tenant,
+        "reason": e.reason,
+        "owner": e.owner,
+        "expires": e.expires.isoformat(),
+        "source": e.source,
+    }
 
 
 def dump(data: dict) -> bytes:
@@ -93,8 +110,9 @@ def read_json_report(path: str | Path) -> tuple[RunResult, list[Finding]]:
         raise ReportError(f"{path}: not a readable JSON report: {err}") from None
     try:
         if data.get("schema") != SCHEMA:
-            raise ReportError(f"{path}: unsupported report schema {data.get('schema')!r} "
-                              f"(this version reads schema {SCHEMA})")
+            raise ReportError(
+                f"{path}: unsupported report schema {data.get('schema')!r} (this version reads schema {SCHEMA})"
+            )
         run = data["run"]
         counted = [_finding(d) for d in data["findings"]]
         accepted = [_finding(d) for d in data.get("accepted", [])]
@@ -107,8 +125,9 @@ def read_json_report(path: str | Path) -> tuple[RunResult, list[Finding]]:
         started, finished = parse_time(run["started"]), parse_time(run["finished"])
         if started is None or finished is None:
             raise ReportError(f"{path}: run.started / run.finished are not ISO-8601 times")
-        result = RunResult(started=started, finished=finished, version=str(run["version"]),
-                           probes=bool(run["probes"]), tenants=tenants)
+        result = RunResult(
+            started=started, finished=finished, version=str(run["version"]), probes=bool(run["probes"]), tenants=tenants
+        )
     except ReportError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as err:
@@ -129,10 +148,15 @@ def _finding(d: dict) -> Finding:
 
 def _tenant(d: dict, findings: list[Finding]) -> TenantResult:
     return TenantResult(
-        name=d["name"], tenant_id=d["tenant_id"], status=TenantStatus(d["status"]), error=d.get("error"),
-        users_scanned=int(d.get("users_scanned") or 0), users_in_directory=d.get("users_in_directory"),
+        name=d["name"],
+        tenant_id=d["tenant_id"],
+        status=TenantStatus(d["status"]),
+        error=d.get("error"),
+        users_scanned=int(d.get("users_scanned") or 0),
+        users_in_directory=d.get("users_in_directory"),
         mailboxes_probed=int(d.get("mailboxes_probed") or 0),
         not_assessed={str(k): int(v) for k, v in (d.get("not_assessed") or {}).items()},
         not_evaluated=[NotEvaluated(n["check_id"], n["reason"]) for n in d.get("not_evaluated") or []],
-        findings=findings, not_assessed_users=tuple(str(u) for u in d.get("not_assessed_users") or ()),
+        findings=findings,
+        not_assessed_users=tuple(str(u) for u in d.get("not_assessed_users") or ()),
     )

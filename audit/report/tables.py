@@ -59,45 +59,83 @@ def tenant_names(result: RunResult) -> dict[str, str]:
 
 
 FINDING_COLUMNS = [
-    Column("Tenant"), Column("Tenant id", "id"), Column("Check"), Column("Severity", "severity"),
-    Column("User principal name"), Column("Display name"), Column("Object id", "id"),
-    Column("Predicted error", "wrap", 34), Column("Cause", "text", 50), Column("Fix", "text", 50),
-    Column("Evidence", "wrap", 50), Column("First seen (UTC)", "time"), Column("Note", "wrap", 30),
+    Column("Tenant"),
+    Column("Tenant id", "id"),
+    Column("Check"),
+    Column("Severity", "severity"),
+    Column("User principal name"),
+    Column("Display name"),
+    Column("Object id", "id"),
+    Column("Predicted error", "wrap", 34),
+    Column("Cause", "text", 50),
+    Column("Fix", "text", 50),
+    Column("Evidence", "wrap", 50),
+    Column("First seen (UTC)", "time"),
+    Column("Note", "wrap", 30),
 ]
 
 
 def _order(f: Finding, names: Mapping[str, str]) -> tuple:
-    return (-f.severity.rank, names.get(f.tenant_id, f.tenant_id).lower(), f.check_id,
-            (f.user_principal_name or "").lower())
+    return (
+        -f.severity.rank,
+        names.get(f.tenant_id, f.tenant_id).lower(),
+        f.check_id,
+        (f.user_principal_name or "").lower(),
+    )
 
 
 def sort_findings(findings: Iterable[Finding], names: Mapping[str, str]) -> list[Finding]:
     return sorted(findings, key=lambda f: _order(f, names))
 
 
-def findings_table(findings: Sequence[Finding], names: Mapping[str, str],
-                   expired_hits: Mapping[tuple[str, str, str], AcceptedException]) -> Table:
+def findings_table(
+    findings: Sequence[Finding],
+    names: Mapping[str, str],
+    expired_hits: Mapping[tuple[str, str, str], AcceptedException],
+) -> Table:
     def rows() -> Iterator[list]:
         for f in sort_findings(findings, names):
             stale = expired_hits.get(f.key)
             note = f"exception expired {stale.expires.isoformat()} (owner {stale.owner})" if stale else None
-            yield [names.get(f.tenant_id, f.tenant_id), f.tenant_id, f.check_id, f.severity,
-                   f.user_principal_name, f.display_name, f.user_id, f.predicted_error, f.cause, f.fix,
-                   f.evidence, excel_time(f.first_seen), note]
+            yield [
+                names.get(f.tenant_id, f.tenant_id),
+                f.tenant_id,
+                f.check_id,
+                f.severity,
+                f.user_principal_name,
+                f.display_name,
+                f.user_id,
+                f.predicted_error,
+                f.cause,
+                f.fix,
+                f.evidence,
+                excel_time(f.first_seen),
+                note,
+            ]
 
     return Table("Findings", FINDING_COLUMNS, rows())
 
 
 USER_COLUMNS = [
-    Column("Tenant"), Column("User principal name"), Column("Display name"), Column("Object id", "id"),
-    Column("Enabled"), Column("Type"), Column("Licenses", "wrap", 40), Column("Exchange plan"),
-    Column("Mailbox"), Column("Mailbox purpose"), Column("Mailbox source"), Column("Hybrid sync"),
-    Column("Created (UTC)", "date"), Column("Deleted (UTC)", "date"), Column("Findings", "wrap", 30),
+    Column("Tenant"),
+    Column("User principal name"),
+    Column("Display name"),
+    Column("Object id", "id"),
+    Column("Enabled"),
+    Column("Type"),
+    Column("Licenses", "wrap", 40),
+    Column("Exchange plan"),
+    Column("Mailbox"),
+    Column("Mailbox purpose"),
+    Column("Mailbox source"),
+    Column("Hybrid sync"),
+    Column("Created (UTC)", "date"),
+    Column("Deleted (UTC)", "date"),
+    Column("Findings", "wrap", 30),
 ]
 
 
-def users_table(result: RunResult, findings: Iterable[Finding],
-                accepted: Iterable[Finding], lookups: Lookups) -> Table:
+def users_table(result: RunResult, findings: Iterable[Finding], accepted: Iterable[Finding], lookups: Lookups) -> Table:
     """Every account read, one row each, generated lazily (a tenant can hold 100,000 users)."""
     checks: dict[tuple[str, str], list[str]] = {}
     for f in findings:
@@ -112,15 +150,27 @@ def users_table(result: RunResult, findings: Iterable[Finding],
             snap = t.snapshot
             if snap is None:
                 continue
-            sku_names = {(s.get("skuId") or "").lower(): s.get("skuPartNumber")
-                         for s in snap.subscribed_skus.value or []}
+            sku_names = {
+                (s.get("skuId") or "").lower(): s.get("skuPartNumber") for s in snap.subscribed_skus.value or []
+            }
             probes = snap.probes.value
             for user in [*(snap.users.value or []), *(snap.deleted_users.value or [])]:
                 probe = probes.get(user.id) if probes is not None else None
-                yield [t.name, user.upn, user.display_name, user.id, user.enabled, user.user_type,
-                       licence_text(user, lookups, sku_names), exchange_plan(user, lookups),
-                       *probe_cells(probe), user.sync_enabled, excel_time(user.created),
-                       excel_time(user.deleted), ", ".join(checks.get((t.tenant_id, user.id), []))]
+                yield [
+                    t.name,
+                    user.upn,
+                    user.display_name,
+                    user.id,
+                    user.enabled,
+                    user.user_type,
+                    licence_text(user, lookups, sku_names),
+                    exchange_plan(user, lookups),
+                    *probe_cells(probe),
+                    user.sync_enabled,
+                    excel_time(user.created),
+                    excel_time(user.deleted),
+                    ", ".join(checks.get((t.tenant_id, user.id), [])),
+                ]
 
     return Table("Users", USER_COLUMNS, rows())
 
@@ -160,12 +210,19 @@ def probe_cells(probe: MailboxProbe | None) -> list:
 
 
 TENANT_COLUMNS = [
-    Column("Tenant"), Column("Tenant id", "id"), Column("Status"),
+    Column("Tenant"),
+    Column("Tenant id", "id"),
+    Column("Status"),
     Column("Remediation app consent", "wrap", 30),
-    Column("App enabled"), Column("Mail.ReadWrite"), Column("Organization.Read.All"),
-    Column("Sign-in audience"), Column("Verified domains", "wrap", 40),
-    Column("Next credential expiry (UTC)", "time"), Column("Last credential expiry (UTC)", "time"),
-    Column("Credentials", "wrap", 50), Column("Notes", "wrap", 50),
+    Column("App enabled"),
+    Column("Mail.ReadWrite"),
+    Column("Organization.Read.All"),
+    Column("Sign-in audience"),
+    Column("Verified domains", "wrap", 40),
+    Column("Next credential expiry (UTC)", "time"),
+    Column("Last credential expiry (UTC)", "time"),
+    Column("Credentials", "wrap", 50),
+    Column("Notes", "wrap", 50),
 ]
 
 
@@ -177,8 +234,21 @@ def tenant_row(t: TenantResult) -> list:
     snap = t.snapshot
     if snap is None:
         unknown = f"unknown: {t.error or 'the tenant could not be read'}"
-        return [t.name, t.tenant_id, str(t.status), unknown, "unknown", "unknown", "unknown", "unknown",
-                None, None, None, None, t.error]
+        return [
+            t.name,
+            t.tenant_id,
+            str(t.status),
+            unknown,
+            "unknown",
+            "unknown",
+            "unknown",
+            "unknown",
+            None,
+            None,
+            None,
+            None,
+            t.error,
+        ]
     notes = []
     sp = snap.remediation_sp
     if not sp.ok:
@@ -213,8 +283,20 @@ def tenant_row(t: TenantResult) -> list:
         creds = f"not readable: {app.error}"
     if t.error:
         notes.append(t.error)
-    return [t.name, t.tenant_id, str(t.status), consent, enabled, *roles, audience or "unknown", domains,
-            next_expiry, last_expiry, creds, "; ".join(notes) or None]
+    return [
+        t.name,
+        t.tenant_id,
+        str(t.status),
+        consent,
+        enabled,
+        *roles,
+        audience or "unknown",
+        domains,
+        next_expiry,
+        last_expiry,
+        creds,
+        "; ".join(notes) or None,
+    ]
 
 
 def _role_state(assignments, graph_sp_id, role_id: str) -> str:
@@ -223,7 +305,8 @@ def _role_state(assignments, graph_sp_id, role_id: str) -> str:
     graph_id = graph_sp_id.value if graph_sp_id.ok else None
     for a in assignments.value or []:
         if (a.get("appRoleId") or "").lower() == role_id and (
-                graph_id is None or (a.get("resourceId") or "").lower() == graph_id.lower()):
+            graph_id is None or (a.get("resourceId") or "").lower() == graph_id.lower()
+        ):
             return "present"
     return "missing"
 
@@ -240,55 +323,106 @@ def credential_summary(app: Mapping, now) -> tuple[str, object, object]:
     now_naive = excel_time(now)
     ends = [end for end, _, _ in items if end is not None]
     ahead = [end for end in ends if now_naive is None or end >= now_naive]
-    text = "; ".join(f"{kind} '{name}' until {end:%Y-%m-%d}" if end else f"{kind} '{name}' (no end date)"
-                     for end, kind, name in sorted(items, key=lambda i: (i[0] is None, i[0] or 0)))
+    text = "; ".join(
+        f"{kind} '{name}' until {end:%Y-%m-%d}" if end else f"{kind} '{name}' (no end date)"
+        for end, kind, name in sorted(items, key=lambda i: (i[0] is None, i[0] or 0))
+    )
     return text, (min(ahead) if ahead else None), (max(ends) if ends else None)
 
 
 CHANGE_COLUMNS = [
-    Column("Change"), Column("Tenant"), Column("Tenant id", "id"), Column("Check"),
-    Column("Severity", "severity"), Column("User principal name"), Column("Display name"),
-    Column("Object id", "id"), Column("Predicted error", "wrap", 34), Column("First seen (UTC)", "time"),
+    Column("Change"),
+    Column("Tenant"),
+    Column("Tenant id", "id"),
+    Column("Check"),
+    Column("Severity", "severity"),
+    Column("User principal name"),
+    Column("Display name"),
+    Column("Object id", "id"),
+    Column("Predicted error", "wrap", 34),
+    Column("First seen (UTC)", "time"),
     Column("Accepted"),
 ]
 CHANGE_ORDER = ("new", "resolved", "not re-checked", "still open")
 
 
 def changes_table(changes: Changes, names: Mapping[str, str], accepted_keys: set) -> Table:
-    groups = (("new", changes.new), ("resolved", changes.resolved),
-              ("not re-checked", changes.unverified), ("still open", changes.still_open))
+    groups = (
+        ("new", changes.new),
+        ("resolved", changes.resolved),
+        ("not re-checked", changes.unverified),
+        ("still open", changes.still_open),
+    )
 
     def rows() -> Iterator[list]:
         for label, items in groups:
             for f in sort_findings(items, names):
-                accepted = "n/a" if label in ("resolved", "not re-checked") else (
-                    "yes" if f.key in accepted_keys else "no")
-                yield [label, names.get(f.tenant_id, f.tenant_id), f.tenant_id, f.check_id, f.severity,
-                       f.user_principal_name, f.display_name, f.user_id, f.predicted_error,
-                       excel_time(f.first_seen), accepted]
+                accepted = (
+                    "n/a" if label in ("resolved", "not re-checked") else ("yes" if f.key in accepted_keys else "no")
+                )
+                yield [
+                    label,
+                    names.get(f.tenant_id, f.tenant_id),
+                    f.tenant_id,
+                    f.check_id,
+                    f.severity,
+                    f.user_principal_name,
+                    f.display_name,
+                    f.user_id,
+                    f.predicted_error,
+                    excel_time(f.first_seen),
+                    accepted,
+                ]
 
     return Table("Changes", CHANGE_COLUMNS, rows())
 
 
 ACCEPTED_COLUMNS = [
-    Column("Tenant"), Column("Tenant id", "id"), Column("Check"), Column("Severity", "severity"),
-    Column("User principal name"), Column("Display name"), Column("Object id", "id"),
-    Column("Predicted error", "wrap", 34), Column("Reason", "wrap", 40), Column("Owner"),
-    Column("Expires", "date"), Column("Exception", "wrap", 30), Column("First seen (UTC)", "time"),
+    Column("Tenant"),
+    Column("Tenant id", "id"),
+    Column("Check"),
+    Column("Severity", "severity"),
+    Column("User principal name"),
+    Column("Display name"),
+    Column("Object id", "id"),
+    Column("Predicted error", "wrap", 34),
+    Column("Reason", "wrap", 40),
+    Column("Owner"),
+    Column("Expires", "date"),
+    Column("Exception", "wrap", 30),
+    Column("First seen (UTC)", "time"),
 ]
 
 
 def accepted_table(accepted: Sequence[tuple[Finding, AcceptedException]], names: Mapping[str, str]) -> Table:
-    rows = [[names.get(f.tenant_id, f.tenant_id), f.tenant_id, f.check_id, f.severity, f.user_principal_name,
-             f.display_name, f.user_id, f.predicted_error, e.reason, e.owner, e.expires, e.source,
-             excel_time(f.first_seen)]
-            for f, e in sorted(accepted, key=lambda pair: _order(pair[0], names))]
+    rows = [
+        [
+            names.get(f.tenant_id, f.tenant_id),
+            f.tenant_id,
+            f.check_id,
+            f.severity,
+            f.user_principal_name,
+            f.display_name,
+            f.user_id,
+            f.predicted_error,
+            e.reason,
+            e.owner,
+            e.expires,
+            e.source,
+            excel_time(f.first_seen),
+        ]
+        for f, e in sorted(accepted, key=lambda pair: _order(pair[0], names))
+    ]
     return Table("Accepted", ACCEPTED_COLUMNS, rows)
 
 
 CHECK_COLUMNS = [
-    Column("Check"), Column("Title", "wrap", 40), Column("Severity", "severity"),
-    Column("Predicts", "wrap", 34), Column("Cause", "wrap", 50), Column("Fix", "wrap", 60),
+    Column("Check"),
+    Column("Title", "wrap", 40),
+    Column("Severity", "severity"),
+    Column("Predicts", "wrap", 34),
+    Column("Cause", "wrap", 50),
+    Column("Fix", "wrap", 60),
     Column("Needs", "wrap", 24),
 ]
 

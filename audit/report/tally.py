@@ -38,11 +38,17 @@ def tally(counted: Sequence[Finding], accepted: Sequence[Finding]) -> Tally:
     if frame.empty:
         return Tally(pd.DataFrame(columns=[*SEVERITIES, "accepted"]), pd.DataFrame(columns=["findings", "accepted"]))
     open_ = frame[~frame["accepted"]]
-    by_tenant = (open_.groupby(["tenant", "severity"]).size().unstack(fill_value=0)
-                 .reindex(columns=list(SEVERITIES), fill_value=0))
+    by_tenant = (
+        open_.groupby(["tenant", "severity"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(SEVERITIES), fill_value=0)
+    )
     by_tenant = by_tenant.join(frame.groupby("tenant")["accepted"].sum().rename("accepted"), how="outer")
-    by_check = pd.DataFrame({
-        "findings": open_.groupby("check").size(),
-        "accepted": frame[frame["accepted"]].groupby("check").size(),
-    })
+    by_check = pd.DataFrame(
+        {
+            "findings": open_.groupby("check").size(),
+            "accepted": frame[frame["accepted"]].groupby("check").size(),
+        }
+    )
     return Tally(by_tenant.fillna(0).astype(int), by_check.fillna(0).astype(int))

@@ -41,9 +41,14 @@ def gaps(result: RunResult) -> list[Gap]:
     if not result.tenants:
         found.append(Gap("all tenants", "no tenant audited", "the run selected no tenant"))
     elif not result.probes:
-        found.append(Gap("all tenants", "mailboxes not probed",
-                         "mailbox probes were switched off, so mailboxes were judged from directory data "
-                         "only; run with probes to confirm them"))
+        found.append(
+            Gap(
+                "all tenants",
+                "mailboxes not probed",
+                "mailbox probes were switched off, so mailboxes were judged from directory data "
+                "only; run with probes to confirm them",
+            )
+        )
     for t in result.tenants:
         if t.status == TenantStatus.FAILED:
             found.append(Gap(t.name, "tenant not audited", t.error or "failed without a reason"))
@@ -62,9 +67,13 @@ def gaps(result: RunResult) -> list[Gap]:
                 found.append(Gap(t.name, f"{count} user{'s' if count != 1 else ''} not assessed", reason))
         if t.users_in_directory is not None and t.users_in_directory > t.users_scanned:
             missing = t.users_in_directory - t.users_scanned
-            found.append(Gap(t.name, f"{missing} user{'s' if missing != 1 else ''} not read",
-                             f"the directory holds {t.users_in_directory} users, but only "
-                             f"{t.users_scanned} were enumerated"))
+            found.append(
+                Gap(
+                    t.name,
+                    f"{missing} user{'s' if missing != 1 else ''} not read",
+                    f"the directory holds {t.users_in_directory} users, but only {t.users_scanned} were enumerated",
+                )
+            )
     return found
 
 
@@ -85,16 +94,20 @@ def verdict(result: RunResult, counted: Sequence[Finding]) -> Verdict:
     detail = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
     incomplete = _incomplete_text(result, found)
     if counted:
-        reason = (f"{len(counted)} finding{'s' if len(counted) != 1 else ''} would make remediation fail "
-                  f"({detail}).")
+        reason = f"{len(counted)} finding{'s' if len(counted) != 1 else ''} would make remediation fail ({detail})."
         if found:
             reason += f" Also incomplete: {incomplete}; more may be hidden."
         return Verdict(NOT_SAFE, reason, found)
     if found:
-        return Verdict(INCOMPLETE, f"No findings in what was assessed, but {incomplete}. Do not read this "
-                       "as clean: see 'Could not be assessed' below.", found)
-    return Verdict(SAFE, "Every user of every tenant was assessed and nothing found would make "
-                   "remediation fail.", found)
+        return Verdict(
+            INCOMPLETE,
+            f"No findings in what was assessed, but {incomplete}. Do not read this "
+            "as clean: see 'Could not be assessed' below.",
+            found,
+        )
+    return Verdict(
+        SAFE, "Every user of every tenant was assessed and nothing found would make remediation fail.", found
+    )
 
 
 def _incomplete_text(result: RunResult, found: Sequence[Gap]) -> str:

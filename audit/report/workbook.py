@@ -37,8 +37,15 @@ SEVERITY_COLOURS = {  # fill, font
 }
 VERDICT_COLOURS = {SAFE: "00B050", NOT_SAFE: "C00000", INCOMPLETE: "FFBF00"}
 STATUS_COLOURS = {"ok": "C6EFCE", "partial": "FFEB9C", "failed": "FFC7CE"}
-WIDTH_LIMITS = {"text": (8, 40), "id": (12, 38), "int": (8, 12), "time": (17, 17), "date": (11, 11),
-                "severity": (10, 10), "wrap": (10, 60)}
+WIDTH_LIMITS = {
+    "text": (8, 40),
+    "id": (12, 38),
+    "int": (8, 12),
+    "time": (17, 17),
+    "date": (11, 11),
+    "severity": (10, 10),
+    "wrap": (10, 60),
+}
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
 DATE_FORMAT = "yyyy-mm-dd"
 SAMPLE_ROWS = 500  # rows looked at to size the columns of a sheet
@@ -50,10 +57,20 @@ def _styles() -> list[NamedStyle]:
     top = Alignment(vertical="top")
     indented = Alignment(horizontal="left", wrap_text=True, vertical="top", indent=1)
     styles = [
-        NamedStyle("etd_header", font=Font(bold=True), fill=PatternFill("solid", fgColor="D9E1F2"),
-                   border=Border(bottom=thin), alignment=Alignment(wrap_text=True, vertical="top")),
-        NamedStyle("etd_header_indent", font=Font(bold=True), fill=PatternFill("solid", fgColor="D9E1F2"),
-                   border=Border(bottom=thin), alignment=indented),
+        NamedStyle(
+            "etd_header",
+            font=Font(bold=True),
+            fill=PatternFill("solid", fgColor="D9E1F2"),
+            border=Border(bottom=thin),
+            alignment=Alignment(wrap_text=True, vertical="top"),
+        ),
+        NamedStyle(
+            "etd_header_indent",
+            font=Font(bold=True),
+            fill=PatternFill("solid", fgColor="D9E1F2"),
+            border=Border(bottom=thin),
+            alignment=indented,
+        ),
         NamedStyle("etd_wrap", alignment=Alignment(wrap_text=True, vertical="top")),
         NamedStyle("etd_wrap_indent", alignment=indented),
         NamedStyle("etd_time", number_format=TIME_FORMAT, alignment=top),
@@ -62,21 +79,30 @@ def _styles() -> list[NamedStyle]:
         NamedStyle("etd_section", font=Font(bold=True, size=12, color="1F3864"), border=Border(bottom=thin)),
         NamedStyle("etd_label", font=Font(bold=True), alignment=top),
         NamedStyle("etd_value", alignment=Alignment(horizontal="left", vertical="top")),
-        NamedStyle("etd_value_time", number_format=TIME_FORMAT,
-                   alignment=Alignment(horizontal="left", vertical="top")),
+        NamedStyle("etd_value_time", number_format=TIME_FORMAT, alignment=Alignment(horizontal="left", vertical="top")),
         NamedStyle("etd_top", alignment=top),
         NamedStyle("etd_number", alignment=Alignment(horizontal="right", vertical="top")),
     ]
     for name, (fill, font) in SEVERITY_COLOURS.items():
-        styles.append(NamedStyle(f"etd_sev_{name}", font=Font(bold=True, color=font),
-                                 fill=PatternFill("solid", fgColor=fill), alignment=top))
+        styles.append(
+            NamedStyle(
+                f"etd_sev_{name}",
+                font=Font(bold=True, color=font),
+                fill=PatternFill("solid", fgColor=fill),
+                alignment=top,
+            )
+        )
     for name, fill in VERDICT_COLOURS.items():
-        styles.append(NamedStyle(f"etd_verdict_{name}", font=Font(bold=True, size=16, color="FFFFFF"),
-                                 fill=PatternFill("solid", fgColor=fill),
-                                 alignment=Alignment(horizontal="center", vertical="center")))
+        styles.append(
+            NamedStyle(
+                f"etd_verdict_{name}",
+                font=Font(bold=True, size=16, color="FFFFFF"),
+                fill=PatternFill("solid", fgColor=fill),
+                alignment=Alignment(horizontal="center", vertical="center"),
+            )
+        )
     for name, fill in STATUS_COLOURS.items():
-        styles.append(NamedStyle(f"etd_status_{name}", fill=PatternFill("solid", fgColor=fill),
-                                 alignment=top))
+        styles.append(NamedStyle(f"etd_status_{name}", fill=PatternFill("solid", fgColor=fill), alignment=top))
     return styles
 
 
@@ -121,8 +147,9 @@ def _converter(ws, column: Column) -> Callable[[object], object]:
     if kind == "int":
         return lambda v: v if isinstance(v, int) and not isinstance(v, bool) else text_cell(v)
     if kind == "severity":
-        return lambda value: _styled(ws, text_cell(value), f"etd_sev_{value}" if str(value) in
-                                     SEVERITY_COLOURS else None)
+        return lambda value: _styled(
+            ws, text_cell(value), f"etd_sev_{value}" if str(value) in SEVERITY_COLOURS else None
+        )
     if kind == "wrap":
         return lambda value: _styled(ws, text_cell(value), "etd_wrap")
     return text_cell
@@ -155,8 +182,10 @@ def write_table(wb: Workbook, table: Table) -> int:
         ws.column_dimensions[get_column_letter(i + 1)].width = width
     ws.freeze_panes = "A2"
     _page_setup(ws)
-    header_lines = max(text_lines(c.header, int(w) - 1)  # bold, and the filter button takes room
-                       for c, w in zip(table.columns, widths, strict=True))
+    header_lines = max(
+        text_lines(c.header, int(w) - 1)  # bold, and the filter button takes room
+        for c, w in zip(table.columns, widths, strict=True)
+    )
     ws.row_dimensions[1].height = 15.0 * header_lines + 2
     ws.append([_styled(ws, c.header, "etd_header") for c in table.columns])
     convert = [_converter(ws, c) for c in table.columns]
@@ -190,8 +219,21 @@ class SummaryInput:
 
 
 # Summary layout: A label/tenant/check, B value/id/title, C status/severity, D..L numbers, M text.
-SUMMARY_WIDTHS = {"A": 24, "B": 40, "C": 11, "D": 12, "E": 12, "F": 12, "G": 12, "H": 10, "I": 10, "J": 10,
-                  "K": 10, "L": 10, "M": 60}
+SUMMARY_WIDTHS = {
+    "A": 24,
+    "B": 40,
+    "C": 11,
+    "D": 12,
+    "E": 12,
+    "F": 12,
+    "G": 12,
+    "H": 10,
+    "I": 10,
+    "J": 10,
+    "K": 10,
+    "L": 10,
+    "M": 60,
+}
 LAST = "M"
 
 
@@ -208,8 +250,7 @@ class SheetWriter:
         self.ws = ws
         self.row = 0
 
-    def add(self, cells: dict[str, object], *, height: float | None = None,
-            merge: str | None = None) -> int:
+    def add(self, cells: dict[str, object], *, height: float | None = None, merge: str | None = None) -> int:
         self.row += 1
         if height:
             self.ws.row_dimensions[self.row].height = height
@@ -263,8 +304,11 @@ def write_summary(wb: Workbook, s: SummaryInput) -> None:
 
     result, verdict = s.result, s.verdict
     sh.add({"A": cell("Mail remediation readiness audit", "etd_title")}, height=24)
-    sh.add({"A": cell(verdict.word, f"etd_verdict_{verdict.word}"), "B": cell(verdict.reason, "etd_wrap")},
-           height=max(36.0, _height((verdict.reason, _chars("B", "M"))) or 0), merge="B:M")
+    sh.add(
+        {"A": cell(verdict.word, f"etd_verdict_{verdict.word}"), "B": cell(verdict.reason, "etd_wrap")},
+        height=max(36.0, _height((verdict.reason, _chars("B", "M"))) or 0),
+        merge="B:M",
+    )
     sh.blank()
 
     # Run facts on the left, the chart on the right (anchored at D4).
@@ -273,9 +317,17 @@ def write_summary(wb: Workbook, s: SummaryInput) -> None:
     facts = [
         ("Run started (UTC)", cell(excel_time(result.started), "etd_value_time")),
         ("Run finished (UTC)", cell(excel_time(result.finished), "etd_value_time")),
-        ("Duration", cell(f"{duration // 3600} h {duration % 3600 // 60} min {duration % 60} s"
-                          if duration >= 3600 else f"{duration // 60} min {duration % 60} s" if duration >= 60
-                          else f"{seconds:.1f} s", "etd_value")),
+        (
+            "Duration",
+            cell(
+                f"{duration // 3600} h {duration % 3600 // 60} min {duration % 60} s"
+                if duration >= 3600
+                else f"{duration // 60} min {duration % 60} s"
+                if duration >= 60
+                else f"{seconds:.1f} s",
+                "etd_value",
+            ),
+        ),
         ("Tool version", cell(result.version, "etd_value")),
         ("Mailbox probes", cell("on" if result.probes else "off (directory data only)", "etd_value")),
         ("Tenants", cell(len(result.tenants), "etd_value")),
@@ -323,11 +375,28 @@ def section(sh: SheetWriter, cell, title: str) -> None:
 
 def _tenants_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
     section(sh, cell, "Tenants")
-    headers = {"A": "Tenant", "B": "Tenant id", "C": "Status", "D": "Users in directory",
-               "E": "Users enumerated", "F": "Mailboxes probed", "G": "Not assessed",
-               "H": "Critical", "I": "High", "J": "Medium", "K": "Low", "L": "Accepted", "M": "Problem"}
-    styles = {"H": "etd_sev_critical", "I": "etd_sev_high", "J": "etd_sev_medium", "K": "etd_sev_low",
-              "M": "etd_header_indent"}
+    headers = {
+        "A": "Tenant",
+        "B": "Tenant id",
+        "C": "Status",
+        "D": "Users in directory",
+        "E": "Users enumerated",
+        "F": "Mailboxes probed",
+        "G": "Not assessed",
+        "H": "Critical",
+        "I": "High",
+        "J": "Medium",
+        "K": "Low",
+        "L": "Accepted",
+        "M": "Problem",
+    }
+    styles = {
+        "H": "etd_sev_critical",
+        "I": "etd_sev_high",
+        "J": "etd_sev_medium",
+        "K": "etd_sev_low",
+        "M": "etd_header_indent",
+    }
     sh.add({col: cell(text, styles.get(col, "etd_header")) for col, text in headers.items()}, height=30)
     counts_of = tally(s.counted, s.accepted)
     for t in s.result.tenants:
@@ -340,17 +409,24 @@ def _tenants_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
             problems.append(f"{len(t.not_evaluated)} check(s) not evaluated")
         failed = t.status == TenantStatus.FAILED
         problem = "; ".join(problems)
-        sh.add({
-            "A": cell(t.name, "etd_value"), "B": cell(t.tenant_id, "etd_value"),
-            "C": cell(str(t.status), f"etd_status_{t.status}"),
-            "D": cell(t.users_in_directory if t.users_in_directory is not None else "unknown", "etd_number"),
-            "E": cell("n/a" if failed else t.users_scanned, "etd_number"),
-            "F": cell("n/a" if failed else t.mailboxes_probed, "etd_number"),
-            "G": cell("n/a" if failed else not_assessed, "etd_number"),
-            **{col: cell("n/a" if failed else counts[sev], "etd_number")
-               for col, sev in zip("HIJK", SEVERITIES, strict=True)},
-            "L": cell(accepted, "etd_number"), "M": cell(problem or None, "etd_wrap_indent"),
-        }, height=_height((problem, _chars("M", "M"))))
+        sh.add(
+            {
+                "A": cell(t.name, "etd_value"),
+                "B": cell(t.tenant_id, "etd_value"),
+                "C": cell(str(t.status), f"etd_status_{t.status}"),
+                "D": cell(t.users_in_directory if t.users_in_directory is not None else "unknown", "etd_number"),
+                "E": cell("n/a" if failed else t.users_scanned, "etd_number"),
+                "F": cell("n/a" if failed else t.mailboxes_probed, "etd_number"),
+                "G": cell("n/a" if failed else not_assessed, "etd_number"),
+                **{
+                    col: cell("n/a" if failed else counts[sev], "etd_number")
+                    for col, sev in zip("HIJK", SEVERITIES, strict=True)
+                },
+                "L": cell(accepted, "etd_number"),
+                "M": cell(problem or None, "etd_wrap_indent"),
+            },
+            height=_height((problem, _chars("M", "M"))),
+        )
 
 
 def _gaps_section(sh: SheetWriter, cell, verdict: Verdict) -> None:
@@ -358,12 +434,16 @@ def _gaps_section(sh: SheetWriter, cell, verdict: Verdict) -> None:
     if not verdict.gaps:
         sh.add({"A": cell("Nothing: every tenant was read and every check evaluated.", "etd_value")})
         return
-    sh.add({"A": cell("Tenant", "etd_header"), "B": cell("What", "etd_header"),
-            "C": cell("Reason", "etd_header")}, merge="C:M")
+    sh.add(
+        {"A": cell("Tenant", "etd_header"), "B": cell("What", "etd_header"), "C": cell("Reason", "etd_header")},
+        merge="C:M",
+    )
     for gap in verdict.gaps:
-        sh.add({"A": cell(gap.tenant, "etd_wrap"), "B": cell(gap.what, "etd_wrap"),
-                "C": cell(gap.reason, "etd_wrap")},
-               height=_height((gap.reason, _chars("C", "M")), (gap.what, _chars("B", "B"))), merge="C:M")
+        sh.add(
+            {"A": cell(gap.tenant, "etd_wrap"), "B": cell(gap.what, "etd_wrap"), "C": cell(gap.reason, "etd_wrap")},
+            height=_height((gap.reason, _chars("C", "M")), (gap.what, _chars("B", "B"))),
+            merge="C:M",
+        )
 
 
 @dataclass(frozen=True)
@@ -389,11 +469,17 @@ def _check_rows(s: SummaryInput) -> list[_CheckRow]:
         c = info.get(check_id)
         sample = next((f for f in chain(s.counted, s.accepted) if f.check_id == check_id), None)
         missing = [t.name for t in s.result.tenants if any(n.check_id == check_id for n in t.not_evaluated)]
-        rows.append(_CheckRow(
-            check_id=check_id, title=c.title if c else "(not in this version's catalogue)",
-            severity=str(c.severity if c else sample.severity),
-            findings=counts.check(check_id)[0], accepted=counts.check(check_id)[1],
-            not_evaluated_in=", ".join(missing), predicts=c.predicts if c else sample.predicted_error))
+        rows.append(
+            _CheckRow(
+                check_id=check_id,
+                title=c.title if c else "(not in this version's catalogue)",
+                severity=str(c.severity if c else sample.severity),
+                findings=counts.check(check_id)[0],
+                accepted=counts.check(check_id)[1],
+                not_evaluated_in=", ".join(missing),
+                predicts=c.predicts if c else sample.predicted_error,
+            )
+        )
     return rows
 
 
@@ -402,19 +488,35 @@ def _checks_section(sh: SheetWriter, cell, rows: Sequence[_CheckRow]) -> tuple[i
     if not rows:
         sh.add({"A": cell("No check catalogue was available and nothing was found.", "etd_value")})
         return 0, 0
-    sh.add({"A": cell("Check", "etd_header"), "B": cell("Title", "etd_header"),
-            "C": cell("Severity", "etd_header"), "D": cell("Findings", "etd_header"),
-            "E": cell("Accepted", "etd_header"), "F": cell("Not evaluated in", "etd_header_indent"),
-            "M": cell("Predicted error", "etd_header_indent")}, merge="F:L")
+    sh.add(
+        {
+            "A": cell("Check", "etd_header"),
+            "B": cell("Title", "etd_header"),
+            "C": cell("Severity", "etd_header"),
+            "D": cell("Findings", "etd_header"),
+            "E": cell("Accepted", "etd_header"),
+            "F": cell("Not evaluated in", "etd_header_indent"),
+            "M": cell("Predicted error", "etd_header_indent"),
+        },
+        merge="F:L",
+    )
     first = sh.row + 1
     for r in rows:
-        sh.add({"A": cell(r.check_id, "etd_value"), "B": cell(r.title, "etd_wrap"),
+        sh.add(
+            {
+                "A": cell(r.check_id, "etd_value"),
+                "B": cell(r.title, "etd_wrap"),
                 "C": cell(r.severity, f"etd_sev_{r.severity}" if r.severity in SEVERITY_COLOURS else None),
-                "D": cell(r.findings, "etd_number"), "E": cell(r.accepted, "etd_number"),
+                "D": cell(r.findings, "etd_number"),
+                "E": cell(r.accepted, "etd_number"),
                 "F": cell(r.not_evaluated_in or None, "etd_wrap_indent"),
-                "M": cell(r.predicts, "etd_wrap_indent")},
-               height=_height((r.not_evaluated_in, _chars("F", "L")), (r.title, _chars("B", "B")),
-                              (r.predicts, _chars("M", "M"))), merge="F:L")
+                "M": cell(r.predicts, "etd_wrap_indent"),
+            },
+            height=_height(
+                (r.not_evaluated_in, _chars("F", "L")), (r.title, _chars("B", "B")), (r.predicts, _chars("M", "M"))
+            ),
+            merge="F:L",
+        )
     return first, sh.row
 
 

@@ -65,18 +65,27 @@ def _catalogue() -> list[CheckInfo]:
     return list(catalogue())
 
 
-def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
-                  formats: Iterable[str] = ("xlsx", "json"), keep: int = 12,
-                  exceptions: Sequence[AcceptedException] = (), now: datetime | None = None,
-                  catalogue: Sequence[CheckInfo] | None = None,
-                  lookups: Lookups | None = None, sheet_rows: SheetRows | None = None,
-                  extra_notes: Sequence[str] = ()) -> ReportFiles:
+def write_reports(
+    result: RunResult,
+    out_dir: Path,
+    *,
+    stem: str | None = None,
+    formats: Iterable[str] = ("xlsx", "json"),
+    keep: int = 12,
+    exceptions: Sequence[AcceptedException] = (),
+    now: datetime | None = None,
+    catalogue: Sequence[CheckInfo] | None = None,
+    lookups: Lookups | None = None,
+    sheet_rows: SheetRows | None = None,
+    extra_notes: Sequence[str] = (),
+) -> ReportFiles:
     """Write the chosen reports of a run to out_dir; each file appears complete or not at all."""
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
-        raise ValueError(f"unknown report format {unknown[0] if unknown else '(none)'}; "
-                         f"choose from {', '.join(FORMATS)}")
+        raise ValueError(
+            f"unknown report format {unknown[0] if unknown else '(none)'}; choose from {', '.join(FORMATS)}"
+        )
     now = (now or datetime.now(UTC)).astimezone(UTC)
     out_dir = Path(out_dir)
     fs.ensure_dir(out_dir)
@@ -94,18 +103,25 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
     previous_path, previous, notes = load_previous(out_dir, stem)
     originals = triage.counted + [f for f, _ in triage.accepted]
     changes, stamped = compare(result, originals, previous, previous_path, notes)
-    counted = stamped[:len(triage.counted)]
-    accepted = list(zip(stamped[len(triage.counted):], (e for _, e in triage.accepted), strict=True))
+    counted = stamped[: len(triage.counted)]
+    accepted = list(zip(stamped[len(triage.counted) :], (e for _, e in triage.accepted), strict=True))
     accepted_findings = [f for f, _ in accepted]
     judged = verdict(result, counted)
 
-    summary = SummaryInput(result=result, verdict=judged, counted=counted, accepted=accepted_findings,
-                           catalogue=catalogue, previous=previous_path.name if previous_path else None,
-                           notes=[*_notes(triage.expired, exceptions, triage, changes), *extra_notes],
-                           written=now)
+    summary = SummaryInput(
+        result=result,
+        verdict=judged,
+        counted=counted,
+        accepted=accepted_findings,
+        catalogue=catalogue,
+        previous=previous_path.name if previous_path else None,
+        notes=[*_notes(triage.expired, exceptions, triage, changes), *extra_notes],
+        written=now,
+    )
     writers = {
-        "xlsx": lambda fh: _write_xlsx(fh, summary, counted, accepted, changes, triage.expired_hits, lookups,
-                                       sheet_rows or {}),
+        "xlsx": lambda fh: _write_xlsx(
+            fh, summary, counted, accepted, changes, triage.expired_hits, lookups, sheet_rows or {}
+        ),
         "csv": lambda fh: write_csv(fh, findings_table(counted, names, triage.expired_hits)),
         "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
     }
@@ -124,30 +140,49 @@ def write_reports(result: RunResult, out_dir: Path, *, stem: str | None = None,
     if stem.startswith(FAMILY):
         for path in fs.prune(out_dir, FAMILY, stem, keep):
             log.info("pruned old report %s", path.name)
-    return ReportFiles(xlsx=written.get("xlsx"), json=written.get("json"), csv=written.get("csv"),
-                       changes=changes, accepted=accepted_findings, expired_exceptions=list(triage.expired),
-                       findings=counted, verdict=judged)
+    return ReportFiles(
+        xlsx=written.get("xlsx"),
+        json=written.get("json"),
+        csv=written.get("csv"),
+        changes=changes,
+        accepted=accepted_findings,
+        expired_exceptions=list(triage.expired),
+        findings=counted,
+        verdict=judged,
+    )
 
 
 def _notes(expired, exceptions, triage, changes: Changes) -> list[str]:
     notes = []
     for e in expired:
         hits = sum(1 for x in triage.expired_hits.values() if x is e)
-        notes.append(f"Exception expired on {e.expires.isoformat()} and no longer applies "
-                     f"({e.source}: {e.describe()}); {hits} finding(s) it covered count again.")
+        notes.append(
+            f"Exception expired on {e.expires.isoformat()} and no longer applies "
+            f"({e.source}: {e.describe()}); {hits} finding(s) it covered count again."
+        )
     used = {id(e) for _, e in triage.accepted}
     for e in exceptions:
         if id(e) not in used and e not in expired:
             notes.append(f"Exception matched no finding ({e.source}: {e.describe()}); it may be obsolete.")
     if changes.unverified:
-        notes.append(f"{len(changes.unverified)} finding(s) of the previous report could not be re-checked "
-                     "this run (tenant failed or check not evaluated); they are not counted as resolved.")
+        notes.append(
+            f"{len(changes.unverified)} finding(s) of the previous report could not be re-checked "
+            "this run (tenant failed or check not evaluated); they are not counted as resolved."
+        )
     notes.extend(changes.notes)
     return notes
 
 
-def _write_xlsx(fh: BinaryIO, summary: SummaryInput, counted, accepted, changes: Changes,
-                expired_hits, lookups: Lookups, sheet_rows: SheetRows) -> None:
+def _write_xlsx(
+    fh: BinaryIO,
+    summary: SummaryInput,
+    counted,
+    accepted,
+    changes: Changes,
+    expired_hits,
+    lookups: Lookups,
+    sheet_rows: SheetRows,
+) -> None:
     result = summary.result
     names = tenant_names(result)
 

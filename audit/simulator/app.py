@@ -45,9 +45,22 @@ DROP = object()  # answer: close the connection without a response
 MAX_BATCH = 20
 TEXT_ROUTES = frozenset({"users.count", "reports.mailboxUsageDetail"})  # answers that are not JSON
 # Answers that carry a list (`value`, or `responses` for $batch): only these can be missing it.
-LIST_ROUTES = frozenset({"users.list", "deletedUsers", "deletedItems", "organization", "domains", "subscribedSkus",
-                         "servicePrincipals.list", "servicePrincipals.links", "applications.list", "groups.list",
-                         "groups.transitiveUsers", "batch"})
+LIST_ROUTES = frozenset(
+    {
+        "users.list",
+        "deletedUsers",
+        "deletedItems",
+        "organization",
+        "domains",
+        "subscribedSkus",
+        "servicePrincipals.list",
+        "servicePrincipals.links",
+        "applications.list",
+        "groups.list",
+        "groups.transitiveUsers",
+        "batch",
+    }
+)
 
 _DIRECTORY_READ = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
 USERS = _DIRECTORY_READ | {"User.Read.All", "User.ReadWrite.All"}
@@ -177,9 +190,7 @@ ROUTES: tuple[Route, ...] = (
         cost=2,
         self_readable=True,
     ),
-    Route(
-        "GET", _r(r"/applications/(?P<id>[^/(]+)"), DIRECTORY, "applications.get", "application", APPS, cost=2
-    ),
+    Route("GET", _r(r"/applications/(?P<id>[^/(]+)"), DIRECTORY, "applications.get", "application", APPS, cost=2),
     Route("GET", _r("/groups"), DIRECTORY, "groups.list", "groups", GROUPS),
     Route("GET", _r(r"/groups/(?P<group>[^/]+)"), DIRECTORY, "groups.get", "group", GROUPS),
     Route(
@@ -352,8 +363,11 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             retry = {"Retry-After": self.dice.retry_after()}
             if fault == "no_value":
                 return Response.json(200, {"@odata.context": f"{self.url}/v1.0/$metadata#{req.path}"}, retry)
-            return Response(200, b'{"@odata.context":"' + self.url.encode() + b'","value":[{"id":"',
-                            {"Content-Type": "application/json", **retry})
+            return Response(
+                200,
+                b'{"@odata.context":"' + self.url.encode() + b'","value":[{"id":"',
+                {"Content-Type": "application/json", **retry},
+            )
         if fault == "429":
             return graph_error(
                 429,
@@ -384,9 +398,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         if route.self_readable and (params.get("app") or "").lower() == str(req.claims["appid"]).lower():
             return None
         if route.mail_denial:
-            return graph_error(
-                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.", req
-            )
+            return graph_error(403, "ErrorAccessDenied", "Access is denied. Check credentials and try again.", req)
         return graph_error(
             403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.", req
         )
@@ -457,9 +469,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         return self._run(route, params, req)
 
     def _run(self, route: Route, params: dict, req: Request) -> Response:
-        delay = self.faults.latency + (
-            self.limits.latency.get(route.request_class, 0.0) if self.limits else 0.0
-        )
+        delay = self.faults.latency + (self.limits.latency.get(route.request_class, 0.0) if self.limits else 0.0)
         if delay:
             time.sleep(delay)
         try:
@@ -468,9 +478,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             return fail_response(err, req)
         except Exception:  # a simulator bug: answer like a failing service, and say so in the log
             log.exception("simulator handler %s failed", route.handler)
-            return graph_error(
-                500, "InternalServerError", "The simulator failed to handle this request.", req
-            )
+            return graph_error(500, "InternalServerError", "The simulator failed to handle this request.", req)
 
     # ------------------------------------------------------------------------------------- reports
     def usage_report(self, req: Request, params: dict) -> Response:
@@ -489,9 +497,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         token = secrets.token_urlsafe(24)
         with self.mail_lock:
             self.downloads[token] = (req.tenant, period.upper(), time.monotonic() + 300)
-        return Response.empty(
-            302, {"Content-Type": "text/plain", "Location": f"{self.url}/reports-download/{token}"}
-        )
+        return Response.empty(302, {"Content-Type": "text/plain", "Location": f"{self.url}/reports-download/{token}"})
 
     def download(self, token: str) -> Response:
         with self.mail_lock:
@@ -517,13 +523,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             return graph_error(
                 400, "BadRequest", f"The batch contains {len(items)} requests; the limit is {MAX_BATCH}.", req
             )
-        if not all(
-            isinstance(i, dict) and i.get("id") is not None and i.get("method") and i.get("url")
-            for i in items
-        ):
-            return graph_error(
-                400, "BadRequest", "Each request in a batch needs an id, a method and a url.", req
-            )
+        if not all(isinstance(i, dict) and i.get("id") is not None and i.get("method") and i.get("url") for i in items):
+            return graph_error(400, "BadRequest", "Each request in a batch needs an id, a method and a url.", req)
         ids = [str(i["id"]) for i in items]
         if len({i.lower() for i in ids}) != len(ids):
             return graph_error(400, "BadRequest", "Batch request ids must be unique.", req)
@@ -553,9 +554,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
                     sub,
                 )
             elif route.name == "batch":
-                results[str(item["id"])] = graph_error(
-                    400, "BadRequest", "A batch cannot contain a batch.", sub
-                )
+                results[str(item["id"])] = graph_error(400, "BadRequest", "A batch cannot contain a batch.", sub)
             elif fault:
                 results[str(item["id"])] = self.fault_response(fault, sub)
             else:
@@ -586,9 +585,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             for entry in runnable:
                 failed = [d for d in depends[entry[0]] if d in results and results[d].status >= 400]
                 if failed:
-                    results[entry[0]] = graph_error(
-                        424, "FailedDependency", "The dependent request failed.", entry[1]
-                    )
+                    results[entry[0]] = graph_error(424, "FailedDependency", "The dependent request failed.", entry[1])
                     if entry[2].request_class == OUTLOOK and enforced:
                         self.gate.release(key)
                     continue
@@ -606,9 +603,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
                 "id": item_id,
                 "status": response.status,
                 "headers": {
-                    k: v
-                    for k, v in response.headers.items()
-                    if k.lower() not in ("request-id", "client-request-id")
+                    k: v for k, v in response.headers.items() if k.lower() not in ("request-id", "client-request-id")
                 },
             }
             if response.payload is not None:
@@ -629,11 +624,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             if name in outer.headers and name not in headers:
                 headers[name] = outer.headers[name]
         body = item.get("body")
-        raw = (
-            json.dumps(body).encode()
-            if isinstance(body, (dict, list))
-            else (str(body).encode() if body else b"")
-        )
+        raw = json.dumps(body).encode() if isinstance(body, (dict, list)) else (str(body).encode() if body else b"")
         return Request(
             str(item["method"]).upper(),
             path,

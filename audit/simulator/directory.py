@@ -82,8 +82,7 @@ class DirectoryHandlers:
         matched = items(raw_filter)
         chunk = matched[offset : offset + top]
         body: dict = {
-            "@odata.context": f"{self.url}/v1.0/$metadata#{context}"
-            + (f"({','.join(select)})" if select else "")
+            "@odata.context": f"{self.url}/v1.0/$metadata#{context}" + (f"({','.join(select)})" if select else "")
         }
         if offset == 0 and req.query.get("$count", "").lower() == "true" and self._eventual(req):
             body["@odata.count"] = len(matched)
@@ -165,9 +164,7 @@ class DirectoryHandlers:
         if user is None:
             raise not_found(key)
         select = parse_select(req, USER_SELECTABLE, "user")
-        context = (
-            f"{self.url}/v1.0/$metadata#users" + (f"({','.join(select)})" if select else "") + "/$entity"
-        )
+        context = f"{self.url}/v1.0/$metadata#users" + (f"({','.join(select)})" if select else "") + "/$entity"
         if select:
             body = project(user, [s for s in select if s not in USER_SINGLE_ONLY])
         else:
@@ -222,9 +219,7 @@ class DirectoryHandlers:
             "tenantType": "AAD",
             "countryLetterCode": "US",
             "createdDateTime": spec.get("created"),
-            "onPremisesSyncEnabled": True
-            if any(u.get("onPremisesSyncEnabled") for u in tenant.users)
-            else None,
+            "onPremisesSyncEnabled": True if any(u.get("onPremisesSyncEnabled") for u in tenant.users) else None,
             "verifiedDomains": [
                 {
                     "capabilities": "Email, OfficeCommunicationsOnline",
@@ -280,9 +275,7 @@ class DirectoryHandlers:
         return rows
 
     # ------------------------------------------------------------------------------------- apps
-    def _filtered(
-        self, rows: list[dict], raw: str | None, allowed: dict[str, str], entity: str
-    ) -> list[dict]:
+    def _filtered(self, rows: list[dict], raw: str | None, allowed: dict[str, str], entity: str) -> list[dict]:
         if not raw:
             return rows
         clauses = parse_filter(raw, allowed, entity)
@@ -322,9 +315,7 @@ class DirectoryHandlers:
         known = _known([sp], SP_HIDDEN, "servicePrincipal")
         select = parse_select(req, known, "servicePrincipal")
         body = project(sp, select) if select else public(sp, SP_HIDDEN)
-        return Response.json(
-            200, {"@odata.context": f"{self.url}/v1.0/$metadata#servicePrincipals/$entity", **body}
-        )
+        return Response.json(200, {"@odata.context": f"{self.url}/v1.0/$metadata#servicePrincipals/$entity", **body})
 
     def sp_links(self, req: Request, params: dict) -> Response:
         sp = self._sp(req, params)
@@ -358,18 +349,12 @@ class DirectoryHandlers:
     def application(self, req: Request, params: dict) -> Response:
         tenant: TenantState = req.tenant
         key = params.get("app") or params.get("id") or ""
-        app = (
-            tenant.application(app_id=key)
-            if params.get("app") is not None
-            else tenant.application(object_id=key)
-        )
+        app = tenant.application(app_id=key) if params.get("app") is not None else tenant.application(object_id=key)
         if app is None:
             raise not_found(key)
         select = parse_select(req, _known([app], frozenset(), "application"), "application")
         body = project(app, select) if select else dict(app)
-        return Response.json(
-            200, {"@odata.context": f"{self.url}/v1.0/$metadata#applications/$entity", **body}
-        )
+        return Response.json(200, {"@odata.context": f"{self.url}/v1.0/$metadata#applications/$entity", **body})
 
     # ------------------------------------------------------------------------------------- groups
     def groups(self, req: Request, params: dict) -> Response:
@@ -418,6 +403,4 @@ class DirectoryHandlers:
 
 
 def _service_of(plan_name: str) -> str:
-    return SERVICE_OF_PLAN.get(plan_name) or (
-        "exchange" if plan_name.upper().startswith("EXCHANGE") else plan_name
-    )
+    return SERVICE_OF_PLAN.get(plan_name) or ("exchange" if plan_name.upper().startswith("EXCHANGE") else plan_name)

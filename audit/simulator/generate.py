@@ -178,9 +178,7 @@ class _Builder:
             {
                 "onPremisesSyncEnabled": True,
                 "onPremisesImmutableId": base64.b64encode(self.rng.randbytes(16)).decode(),
-                "onPremisesDistinguishedName": (
-                    f"CN={user['displayName']},OU=Staff,DC=corp,DC={self.name},DC=com"
-                ),
+                "onPremisesDistinguishedName": (f"CN={user['displayName']},OU=Staff,DC=corp,DC={self.name},DC=com"),
                 "onPremisesDomainName": f"corp.{self.domain}",
                 "onPremisesSamAccountName": sam,
                 "onPremisesUserPrincipalName": user["userPrincipalName"],
@@ -428,9 +426,7 @@ def _groups(b: _Builder, kinds: dict[str, list[dict]], license_group: str) -> li
     ]
     resources = [u["id"] for kind in ("shared", "room", "equipment") for u in kinds.get(kind, [])]
     mailbox_users = [
-        u["id"]
-        for kind in ("licensed", "hybrid_cloud", "warning", "disabled_licensed")
-        for u in kinds.get(kind, [])
+        u["id"] for kind in ("licensed", "hybrid_cloud", "warning", "disabled_licensed") for u in kinds.get(kind, [])
     ]
     nested_users = mailbox_users[: max(1, len(mailbox_users) // 20)]
     direct = [u for u in mailbox_users[len(nested_users) :] if rng.random() < 0.9]
@@ -506,9 +502,7 @@ def _service_principal(b: _Builder, app_id: str, name: str, audience: str, owner
     }
 
 
-def _application(
-    b: _Builder, app_id: str, name: str, audience: str, secret_end, cert_end, thumbprint
-) -> dict:
+def _application(b: _Builder, app_id: str, name: str, audience: str, secret_end, cert_end, thumbprint) -> dict:
     return {
         "id": b.uid(),
         "appId": app_id,
@@ -544,9 +538,7 @@ def _application(
 
 def _apps(b: _Builder, scenario: str, client: dict, owner: str, audience: str):
     now = b.now
-    graph_sp = _service_principal(
-        b, c.GRAPH_APP_ID, "Microsoft Graph", "AzureADMultipleOrgs", c.MICROSOFT_TENANT_ID
-    )
+    graph_sp = _service_principal(b, c.GRAPH_APP_ID, "Microsoft Graph", "AzureADMultipleOrgs", c.MICROSOFT_TENANT_ID)
     graph_sp["appRoles"] = [
         {
             "allowedMemberTypes": ["Application"],

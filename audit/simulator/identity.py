@@ -21,9 +21,7 @@ from .pki import load_cert, x5t
 from .state import TenantState
 
 TOKEN_LIFETIME = 3599
-NOT_REGISTERED = (
-    "The certificate with identifier used to sign the client assertion is not registered on application."
-)
+NOT_REGISTERED = "The certificate with identifier used to sign the client assertion is not registered on application."
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -39,8 +37,7 @@ def entra_error(err: TokenError, correlation_id: str | None) -> Response:
     correlation = correlation_id or str(uuid.uuid4())
     stamp = now.strftime("%Y-%m-%d %H:%M:%SZ")
     description = (
-        f"AADSTS{err.code}: {err.text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\n"
-        f"Timestamp: {stamp}"
+        f"AADSTS{err.code}: {err.text}\r\nTrace ID: {trace}\r\nCorrelation ID: {correlation}\r\nTimestamp: {stamp}"
     )
     body = {
         "error": err.error,
@@ -114,9 +111,7 @@ class IdentityHandlers:
         if tenant is None:
             raise _unknown_tenant(segment)
         if form.get("grant_type") != "client_credentials":
-            raise TokenError(
-                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
-            )
+            raise TokenError(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
         client_id = form.get("client_id", "")
         scope = form.get("scope", "")
         if not client_id:
@@ -150,9 +145,7 @@ class IdentityHandlers:
             self._check_assertion(segment, tenant, client, form)
             credential_type = "2"
         elif form.get("client_secret") is not None:
-            if not hmac.compare_digest(
-                form["client_secret"].encode(), str(client.get("secret", "")).encode()
-            ):
+            if not hmac.compare_digest(form["client_secret"].encode(), str(client.get("secret", "")).encode()):
                 raise TokenError(
                     401,
                     "invalid_client",
@@ -176,15 +169,12 @@ class IdentityHandlers:
                 400,
                 "invalid_client",
                 7000218,
-                "The request body must contain the following parameter: 'client_assertion' or "
-                "'client_secret'.",
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             )
         now = int(time.time())
         resource = scopes[0][: -len("/.default")]
         sp = tenant.service_principal(app_id=client["client_id"])
-        object_id = (
-            sp["id"] if sp else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant.id}/{client['client_id']}"))
-        )
+        object_id = sp["id"] if sp else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant.id}/{client['client_id']}"))
         claims = {
             "aud": resource,
             "iss": f"https://sts.windows.net/{tenant.id}/",
@@ -211,9 +201,7 @@ class IdentityHandlers:
             return TokenError(401, "invalid_client", code, text)
 
         if form.get("client_assertion_type") != ASSERTION_TYPE:
-            raise TokenError(
-                400, "invalid_request", 50027, f"client_assertion_type must be '{ASSERTION_TYPE}'."
-            )
+            raise TokenError(400, "invalid_request", 50027, f"client_assertion_type must be '{ASSERTION_TYPE}'.")
         assertion = form["client_assertion"]
         pem = client.get("certificate_pem")
         if not pem:
@@ -229,8 +217,7 @@ class IdentityHandlers:
             presented, expected = header.get("x5t", ""), x5t(cert, "sha1")
         if presented.rstrip("=") != expected:
             raise bad(
-                f"{NOT_REGISTERED} [Reason - The key was not found., Thumbprint of key used by client: "
-                f"'{presented}']"
+                f"{NOT_REGISTERED} [Reason - The key was not found., Thumbprint of key used by client: '{presented}']"
             )
         audiences = [f"{self.url}/{segment}/oauth2/v2.0/token", f"{self.url}/{tenant.id}/oauth2/v2.0/token"]
         try:
@@ -266,6 +253,4 @@ def _unknown_tenant(segment: str) -> TokenError:
 
 def decode_access_token(token: str, key: rsa.RSAPublicKey, audiences: list[str]) -> dict:
     """Validated claims; raises jwt.PyJWTError subclasses."""
-    return jwt.decode(
-        token, key, algorithms=["RS256"], audience=audiences, options={"require": ["exp", "iat", "tid"]}
-    )
+    return jwt.decode(token, key, algorithms=["RS256"], audience=audiences, options={"require": ["exp", "iat", "tid"]})

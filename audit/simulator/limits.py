@@ -54,9 +54,7 @@ class FaultSpec:
             key, sep, raw = part.partition("=")
             key, raw = key.strip().lower(), raw.strip()
             if not sep or not raw:
-                raise ValueError(
-                    f"fault spec {spec!r}: {part!r} is not key=value (keys: {', '.join(cls._KEYS)})"
-                )
+                raise ValueError(f"fault spec {spec!r}: {part!r} is not key=value (keys: {', '.join(cls._KEYS)})")
             try:
                 if key in ("429", "5xx", "drop", "bad_json", "no_value"):
                     ratio = float(raw)
@@ -80,9 +78,7 @@ class FaultSpec:
                 else:
                     raise KeyError(key)
             except KeyError:
-                raise ValueError(
-                    f"fault spec {spec!r}: unknown key {key!r} (keys: {', '.join(cls._KEYS)})"
-                ) from None
+                raise ValueError(f"fault spec {spec!r}: unknown key {key!r} (keys: {', '.join(cls._KEYS)})") from None
             except ValueError:
                 raise ValueError(
                     f"fault spec {spec!r}: bad value {raw!r} for {key!r} "

@@ -61,9 +61,7 @@ def _json_body(req: Request) -> dict:
 
 
 def _item_id(seed: str) -> str:
-    return "AAMkA" + base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, seed).bytes * 2).decode().rstrip(
-        "="
-    )
+    return "AAMkA" + base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, seed).bytes * 2).decode().rstrip("=")
 
 
 class MailHandlers:
@@ -87,9 +85,7 @@ class MailHandlers:
                 "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
             )
         if box.get("location", "cloud") != "cloud":
-            raise GraphFail(
-                404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox."
-            )
+            raise GraphFail(404, "MailboxNotEnabledForRESTAPI", "REST API is not yet supported for this mailbox.")
         return user
 
     def mailbox_settings(self, req: Request, params: dict) -> Response:
@@ -146,9 +142,7 @@ class MailHandlers:
         user = self.mailbox_user(req, key)
         name = _WELL_KNOWN_FOLDERS.get(folder.lower())
         if name is None:
-            raise GraphFail(
-                404, "ErrorFolderNotFound", "The specified folder could not be found in the store."
-            )
+            raise GraphFail(404, "ErrorFolderNotFound", "The specified folder could not be found in the store.")
         return Response.json(
             200,
             {
@@ -167,27 +161,18 @@ class MailHandlers:
     # ------------------------------------------------------------------------------------- sending
     @staticmethod
     def _check_recipients(message: dict) -> None:
-        recipients = [
-            r for key in ("toRecipients", "ccRecipients", "bccRecipients") for r in message.get(key) or []
-        ]
-        bad = [
-            r
-            for r in recipients
-            if not (isinstance(r, dict) and (r.get("emailAddress") or {}).get("address"))
-        ]
+        recipients = [r for key in ("toRecipients", "ccRecipients", "bccRecipients") for r in message.get(key) or []]
+        bad = [r for r in recipients if not (isinstance(r, dict) and (r.get("emailAddress") or {}).get("address"))]
         if not recipients or bad:
             raise GraphFail(
                 400,
                 "ErrorInvalidRecipients",
-                "At least one recipient isn't valid., A message can't be sent because it contains no "
-                "recipients.",
+                "At least one recipient isn't valid., A message can't be sent because it contains no recipients.",
             )
 
     def send_mail(self, req: Request, params: dict) -> Response:
         if len(req.body) > SEND_MAIL_LIMIT:
-            raise GraphFail(
-                413, "RequestEntityTooLarge", "The request body is too large: sendMail accepts up to 4 MB."
-            )
+            raise GraphFail(413, "RequestEntityTooLarge", "The request body is too large: sendMail accepts up to 4 MB.")
         body = _json_body(req)
         message = body.get("message") or body.get("Message")
         if not isinstance(message, dict):
@@ -233,9 +218,7 @@ class MailHandlers:
         try:
             size = len(base64.b64decode(item.get("contentBytes") or "", validate=True))
         except ValueError:
-            raise GraphFail(
-                400, "ErrorInvalidRequest", "The attachment content is not valid base64."
-            ) from None
+            raise GraphFail(400, "ErrorInvalidRequest", "The attachment content is not valid base64.") from None
         attachment = {
             "id": _item_id(f"{draft['message']['id']}/{uuid.uuid4()}"),
             "name": item.get("name"),
@@ -259,14 +242,8 @@ class MailHandlers:
         body = _json_body(req)
         item = body.get("AttachmentItem") or body.get("attachmentItem") or {}
         size = item.get("size")
-        if (
-            item.get("attachmentType", "file") != "file"
-            or not isinstance(size, int)
-            or not 0 < size <= UPLOAD_LIMIT
-        ):
-            raise GraphFail(
-                400, "ErrorInvalidRequest", "The AttachmentItem must be a file of 1 byte to 150 MB."
-            )
+        if item.get("attachmentType", "file") != "file" or not isinstance(size, int) or not 0 < size <= UPLOAD_LIMIT:
+            raise GraphFail(400, "ErrorInvalidRequest", "The AttachmentItem must be a file of 1 byte to 150 MB.")
         session_id = secrets.token_urlsafe(16)
         auth = secrets.token_urlsafe(24)
         expires = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S.0000000Z")
@@ -291,9 +268,7 @@ class MailHandlers:
             },
         )
 
-    def upload_chunk(
-        self, session_id: str, query: dict[str, str], headers: dict[str, str], body: bytes
-    ) -> Response:
+    def upload_chunk(self, session_id: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
         """PUT of one byte range to an upload URL (pre-authenticated: no bearer token)."""
         with self.mail_lock:
             session = self.upload_sessions.get(session_id)

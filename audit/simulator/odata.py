@@ -10,9 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON_TYPE = (
-    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
-)
+JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 
 
 @dataclass

@@ -167,9 +167,7 @@ class Simulator:
         self.url = f"https://{self.host}:{self.port}"
         self.app.url = self.url
         serve = self._server.serve_forever
-        self._thread = threading.Thread(
-            target=serve, kwargs={"poll_interval": 0.05}, name="etd-sim", daemon=True
-        )
+        self._thread = threading.Thread(target=serve, kwargs={"poll_interval": 0.05}, name="etd-sim", daemon=True)
         self._thread.start()
         log.debug("simulator listening on %s", self.url)
         return self
@@ -205,11 +203,7 @@ class Simulator:
 
     def secrets_env(self) -> dict[str, str]:
         """Environment variables named by config_toml(), each holding a tenant's client secret."""
-        return {
-            self.secret_env_name(t["name"]): t["clients"][0]["secret"]
-            for t in self.tenants
-            if t.get("clients")
-        }
+        return {self.secret_env_name(t["name"]): t["clients"][0]["secret"] for t in self.tenants if t.get("clients")}
 
     def config_toml(self, out_dir: str = "reports", access_policy_file: str | None = None) -> str:
         """A ready etd-audit configuration pointing at this simulator (secrets come from secrets_env())."""

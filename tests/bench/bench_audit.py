@@ -53,20 +53,38 @@ def serve_simulator(conn, tenants: int, users: int, seed: int, latency: dict[str
     home = generate_tenant("contoso", users, seed, "home", now=moment)
     specs = [home]
     for i in range(1, tenants):
-        specs.append(generate_tenant(f"tenant{i:02d}", users, seed, "healthy", now=moment,
-                                     home_tenant_id=home["tenant_id"], remediation_audience="AzureADMultipleOrgs"))
+        specs.append(
+            generate_tenant(
+                f"tenant{i:02d}",
+                users,
+                seed,
+                "healthy",
+                now=moment,
+                home_tenant_id=home["tenant_id"],
+                remediation_audience="AzureADMultipleOrgs",
+            )
+        )
     limits = Limits(outlook_concurrency=OUTLOOK_CONCURRENCY, ru_per_10s=8000, global_rps=2000, latency=latency)
     sim = Simulator(specs, limits=limits).start()
-    conn.send({
-        "url": sim.url,
-        "ca_path": str(sim.ca_path),
-        "config_toml": sim.config_toml("reports"),
-        "secrets": sim.secrets_env(),
-        "tenants": [{"name": t["name"], "tenant_id": t["tenant_id"], "client_id": t["clients"][0]["client_id"],
-                     "secret": t["clients"][0]["secret"], "users": len(t["users"]),
-                     "should_probe": sum(should_probe(user_from_graph(u)) for u in t["users"])}
-                    for t in specs],
-    })
+    conn.send(
+        {
+            "url": sim.url,
+            "ca_path": str(sim.ca_path),
+            "config_toml": sim.config_toml("reports"),
+            "secrets": sim.secrets_env(),
+            "tenants": [
+                {
+                    "name": t["name"],
+                    "tenant_id": t["tenant_id"],
+                    "client_id": t["clients"][0]["client_id"],
+                    "secret": t["clients"][0]["secret"],
+                    "users": len(t["users"]),
+                    "should_probe": sum(should_probe(user_from_graph(u)) for u in t["users"]),
+                }
+                for t in specs
+            ],
+        }
+    )
     del specs, home
     while True:
         try:
@@ -91,8 +109,7 @@ class SimProcess:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0).isoformat()
-        self.proc = ctx.Process(target=serve_simulator, args=(child, tenants, users, seed, latency, now),
-                                daemon=True)
+        self.proc = ctx.Process(target=serve_simulator, args=(child, tenants, users, seed, latency, now), daemon=True)
         self.proc.start()
         self.info = self.conn.recv()
 
@@ -125,8 +142,12 @@ def msal_token(url: str, ca: str, tenant: dict) -> str:
     session = requests.Session()  # verify on each request: REQUESTS_CA_BUNDLE would beat Session.verify
     session.request = functools.partial(session.request, verify=ca)  # type: ignore[method-assign]
     app = msal.ConfidentialClientApplication(
-        tenant["client_id"], client_credential=tenant["secret"], authority=f"{url}/{tenant['tenant_id']}",
-        http_client=session, instance_discovery=False)
+        tenant["client_id"],
+        client_credential=tenant["secret"],
+        authority=f"{url}/{tenant['tenant_id']}",
+        http_client=session,
+        instance_discovery=False,
+    )
     result = app.acquire_token_for_client(scopes=[f"{url}/.default"])
     return result["access_token"]
 
@@ -165,8 +186,14 @@ def baseline(url: str, ca: str, tenant: dict, sample: int) -> dict:
         get(session, f"{url}/v1.0/users/{uid}/mailboxSettings", token, ca)
     probing = time.perf_counter() - start
     per_user = probing / max(1, len(chosen))
-    return {"listing": listing, "sampled": len(chosen), "users": len(ids), "per_user": per_user,
-            "total": listing + per_user * len(ids), "extrapolated": len(chosen) < len(ids)}
+    return {
+        "listing": listing,
+        "sampled": len(chosen),
+        "users": len(ids),
+        "per_user": per_user,
+        "total": listing + per_user * len(ids),
+        "extrapolated": len(chosen) < len(ids),
+    }
 
 
 # --------------------------------------------------------------------------------------------- the audit
@@ -187,11 +214,32 @@ def child_run(args: argparse.Namespace) -> int:
 
     writer._write_xlsx = timed
     start = time.perf_counter()
-    code = cli.main(["run", "--config", args.child_config, "--probe", args.child_probe, "--no-email",
-                     "--out", args.child_out, "--stem", "bench", "--format", "xlsx,json"])
-    Path(args.child_result).write_text(json.dumps({
-        "exit": code, "in_process": time.perf_counter() - start, "workbook": spent[0],
-        "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    code = cli.main(
+        [
+            "run",
+            "--config",
+            args.child_config,
+            "--probe",
+            args.child_probe,
+            "--no-email",
+            "--out",
+            args.child_out,
+            "--stem",
+            "bench",
+            "--format",
+            "xlsx,json",
+        ]
+    )
+    Path(args.child_result).write_text(
+        json.dumps(
+            {
+                "exit": code,
+                "in_process": time.perf_counter() - start,
+                "workbook": spent[0],
+                "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            }
+        )
+    )
     return 0
 
 
@@ -201,9 +249,23 @@ def run_audit(sim: SimProcess, config: Path, probe: str, work: Path) -> dict:
     before = sim.counters()
     start = time.perf_counter()
     completed = subprocess.run(
-        [sys.executable, __file__, "--child-config", str(config), "--child-probe", probe, "--child-out", str(out),
-         "--child-result", str(result_file)],
-        cwd=ROOT, env={**os.environ, **sim.info["secrets"]}, capture_output=True, text=True)
+        [
+            sys.executable,
+            __file__,
+            "--child-config",
+            str(config),
+            "--child-probe",
+            probe,
+            "--child-out",
+            str(out),
+            "--child-result",
+            str(result_file),
+        ],
+        cwd=ROOT,
+        env={**os.environ, **sim.info["secrets"]},
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if completed.returncode != 0 or not result_file.exists():
         sys.stderr.write(completed.stdout + completed.stderr)
@@ -212,11 +274,19 @@ def run_audit(sim: SimProcess, config: Path, probe: str, work: Path) -> dict:
     from audit.report import read_json_report
 
     run, _ = read_json_report(out / "bench.json")
-    findings = {(f.tenant_id, f.check_id, f.user_id or f.user_principal_name or f.subject or "", str(f.severity))
-                for t in run.tenants for f in t.findings}
-    return {**measured, "wall": wall, "graph": diff(sim.counters(), before), "findings": findings,
-            "probed": {t.tenant_id: t.mailboxes_probed for t in run.tenants},
-            "statuses": sorted({str(t.status) for t in run.tenants})}
+    findings = {
+        (f.tenant_id, f.check_id, f.user_id or f.user_principal_name or f.subject or "", str(f.severity))
+        for t in run.tenants
+        for f in t.findings
+    }
+    return {
+        **measured,
+        "wall": wall,
+        "graph": diff(sim.counters(), before),
+        "findings": findings,
+        "probed": {t.tenant_id: t.mailboxes_probed for t in run.tenants},
+        "statuses": sorted({str(t.status) for t in run.tenants}),
+    }
 
 
 # --------------------------------------------------------------------------------------------- output
@@ -226,11 +296,15 @@ def mark(ok: bool | None) -> str:
 
 def print_run(name: str, r: dict) -> None:
     g = r["graph"]
-    print(f"  {name:<26} wall {r['wall']:8.1f} s (in process {r['in_process']:.1f} s)   workbook {r['workbook']:.1f} s"
-          f"   peak RSS "
-          f"{r['rss_kib'] / 1024:7.0f} MiB   exit {r['exit']}   tenants {','.join(r['statuses'])}")
-    print(f"  {'':<26} Graph: {g['http_requests']} HTTP requests; by class {g['by_class']}; 429s {g['throttled']}; "
-          f"max Outlook in flight {g['max_outlook_concurrency']}")
+    print(
+        f"  {name:<26} wall {r['wall']:8.1f} s (in process {r['in_process']:.1f} s)   workbook {r['workbook']:.1f} s"
+        f"   peak RSS "
+        f"{r['rss_kib'] / 1024:7.0f} MiB   exit {r['exit']}   tenants {','.join(r['statuses'])}"
+    )
+    print(
+        f"  {'':<26} Graph: {g['http_requests']} HTTP requests; by class {g['by_class']}; 429s {g['throttled']}; "
+        f"max Outlook in flight {g['max_outlook_concurrency']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tenant-concurrency", type=int, default=4, help="audit.tenant_concurrency (default 4)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--latency", default=DEFAULT_LATENCY, help=f"seconds per request class ({DEFAULT_LATENCY})")
-    p.add_argument("--baseline-sample", type=int, default=400,
-                   help="mailboxes the baseline probes before extrapolating (0 = all)")
+    p.add_argument(
+        "--baseline-sample", type=int, default=400, help="mailboxes the baseline probes before extrapolating (0 = all)"
+    )
     p.add_argument("--skip-probe-all", action="store_true", help="do not run --probe all (it takes long)")
     p.add_argument("--skip-baseline", action="store_true")
     for name in ("config", "probe", "out", "result"):
@@ -253,10 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     latency = {k.strip(): float(v) for k, v in (part.split("=") for part in args.latency.split(",") if part)}
     outlook = latency.get("outlook", 0.0)
     many = args.tenants > 1
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
-    print(f"simulator limits: Outlook {OUTLOOK_CONCURRENCY} in flight per app+tenant, 8000 RU/10 s, 2000 req/s; "
-          f"latency {latency}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+    print(
+        f"simulator limits: Outlook {OUTLOOK_CONCURRENCY} in flight per app+tenant, 8000 RU/10 s, 2000 req/s; "
+        f"latency {latency}"
+    )
     started = time.perf_counter()
     sim = SimProcess(args.tenants, args.users, args.seed, latency)
     url, ca = sim.info["url"], sim.info["ca_path"]
@@ -264,8 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tenants: {len(tenants)} x {args.users} users (generated in {time.perf_counter() - started:.0f} s)")
     work = Path(tempfile.mkdtemp(prefix="etd-bench-"))
     config = work / "config.toml"
-    config.write_text(sim.info["config_toml"].replace('out_dir = "reports"', f'out_dir = "{work / "reports"}"')
-                      + f"tenant_concurrency = {args.tenant_concurrency}\n")
+    config.write_text(
+        sim.info["config_toml"].replace('out_dir = "reports"', f'out_dir = "{work / "reports"}"')
+        + f"tenant_concurrency = {args.tenant_concurrency}\n"
+    )
     try:
         from audit.collect import USER_FIELDS
 
@@ -273,8 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         for t in tenants:
             listing[t["tenant_id"]], _ = list_users(url, ca, t, USER_FIELDS)
         floor_listing = sum(listing.values())
-        print(f"\nfloor: listing all users alone: {floor_listing:.1f} s"
-              + (f" (sum over {len(tenants)} tenants)" if many else ""))
+        print(
+            f"\nfloor: listing all users alone: {floor_listing:.1f} s"
+            + (f" (sum over {len(tenants)} tenants)" if many else "")
+        )
 
         auto = run_audit(sim, config, "auto", work)
         probed_auto = sum(auto["probed"].values())
@@ -288,16 +371,24 @@ def main(argv: list[str] | None = None) -> int:
         should = sum(t["should_probe"] for t in tenants)
         floor_outlook_all = should * outlook / OUTLOOK_CONCURRENCY
         floor_outlook_auto = probed_auto * outlook / OUTLOOK_CONCURRENCY
-        print(f"\nOutlook floor: --probe all {should} probes x {outlook} s / {OUTLOOK_CONCURRENCY} = "
-              f"{floor_outlook_all:.1f} s; --probe auto {probed_auto} probes: {floor_outlook_auto:.1f} s")
+        print(
+            f"\nOutlook floor: --probe all {should} probes x {outlook} s / {OUTLOOK_CONCURRENCY} = "
+            f"{floor_outlook_all:.1f} s; --probe auto {probed_auto} probes: {floor_outlook_auto:.1f} s"
+        )
 
         base = None
         if not args.skip_baseline and not many:
             base = baseline(url, ca, tenants[0], args.baseline_sample)
-            how = (f"probed {base['sampled']} of {base['users']} sequentially ({base['per_user'] * 1000:.0f} ms "
-                   f"each), extrapolated linearly" if base["extrapolated"] else "every user probed")
-            print(f"\nbaseline (msal + requests, sequential): listing {base['listing']:.1f} s; {how}: "
-                  f"total {base['total']:.0f} s")
+            how = (
+                f"probed {base['sampled']} of {base['users']} sequentially ({base['per_user'] * 1000:.0f} ms "
+                f"each), extrapolated linearly"
+                if base["extrapolated"]
+                else "every user probed"
+            )
+            print(
+                f"\nbaseline (msal + requests, sequential): listing {base['listing']:.1f} s; {how}: "
+                f"total {base['total']:.0f} s"
+            )
     finally:
         sim.stop()
 
@@ -309,41 +400,91 @@ def main(argv: list[str] | None = None) -> int:
             floors.append(max(listing[t["tenant_id"]], probes * outlook / OUTLOOK_CONCURRENCY))
         bound = sum(floors) / args.tenant_concurrency
         value = auto["wall"] / bound
-        rows.append((f"{len(tenants)} tenants x {args.users} users: wall / (sum of per-tenant floors / "
-                     f"{args.tenant_concurrency})", f"{auto['wall']:.1f} / ({sum(floors):.1f} / "
-                     f"{args.tenant_concurrency}) = {value:.2f}", "<= 1.5", mark(value <= 1.5)))
-        rows.append(("  the same without the workbook write (diagnosis)",
-                     f"{auto['wall'] - auto['workbook']:.1f} / {bound:.1f} = "
-                     f"{(auto['wall'] - auto['workbook']) / bound:.2f}", "", ""))
+        rows.append(
+            (
+                f"{len(tenants)} tenants x {args.users} users: wall / (sum of per-tenant floors / "
+                f"{args.tenant_concurrency})",
+                f"{auto['wall']:.1f} / ({sum(floors):.1f} / {args.tenant_concurrency}) = {value:.2f}",
+                "<= 1.5",
+                mark(value <= 1.5),
+            )
+        )
+        rows.append(
+            (
+                "  the same without the workbook write (diagnosis)",
+                f"{auto['wall'] - auto['workbook']:.1f} / {bound:.1f} = "
+                f"{(auto['wall'] - auto['workbook']) / bound:.2f}",
+                "",
+                "",
+            )
+        )
     else:
         value = auto["wall"] / floor_listing
-        rows.append(("etd-audit end to end / user-listing floor", f"{auto['wall']:.1f} / {floor_listing:.1f} = "
-                     f"{value:.2f}", "<= 2.0", mark(value <= 2.0)))
-        rows.append(("  the same without the workbook write (diagnosis)",
-                     f"{auto['wall'] - auto['workbook']:.1f} / {floor_listing:.1f} = "
-                     f"{(auto['wall'] - auto['workbook']) / floor_listing:.2f}", "", ""))
-        rows.append(("  Graph's own floor for --probe auto / listing floor (diagnosis)",
-                     f"max({floor_listing:.1f}, {floor_outlook_auto:.1f}) / {floor_listing:.1f} = "
-                     f"{max(floor_listing, floor_outlook_auto) / floor_listing:.2f}", "", ""))
+        rows.append(
+            (
+                "etd-audit end to end / user-listing floor",
+                f"{auto['wall']:.1f} / {floor_listing:.1f} = {value:.2f}",
+                "<= 2.0",
+                mark(value <= 2.0),
+            )
+        )
+        rows.append(
+            (
+                "  the same without the workbook write (diagnosis)",
+                f"{auto['wall'] - auto['workbook']:.1f} / {floor_listing:.1f} = "
+                f"{(auto['wall'] - auto['workbook']) / floor_listing:.2f}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  Graph's own floor for --probe auto / listing floor (diagnosis)",
+                f"max({floor_listing:.1f}, {floor_outlook_auto:.1f}) / {floor_listing:.1f} = "
+                f"{max(floor_listing, floor_outlook_auto) / floor_listing:.2f}",
+                "",
+                "",
+            )
+        )
         if full:
             value = full["wall"] / floor_outlook_all
-            rows.append(("etd-audit --probe all / Outlook floor", f"{full['wall']:.1f} / {floor_outlook_all:.1f} = "
-                         f"{value:.2f}", "<= 1.2", mark(value <= 1.2)))
+            rows.append(
+                (
+                    "etd-audit --probe all / Outlook floor",
+                    f"{full['wall']:.1f} / {floor_outlook_all:.1f} = {value:.2f}",
+                    "<= 1.2",
+                    mark(value <= 1.2),
+                )
+            )
         if base:
             value = base["total"] / auto["wall"]
-            rows.append((f"baseline / etd-audit ({args.users} users)", f"{base['total']:.0f} / {auto['wall']:.1f} = "
-                         f"{value:.0f}", ">= 20", mark(value >= 20 if args.users >= 20000 else None)))
+            rows.append(
+                (
+                    f"baseline / etd-audit ({args.users} users)",
+                    f"{base['total']:.0f} / {auto['wall']:.1f} = {value:.0f}",
+                    ">= 20",
+                    mark(value >= 20 if args.users >= 20000 else None),
+                )
+            )
     if full:
         same = auto["findings"] == full["findings"]
         detail = f"{len(auto['findings'])} vs {len(full['findings'])} findings"
         if not same:
-            detail += f"; only auto {len(auto['findings'] - full['findings'])}, only all " \
-                      f"{len(full['findings'] - auto['findings'])}"
+            detail += (
+                f"; only auto {len(auto['findings'] - full['findings'])}, only all "
+                f"{len(full['findings'] - auto['findings'])}"
+            )
         rows.append(("findings of --probe auto vs --probe all", detail, "identical", mark(same)))
     rss = auto["rss_kib"] * 1024
     total_users = args.users * args.tenants
-    rows.append((f"peak RSS of etd-audit ({total_users} users)", f"{rss / 2**20:.0f} MiB", "<= 1 GiB at 100k",
-                 mark(rss <= GIB if total_users >= 100000 else None)))
+    rows.append(
+        (
+            f"peak RSS of etd-audit ({total_users} users)",
+            f"{rss / 2**20:.0f} MiB",
+            "<= 1 GiB at 100k",
+            mark(rss <= GIB if total_users >= 100000 else None),
+        )
+    )
 
     print("\n| figure | measured | target | |\n|---|---|---|---|")
     for row in rows:

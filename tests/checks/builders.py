@@ -182,9 +182,7 @@ def context(
         now=now,
         tenant_count=tenant_count,
         configured_tenant_ids=frozenset({TENANT_ID}),
-        remediation_app=RemediationAppConfig(
-            app_id=APP_ID, home_tenant_id=home, credential_warning_days=warning_days
-        ),
+        remediation_app=RemediationAppConfig(app_id=APP_ID, home_tenant_id=home, credential_warning_days=warning_days),
         domains=domains,
     )
 

@@ -124,10 +124,7 @@ def test_single_tenant_app_with_several_tenants_is_flagged():
     sp = healthy_sp(signInAudience="AzureADMyOrg", appOwnerOrganizationId=TENANT_ID)
     [f] = run(app_single_tenant, snapshot(sp=sp), context(tenant_count=3))
     assert (f.severity, f.predicted_error) == (Severity.CRITICAL, USER_INVALID)
-    assert (
-        f.evidence
-        == "signInAudience AzureADMyOrg (from the service principal) while 3 tenants are configured"
-    )
+    assert f.evidence == "signInAudience AzureADMyOrg (from the service principal) while 3 tenants are configured"
 
 
 def test_single_tenant_app_outside_its_home_tenant_is_flagged():
@@ -145,10 +142,7 @@ def test_single_tenant_app_in_its_only_home_tenant_is_a_near_miss():
 def test_app_registration_wins_over_service_principal():
     sp = healthy_sp(signInAudience="AzureADMyOrg", appOwnerOrganizationId=TENANT_ID)
     app = {"id": "app-obj", "appId": APP_ID, "signInAudience": "AzureADMultipleOrgs"}
-    assert (
-        run(app_single_tenant, snapshot(sp=sp, application=app), context(tenant_count=2, home=TENANT_ID))
-        == []
-    )
+    assert run(app_single_tenant, snapshot(sp=sp, application=app), context(tenant_count=2, home=TENANT_ID)) == []
     app["signInAudience"] = "AzureADMyOrg"
     [f] = run(app_single_tenant, snapshot(sp=sp, application=app), context(tenant_count=2, home=TENANT_ID))
     assert "(from the app registration)" in f.evidence

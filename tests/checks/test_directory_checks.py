@@ -94,9 +94,7 @@ def test_recipient_variants_match_case_insensitively_and_without_smtp_prefix():
 
 def test_unknown_recipient_is_flagged_once():
     users, deleted = directory()
-    snap = snapshot(
-        users, deleted=deleted, recipients=["bob@contoso.com", " Bob@Contoso.com", "smtp:BOB@contoso.com"]
-    )
+    snap = snapshot(users, deleted=deleted, recipients=["bob@contoso.com", " Bob@Contoso.com", "smtp:BOB@contoso.com"])
     [f] = run(recipient_not_in_directory, snap)
     assert (f.check_id, f.severity, f.predicted_error) == (
         "recipient-not-in-directory",
@@ -109,9 +107,7 @@ def test_unknown_recipient_is_flagged_once():
 
 def test_sip_proxy_address_does_not_own_a_mail_address():
     users, deleted = directory()
-    [f] = run(
-        recipient_not_in_directory, snapshot(users, deleted=deleted, recipients=["alice.sip@contoso.com"])
-    )
+    [f] = run(recipient_not_in_directory, snapshot(users, deleted=deleted, recipients=["alice.sip@contoso.com"]))
     assert f.user_principal_name == "alice.sip@contoso.com"
 
 
@@ -170,9 +166,7 @@ def test_mailboxes_outside_the_policy_scope_are_flagged():
 
 def test_disabled_account_with_a_licensed_mailbox_outside_the_scope_is_not_flagged():
     leaver = e3_user("leaver", enabled=False)
-    assert (
-        run(mailbox_outside_app_scope, snapshot([leaver], probes={"leaver": MAILBOX}, app_scope=SCOPE)) == []
-    )
+    assert run(mailbox_outside_app_scope, snapshot([leaver], probes={"leaver": MAILBOX}, app_scope=SCOPE)) == []
     assert run(mailbox_outside_app_scope, snapshot([leaver], app_scope=SCOPE)) == []
 
 
@@ -205,18 +199,13 @@ def test_configured_domain_not_verified_is_flagged_per_domain():
 
 
 def test_verified_domains_are_a_near_miss():
-    assert (
-        run(domain_not_verified, snapshot(), context(domains=("contoso.com", "Contoso.onmicrosoft.com")))
-        == []
-    )
+    assert run(domain_not_verified, snapshot(), context(domains=("contoso.com", "Contoso.onmicrosoft.com"))) == []
 
 
 def test_unreadable_organization_is_not_evaluated():
     snap = snapshot(organization=Dataset.missing("grant Organization.Read.All"))
     _, not_evaluated = run_checks(snap, context(domains=("fabrikam.com",)))
-    assert {n.check_id: n.reason for n in not_evaluated}[
-        "domain-not-verified"
-    ] == "grant Organization.Read.All"
+    assert {n.check_id: n.reason for n in not_evaluated}["domain-not-verified"] == "grant Organization.Read.All"
 
 
 def test_users_with_mailboxes_are_what_the_scope_check_reads():

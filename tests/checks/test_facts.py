@@ -39,9 +39,7 @@ def test_hybrid_mail_enabled_needs_sync_immutable_id_and_an_address():
 
 
 def test_mailbox_plans_sort_by_status_and_ignore_foundation():
-    u = user(
-        "u", licenses=[(SKU_E3,)], plans=[(EXO_P2, "Warning"), (FOUNDATION, "Enabled"), (EXO_P1, "LockedOut")]
-    )
+    u = user("u", licenses=[(SKU_E3,)], plans=[(EXO_P2, "Warning"), (FOUNDATION, "Enabled"), (EXO_P1, "LockedOut")])
     plans = mailbox_plans(u, SkuIndex(snapshot()))
     assert [p.plan_id for p in plans.grace] == [EXO_P2]
     assert [p.plan_id for p in plans.lapsed] == [EXO_P1]

@@ -129,9 +129,7 @@ def test_guest_is_not_flagged():
 
 @pytest.mark.parametrize("outcome", ["access_denied", "failed"])
 def test_users_whose_probe_was_refused_or_failed_are_not_assessed(outcome):
-    probe = MailboxProbe(
-        outcome, code="ErrorAccessDenied" if outcome == "access_denied" else "TooManyRequests"
-    )
+    probe = MailboxProbe(outcome, code="ErrorAccessDenied" if outcome == "access_denied" else "TooManyRequests")
     snap = snapshot(
         [unlicensed("x"), e3_user("y"), user("z", synced=True)], probes={"x": probe, "y": probe, "z": probe}
     )
@@ -171,9 +169,7 @@ def test_lapsed_mailbox_plan_is_high(status):
 
 
 def test_grace_period_is_medium():
-    [f] = run(
-        exchange_license_suspended, snapshot([e3_user("grace", status="Warning")], probes={"grace": MAILBOX})
-    )
+    [f] = run(exchange_license_suspended, snapshot([e3_user("grace", status="Warning")], probes={"grace": MAILBOX}))
     assert f.severity == Severity.MEDIUM
     assert "EXCHANGE_S_ENTERPRISE (Warning) (grace period)" in f.evidence
 

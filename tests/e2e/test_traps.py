@@ -12,23 +12,43 @@ from audit.runner import RunOptions, audit_tenant
 from tests.e2e.tenant_builder import E3, EXO_P1, MAIL_READWRITE, PBI_FREE, REMEDIATION_APP_ID, TenantBuilder
 
 
-def config_for(sim, builders, tmp_path: Path, monkeypatch, *, home: str | None = None,
-               policy: list[dict] | None = None, domains: dict | None = None) -> Config:
+def config_for(
+    sim,
+    builders,
+    tmp_path: Path,
+    monkeypatch,
+    *,
+    home: str | None = None,
+    policy: list[dict] | None = None,
+    domains: dict | None = None,
+) -> Config:
     tenants = []
     for b in builders:
         env = f"ETD_TEST_SECRET_{b.name.upper()}"
         monkeypatch.setenv(env, b.spec["clients"][0]["secret"])
-        tenants.append(TenantConfig(name=b.name, tenant_id=b.tenant_id, client_id=b.spec["clients"][0]["client_id"],
-                                    client_secret_env=env, domains=tuple((domains or {}).get(b.name, ())),
-                                    authority_host=sim.url, graph_endpoint=sim.url))
+        tenants.append(
+            TenantConfig(
+                name=b.name,
+                tenant_id=b.tenant_id,
+                client_id=b.spec["clients"][0]["client_id"],
+                client_secret_env=env,
+                domains=tuple((domains or {}).get(b.name, ())),
+                authority_host=sim.url,
+                graph_endpoint=sim.url,
+            )
+        )
     policy_file = None
     if policy is not None:
         policy_file = tmp_path / "policies.json"
         policy_file.write_text(json.dumps(policy))
-    return Config(path=tmp_path / "test.toml", tenants=tuple(tenants),
-                  remediation_app=RemediationAppConfig(app_id=REMEDIATION_APP_ID, home_tenant_id=home,
-                                                       access_policy_file=policy_file),
-                  audit=AuditConfig(out_dir=tmp_path / "reports", ca_bundle=Path(sim.ca_path)))
+    return Config(
+        path=tmp_path / "test.toml",
+        tenants=tuple(tenants),
+        remediation_app=RemediationAppConfig(
+            app_id=REMEDIATION_APP_ID, home_tenant_id=home, access_policy_file=policy_file
+        ),
+        audit=AuditConfig(out_dir=tmp_path / "reports", ca_bundle=Path(sim.ca_path)),
+    )
 
 
 @pytest.fixture
@@ -55,9 +75,17 @@ def trap_tenant():
     ids["deleted"] = b.deleted_user("dave", days_ago=5)
     in_scope = [v for k, v in ids.items() if k not in ("outside_scope", "deleted")]
     b.group("etd-scope", in_scope)
-    policy = [{"Identity": f"{b.tenant_id}\\{REMEDIATION_APP_ID}:S-1-5-21-1", "AppId": REMEDIATION_APP_ID,
-               "ScopeName": "etd-scope", "ScopeIdentity": "etd-scope@contoso.example",
-               "AccessRight": "RestrictAccess", "Description": "limit remediation", "IsValid": True}]
+    policy = [
+        {
+            "Identity": f"{b.tenant_id}\\{REMEDIATION_APP_ID}:S-1-5-21-1",
+            "AppId": REMEDIATION_APP_ID,
+            "ScopeName": "etd-scope",
+            "ScopeIdentity": "etd-scope@contoso.example",
+            "AccessRight": "RestrictAccess",
+            "Description": "limit remediation",
+            "IsValid": True,
+        }
+    ]
     return b, ids, policy
 
 
@@ -71,16 +99,34 @@ def findings_by_user(result):
 def test_traps_end_to_end(sim_factory, trap_tenant, tmp_path, monkeypatch):
     b, ids, policy = trap_tenant
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch, policy=policy,
-                        domains={"contoso": ("contoso.example", "legacy-contoso.example")})
-    recipients = ["ALICE@CONTOSO.EXAMPLE", "smtp:Alice.Alias@contoso.example", "nobody@contoso.example",
-                  "SMTP:dave@contoso.example"]
+    config = config_for(
+        sim,
+        [b],
+        tmp_path,
+        monkeypatch,
+        policy=policy,
+        domains={"contoso": ("contoso.example", "legacy-contoso.example")},
+    )
+    recipients = [
+        "ALICE@CONTOSO.EXAMPLE",
+        "smtp:Alice.Alias@contoso.example",
+        "nobody@contoso.example",
+        "SMTP:dave@contoso.example",
+    ]
     result = audit_tenant(config.tenants[0], config, RunOptions(), recipients=recipients)
     assert result.status == "ok", result.error
     got = findings_by_user(result)
 
-    for clean in ("licensed", "shared", "room", "equipment", "group_licensed", "disabled_licensed", "guest",
-                  "hybrid_cloud"):
+    for clean in (
+        "licensed",
+        "shared",
+        "room",
+        "equipment",
+        "group_licensed",
+        "disabled_licensed",
+        "guest",
+        "hybrid_cloud",
+    ):
         assert ids[clean] not in got, (clean, got.get(ids[clean]))
     assert got[ids["foundation_only"]] == {"no-exchange-license"}
     assert got[ids["unlicensed"]] == {"no-exchange-license"}

@@ -55,9 +55,15 @@ def drop_line(key: str) -> Callable[[str], str]:
 
 def with_certificate(c: Case, pem: str | bytes, thumbprint: str) -> Path:
     cert = c.file("audit.pem", pem if isinstance(pem, bytes) else pem.encode())
-    return c.config(lambda t: re.sub(r"^client_secret_env = .*$",
-                                     f'certificate_path = "{cert}"\ncertificate_thumbprint = "{thumbprint}"',
-                                     t, count=1, flags=re.M))
+    return c.config(
+        lambda t: re.sub(
+            r"^client_secret_env = .*$",
+            f'certificate_path = "{cert}"\ncertificate_thumbprint = "{thumbprint}"',
+            t,
+            count=1,
+            flags=re.M,
+        )
+    )
 
 
 def run(config: Path, *extra: str) -> list[str]:
@@ -110,69 +116,170 @@ BINARY = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xff\xfe"  # the start
 
 # (id, roles taken from the audit app, how the user gets there, exit code, what they read)
 ROWS: list[tuple[str, tuple[str, ...], Callable[[Case], list[str]], int, str]] = [
-    ("missing-key", (), lambda c: run(c.config(drop_line("client_id"))), 2,
-     "tenants[0]: required key 'client_id' is missing. Add client_id = "),
-    ("unknown-key", (), lambda c: run(c.config(in_tenant('clound = "global"'))), 2,
-     "tenants[0].clound: unknown key 'clound'. Remove it or fix its spelling; did you mean 'cloud'?"),
-    ("mistyped-value", (), lambda c: run(c.config(in_audit('keep = "12"'))), 2,
-     "audit.keep: expected a whole number, got a string. Write it like keep = 12."),
-    ("literal-secret", (), lambda c: run(c.config(in_tenant(f'client_secret = "{LITERAL_SECRET}"'))), 2,
-     "tenants[0].client_secret: secrets are not accepted in the config file. Put the secret in an environment "
-     "variable and name that variable in client_secret_env"),
-    ("unset-secret-variable", (),
-     lambda c: run(c.config(lambda t: t.replace("ETD_SIM_SECRET_CONTOSO", "ETD_TEST_UNSET_SECRET"))), 2,
-     "tenants[0].client_secret_env: environment variable ETD_TEST_UNSET_SECRET is not set (or is empty). "
-     "Set ETD_TEST_UNSET_SECRET in the job's environment before running"),
+    (
+        "missing-key",
+        (),
+        lambda c: run(c.config(drop_line("client_id"))),
+        2,
+        "tenants[0]: required key 'client_id' is missing. Add client_id = ",
+    ),
+    (
+        "unknown-key",
+        (),
+        lambda c: run(c.config(in_tenant('clound = "global"'))),
+        2,
+        "tenants[0].clound: unknown key 'clound'. Remove it or fix its spelling; did you mean 'cloud'?",
+    ),
+    (
+        "mistyped-value",
+        (),
+        lambda c: run(c.config(in_audit('keep = "12"'))),
+        2,
+        "audit.keep: expected a whole number, got a string. Write it like keep = 12.",
+    ),
+    (
+        "literal-secret",
+        (),
+        lambda c: run(c.config(in_tenant(f'client_secret = "{LITERAL_SECRET}"'))),
+        2,
+        "tenants[0].client_secret: secrets are not accepted in the config file. Put the secret in an environment "
+        "variable and name that variable in client_secret_env",
+    ),
+    (
+        "unset-secret-variable",
+        (),
+        lambda c: run(c.config(lambda t: t.replace("ETD_SIM_SECRET_CONTOSO", "ETD_TEST_UNSET_SECRET"))),
+        2,
+        "tenants[0].client_secret_env: environment variable ETD_TEST_UNSET_SECRET is not set (or is empty). "
+        "Set ETD_TEST_UNSET_SECRET in the job's environment before running",
+    ),
     ("unreadable-certificate", (), unreadable_certificate, 2, "cannot be read (it is not a text PEM file)"),
     ("mismatched-thumbprint", (), mismatched_thumbprint, 2, "does not match the certificate in the file"),
-    ("certificate-of-another-key", (), foreign_certificate, 2,
-     "the certificate in the file does not belong to its private key"),
-    ("certificate-not-uploaded", (), certificate_not_uploaded, 2,
-     "sign-in failed with AADSTS700027"),
-    ("wrong-secret", (), wrong_secret, 2,
-     "tenant 'contoso': sign-in failed with AADSTS7000215: Invalid client secret provided. The client secret is "
-     "wrong: check the value in the environment variable ETD_SIM_SECRET_CONTOSO (it must be the secret's Value, "
-     "not its Secret ID)"),
-    ("unknown-tenant", (), unknown_tenant, 2,
-     "sign-in failed with AADSTS90002: Tenant '0b0b0b0b-1111-4222-8333-444455556666' not found. Tenant not "
-     "found: check tenant_id (0b0b0b0b-1111-4222-8333-444455556666) and that cloud (global) is where it lives"),
-    ("audit-lacks-User.Read.All", ("User.Read.All",), lambda c: run(c.config()), 3,
-     "partial  users       0  the audit app may not read users (Graph 403 Authorization_RequestDenied); grant "
-     "it the application permission User.Read.All with admin consent"),
-    ("audit-lacks-MailboxSettings.Read", ("MailboxSettings.Read",), lambda c: run(c.config()), 3,
-     "not assessed: mailbox probe refused to the audit app (grant MailboxSettings.Read)"),
-    ("audit-lacks-Organization.Read.All", ("Organization.Read.All",),
-     lambda c: ["readiness", "--config", str(c.config())], 1,
-     "FAIL  audit app holds Organization.Read.All                           missing: grant it to read verified "
-     "domains and subscribed licenses"),
-    ("out-dir-not-writable", (), out_dir_not_writable, 2,
-     "audit.out_dir: cannot write reports to {folder}/not-a-folder/reports (Not a directory). Point out_dir (or "
-     "--out) at a folder this user can create and write to."),
-    ("bad-cron", (),
-     lambda c: ["schedule", "--config", str(c.config(lambda t: t + '\n[schedule]\ncron = "0 6 * *"\n'))], 2,
-     "schedule.cron: '0 6 * *' is not a valid cron expression"),
-    ("recipients-empty", (), recipients(b""), 2,
-     "recipients.csv: the file is empty. It needs a header row and one row per address."),
+    (
+        "certificate-of-another-key",
+        (),
+        foreign_certificate,
+        2,
+        "the certificate in the file does not belong to its private key",
+    ),
+    ("certificate-not-uploaded", (), certificate_not_uploaded, 2, "sign-in failed with AADSTS700027"),
+    (
+        "wrong-secret",
+        (),
+        wrong_secret,
+        2,
+        "tenant 'contoso': sign-in failed with AADSTS7000215: Invalid client secret provided. The client secret is "
+        "wrong: check the value in the environment variable ETD_SIM_SECRET_CONTOSO (it must be the secret's Value, "
+        "not its Secret ID)",
+    ),
+    (
+        "unknown-tenant",
+        (),
+        unknown_tenant,
+        2,
+        "sign-in failed with AADSTS90002: Tenant '0b0b0b0b-1111-4222-8333-444455556666' not found. Tenant not "
+        "found: check tenant_id (0b0b0b0b-1111-4222-8333-444455556666) and that cloud (global) is where it lives",
+    ),
+    (
+        "audit-lacks-User.Read.All",
+        ("User.Read.All",),
+        lambda c: run(c.config()),
+        3,
+        "partial  users       0  the audit app may not read users (Graph 403 Authorization_RequestDenied); grant "
+        "it the application permission User.Read.All with admin consent",
+    ),
+    (
+        "audit-lacks-MailboxSettings.Read",
+        ("MailboxSettings.Read",),
+        lambda c: run(c.config()),
+        3,
+        "not assessed: mailbox probe refused to the audit app (grant MailboxSettings.Read)",
+    ),
+    (
+        "audit-lacks-Organization.Read.All",
+        ("Organization.Read.All",),
+        lambda c: ["readiness", "--config", str(c.config())],
+        1,
+        "FAIL  audit app holds Organization.Read.All                           missing: grant it to read verified "
+        "domains and subscribed licenses",
+    ),
+    (
+        "out-dir-not-writable",
+        (),
+        out_dir_not_writable,
+        2,
+        "audit.out_dir: cannot write reports to {folder}/not-a-folder/reports (Not a directory). Point out_dir (or "
+        "--out) at a folder this user can create and write to.",
+    ),
+    (
+        "bad-cron",
+        (),
+        lambda c: ["schedule", "--config", str(c.config(lambda t: t + '\n[schedule]\ncron = "0 6 * *"\n'))],
+        2,
+        "schedule.cron: '0 6 * *' is not a valid cron expression",
+    ),
+    (
+        "recipients-empty",
+        (),
+        recipients(b""),
+        2,
+        "recipients.csv: the file is empty. It needs a header row and one row per address.",
+    ),
     ("recipients-blank-lines", (), recipients(b"\r\n \r\n"), 2, "recipients.csv: the file is empty."),
-    ("recipients-binary", (), recipients(BINARY), 2,
-     "recipients.csv: this is not a text CSV file (it contains binary data). Export the list as CSV (UTF-8)."),
-    ("recipients-no-address-column", (), recipients(b"Name,Department\nAnn,Sales\n"), 2,
-     "recipients.csv: no address column among Name, Department. Name the column holding the e-mail addresses "
-     "'address'."),
-    ("recipients-header-only", (), recipients(b"address\n"), 2,
-     "recipients.csv: the 'address' column holds no addresses."),
+    (
+        "recipients-binary",
+        (),
+        recipients(BINARY),
+        2,
+        "recipients.csv: this is not a text CSV file (it contains binary data). Export the list as CSV (UTF-8).",
+    ),
+    (
+        "recipients-no-address-column",
+        (),
+        recipients(b"Name,Department\nAnn,Sales\n"),
+        2,
+        "recipients.csv: no address column among Name, Department. Name the column holding the e-mail addresses "
+        "'address'.",
+    ),
+    (
+        "recipients-header-only",
+        (),
+        recipients(b"address\n"),
+        2,
+        "recipients.csv: the 'address' column holds no addresses.",
+    ),
     ("error-log-empty", (), error_log(b""), 2, "errors.csv: the file is empty."),
-    ("error-log-binary", (), error_log(BINARY), 2,
-     "errors.csv: this is not a text CSV file (it contains binary data)."),
-    ("error-log-no-address-column", (), error_log(b"Name,Remediation Error\nAnn,Resource is Not Found\n"), 2,
-     "errors.csv: no mailbox address column among 'Name', 'Remediation Error'. Name the column holding the "
-     "mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN')."),
-    ("error-log-no-error-column", (), error_log(b"Mailbox,Note\nann@contoso.com,hello\n"), 2,
-     "errors.csv: no remediation error column among 'Mailbox', 'Note'. Name the column holding the error text "
-     "'Remediation Error' (or 'Error')."),
-    ("error-log-runaway-quote", (), error_log(b'Mailbox,Error\n"' + b"x" * 140_000 + b"\n"), 2,
-     "errors.csv: cannot be read as CSV near line 2 (field larger than field limit (131072)). Export it again "
-     "as CSV (UTF-8)."),
+    (
+        "error-log-binary",
+        (),
+        error_log(BINARY),
+        2,
+        "errors.csv: this is not a text CSV file (it contains binary data).",
+    ),
+    (
+        "error-log-no-address-column",
+        (),
+        error_log(b"Name,Remediation Error\nAnn,Resource is Not Found\n"),
+        2,
+        "errors.csv: no mailbox address column among 'Name', 'Remediation Error'. Name the column holding the "
+        "mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN').",
+    ),
+    (
+        "error-log-no-error-column",
+        (),
+        error_log(b"Mailbox,Note\nann@contoso.com,hello\n"),
+        2,
+        "errors.csv: no remediation error column among 'Mailbox', 'Note'. Name the column holding the error text "
+        "'Remediation Error' (or 'Error').",
+    ),
+    (
+        "error-log-runaway-quote",
+        (),
+        error_log(b'Mailbox,Error\n"' + b"x" * 140_000 + b"\n"),
+        2,
+        "errors.csv: cannot be read as CSV near line 2 (field larger than field limit (131072)). Export it again "
+        "as CSV (UTF-8).",
+    ),
 ]
 
 
@@ -187,8 +294,7 @@ def restore_logging():
 
 
 @pytest.mark.parametrize(("taken", "make", "code", "says"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
-def test_bad_input_is_refused_with_a_clear_message(sim_factory, tmp_path, monkeypatch, capsys,
-                                                   taken, make, code, says):
+def test_bad_input_is_refused_with_a_clear_message(sim_factory, tmp_path, monkeypatch, capsys, taken, make, code, says):
     spec = generate_tenant("contoso", 12, seed=2)
     spec["clients"][0]["roles"] = [r for r in spec["clients"][0]["roles"] if r not in taken]
     sim = sim_factory([spec])

@@ -56,9 +56,14 @@ def assert_same_audit(clean, faulty) -> None:
         assert probe_table(after) == probe_table(before), f"{after.name}: a probe answer differs"
         assert finding_tuples(after.findings) == finding_tuples(before.findings), after.name
         assert (after.users_scanned, after.users_in_directory, after.mailboxes_probed, after.not_assessed) == (
-            before.users_scanned, before.users_in_directory, before.mailboxes_probed, before.not_assessed)
+            before.users_scanned,
+            before.users_in_directory,
+            before.mailboxes_probed,
+            before.not_assessed,
+        )
         assert [(n.check_id, n.reason) for n in after.not_evaluated] == [
-            (n.check_id, n.reason) for n in before.not_evaluated]
+            (n.check_id, n.reason) for n in before.not_evaluated
+        ]
 
 
 def assert_faults_were_served(counters: dict, tenants: int) -> None:

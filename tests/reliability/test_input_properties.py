@@ -19,18 +19,45 @@ FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 # Pieces that CSV files are made of, so that generated files look like CSV often enough to reach the
 # parser's deeper paths (quotes, delimiters, header names the readers look for).
-PIECES = st.sampled_from([
-    "address", "Mailbox", "Remediation Error", "Error", "UPN", "email", ",", ";", '"', '""', "\n", "\r\n",
-    "\r", " ", "\t", "\ufeff", "a@contoso.com", "smtp:B@Fabrikam.com", "Ann <ann@x.example>",
-    "Resource is Not Found", "The Requested User is Invalid", "=HYPERLINK(\"x\")", "\x00", "é", "\u2028",
-])
+PIECES = st.sampled_from(
+    [
+        "address",
+        "Mailbox",
+        "Remediation Error",
+        "Error",
+        "UPN",
+        "email",
+        ",",
+        ";",
+        '"',
+        '""',
+        "\n",
+        "\r\n",
+        "\r",
+        " ",
+        "\t",
+        "\ufeff",
+        "a@contoso.com",
+        "smtp:B@Fabrikam.com",
+        "Ann <ann@x.example>",
+        "Resource is Not Found",
+        "The Requested User is Invalid",
+        '=HYPERLINK("x")',
+        "\x00",
+        "é",
+        "\u2028",
+    ]
+)
 csv_text = st.lists(PIECES | st.text(max_size=12), max_size=40).map("".join)
 csv_bytes = st.one_of(
     csv_text.map(lambda t: t.encode("utf-8", "surrogatepass")),
     csv_text.map(lambda t: t.encode("utf-16")),
     st.binary(max_size=300),
-    st.builds(lambda head, n: head + b'"' + b"x" * n, st.sampled_from([b"address\n", b"Mailbox,Error\n"]),
-              st.sampled_from([10, 140_000])),  # a runaway quote: one field over csv's size limit
+    st.builds(
+        lambda head, n: head + b'"' + b"x" * n,
+        st.sampled_from([b"address\n", b"Mailbox,Error\n"]),
+        st.sampled_from([10, 140_000]),
+    ),  # a runaway quote: one field over csv's size limit
 )
 
 

@@ -31,7 +31,7 @@ def section(rows: list[tuple], title: str) -> list[dict]:
     start = next(i for i, r in enumerate(rows) if r and r[0] == title and not any(r[1:]))
     header = rows[start + 1]
     out = []
-    for row in rows[start + 2:]:
+    for row in rows[start + 2 :]:
         if not any(v is not None for v in row):
             break
         out.append({h: v for h, v in zip(header, row, strict=False) if h})
@@ -53,8 +53,11 @@ def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, tmp_path, monkey
     assert outcome.exit_code == ExitCode.PARTIAL
     by_name = {t.name: t for t in outcome.result.tenants}
     assert {n: t.status for n, t in by_name.items()} == {
-        "contoso": TenantStatus.OK, "fabrikam": TenantStatus.FAILED,
-        "northwind": TenantStatus.PARTIAL, "adatum": TenantStatus.FAILED}
+        "contoso": TenantStatus.OK,
+        "fabrikam": TenantStatus.FAILED,
+        "northwind": TenantStatus.PARTIAL,
+        "adatum": TenantStatus.FAILED,
+    }
     assert "429 TooManyRequests" in by_name["fabrikam"].error
     assert "InvalidResponse" in by_name["adatum"].error  # a fault after retries, not a crash
     assert sims["adatum"].counters.snapshot()["bad_bodies"] >= 6
@@ -62,8 +65,12 @@ def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, tmp_path, monkey
     failed_probes = {uid for uid, p in northwind.snapshot.probes.value.items() if p.outcome == "failed"}
     assert len(failed_probes) == northwind.not_assessed["mailbox probe failed after retries"] > 30
     assert f"{len(failed_probes)} mailbox probes failed after retries" in northwind.error
-    assert not [f for f in northwind.findings if f.user_id in failed_probes and f.check_id in (
-        "no-exchange-license", "mailbox-not-provisioned", "on-premises-mailbox")]  # no probe result invented
+    assert not [
+        f
+        for f in northwind.findings
+        if f.user_id in failed_probes
+        and f.check_id in ("no-exchange-license", "mailbox-not-provisioned", "on-premises-mailbox")
+    ]  # no probe result invented
     assert by_name["contoso"].findings  # the healthy tenant was audited in full
 
     # The workbook, read back: the Summary says which tenant failed or is partial, and why.
@@ -73,14 +80,21 @@ def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, tmp_path, monkey
     assert "incomplete" in headline and "2 tenants failed" in headline, headline
     tenants = {row["Tenant"]: row for row in section(summary, "Tenants")}
     assert {n: tenants[n]["Status"] for n in NAMES} == {
-        "contoso": "ok", "fabrikam": "failed", "northwind": "partial", "adatum": "failed"}
+        "contoso": "ok",
+        "fabrikam": "failed",
+        "northwind": "partial",
+        "adatum": "failed",
+    }
     assert "429 TooManyRequests" in tenants["fabrikam"]["Problem"]
     assert "InvalidResponse" in tenants["adatum"]["Problem"]
     assert tenants["northwind"]["Not assessed"] == len(failed_probes)
     gaps = section(summary, "Could not be assessed")
     assert {(g["Tenant"], g["What"]) for g in gaps} >= {
-        ("fabrikam", "tenant not audited"), ("adatum", "tenant not audited"),
-        ("northwind", "tenant only partly read"), ("northwind", f"{len(failed_probes)} users not assessed")}
+        ("fabrikam", "tenant not audited"),
+        ("adatum", "tenant not audited"),
+        ("northwind", "tenant only partly read"),
+        ("northwind", f"{len(failed_probes)} users not assessed"),
+    }
 
     # Which users were not probed: each one is on the Users sheet with its failed probe.
     users = sheet_rows(book["Users"])

@@ -77,8 +77,15 @@ def smtp_tls(tmp_path):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "smtp.pem", tmp_path / "smtp.key")
     inbox, port = Inbox(), free_port()
-    server = Controller(inbox, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
-                        authenticator=inbox.authenticate, auth_required=True)
+    server = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=inbox.authenticate,
+        auth_required=True,
+    )
     server.start()
     try:
         yield inbox, port, material.ca_pem
@@ -113,8 +120,6 @@ def files_under(*folders: Path) -> list[Path]:
     return [p for folder in folders for p in folder.rglob("*") if p.is_file()]
 
 
-
-
 def test_verbose_json_run_leaks_no_secret_token_or_assertion(sim_factory, smtp_tls, tmp_path):
     inbox, smtp_port, smtp_ca = smtp_tls
     specs = tenants()
@@ -129,22 +134,49 @@ def test_verbose_json_run_leaks_no_secret_token_or_assertion(sim_factory, smtp_t
     bundle = tmp_path / "ca-bundle.pem"
     bundle.write_text(sim.ca_path.read_text() + smtp_ca)
     text = sim.config_toml(str(out))
-    text = text.replace('client_secret_env = "ETD_SIM_SECRET_FABRIKAM"',
-                        f'certificate_path = "{key_file}"\ncertificate_thumbprint = "{fabrikam["thumbprint"]}"')
+    text = text.replace(
+        'client_secret_env = "ETD_SIM_SECRET_FABRIKAM"',
+        f'certificate_path = "{key_file}"\ncertificate_thumbprint = "{fabrikam["thumbprint"]}"',
+    )
     text = text.replace(f'ca_bundle = "{sim.ca_path}"', f'ca_bundle = "{bundle}"')
-    text += (f'\n[email]\nto = ["secops@contoso.com"]\nsender = "audit@contoso.com"\nsmtp_host = "127.0.0.1"\n'
-             f'smtp_port = {smtp_port}\nsmtp_security = "starttls"\nsmtp_username_env = "ETD_SMTP_USER"\n'
-             'smtp_password_env = "ETD_SMTP_PASSWORD"\n')
+    text += (
+        f'\n[email]\nto = ["secops@contoso.com"]\nsender = "audit@contoso.com"\nsmtp_host = "127.0.0.1"\n'
+        f'smtp_port = {smtp_port}\nsmtp_security = "starttls"\nsmtp_username_env = "ETD_SMTP_USER"\n'
+        'smtp_password_env = "ETD_SMTP_PASSWORD"\n'
+    )
     config = work / "config.toml"
     config.write_text(text)
     assert "client_secret_env" in text and "certificate_path" in text  # one tenant of each kind
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETD_")}
-    env.update(HOME=str(home), PYTHONPATH=str(ROOT), ETD_SIM_SECRET_CONTOSO=CLIENT_SECRET,
-               ETD_SMTP_USER=SMTP_USER, ETD_SMTP_PASSWORD=SMTP_PASSWORD)
+    env.update(
+        HOME=str(home),
+        PYTHONPATH=str(ROOT),
+        ETD_SIM_SECRET_CONTOSO=CLIENT_SECRET,
+        ETD_SMTP_USER=SMTP_USER,
+        ETD_SMTP_PASSWORD=SMTP_PASSWORD,
+    )
 
-    done = subprocess.run([sys.executable, "-m", "audit", "--verbose", "--log-format", "json", "run",
-                           "--config", str(config), "--probe", "all", "--format", "xlsx,json,csv"],
-                          cwd=work, env=env, capture_output=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "audit",
+            "--verbose",
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            str(config),
+            "--probe",
+            "all",
+            "--format",
+            "xlsx,json,csv",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
 
     stderr = done.stderr.decode()
     assert done.returncode in (0, 1), stderr[-3000:]
@@ -185,8 +217,11 @@ def test_verbose_json_run_leaks_no_secret_token_or_assertion(sim_factory, smtp_t
     assert stat.S_IMODE(out.stat().st_mode) & 0o027 == 0
 
     # Tenant data cannot inject markup into the mail nor formulas into the workbook or CSV.
-    html = next(p for p in email.message_from_bytes(inbox.messages[0], policy=email.policy.default).walk()
-                if p.get_content_type() == "text/html").get_content()
+    html = next(
+        p
+        for p in email.message_from_bytes(inbox.messages[0], policy=email.policy.default).walk()
+        if p.get_content_type() == "text/html"
+    ).get_content()
     assert "<img" not in html and "<script" not in html
     book = load_workbook(next(p for p in reports if p.suffix == ".xlsx"))
     cells = [c for ws in book.worksheets for row in ws.iter_rows() for c in row]
@@ -211,11 +246,18 @@ def test_the_command_refuses_an_untrusted_certificate_unless_ca_bundle_names_it(
         config.write_text(text)
         results[name] = subprocess.run(
             [sys.executable, "-m", "audit", "run", "--config", str(config), "--probe", "none", "--no-email"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     refused = results["untrusted"]
     assert refused.returncode == 2, refused.stderr
-    assert (f"the sign-in service at {sim.url.removeprefix('https://')} presented a certificate this machine "
-            "does not trust. If a TLS-inspecting proxy is in the way, set audit.ca_bundle") in refused.stdout
+    assert (
+        f"the sign-in service at {sim.url.removeprefix('https://')} presented a certificate this machine "
+        "does not trust. If a TLS-inspecting proxy is in the way, set audit.ca_bundle"
+    ) in refused.stdout
     assert results["trusted"].returncode in (0, 1), results["trusted"].stderr
     assert "contoso              ok" in results["trusted"].stdout

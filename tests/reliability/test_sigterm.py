@@ -51,8 +51,17 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
     assert {Path(n).suffix for n in before} == {".xlsx", ".json"} and earlier.report.json.name in before
 
     # Probing every mailbox (300 users, 20 ms a call) keeps the run reading Graph for a few seconds.
-    args = [sys.executable, "-m", "audit", "run", "--config", str(config_path), "--no-email",
-            "--probe", "all" if moment == "reading-graph" else "none"]
+    args = [
+        sys.executable,
+        "-m",
+        "audit",
+        "run",
+        "--config",
+        str(config_path),
+        "--no-email",
+        "--probe",
+        "all" if moment == "reading-graph" else "none",
+    ]
     calls_before = sim.counters.snapshot()["http_requests"]
     child = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -61,8 +70,11 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
         else:
             # The report's own temporary file (.etd-audit-<stem>.<ext>.<random>.tmp), not the out_dir
             # write check that the run makes before it starts reading Graph.
-            wait_for(lambda: any(p.name.startswith(".etd-audit-") and p.name.endswith(".tmp") for p in out.iterdir()),
-                     "a temporary report file", child)
+            wait_for(
+                lambda: any(p.name.startswith(".etd-audit-") and p.name.endswith(".tmp") for p in out.iterdir()),
+                "a temporary report file",
+                child,
+            )
         child.send_signal(signal.SIGTERM)
         stdout, stderr = child.communicate(timeout=60)
     finally:

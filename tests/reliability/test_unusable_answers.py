@@ -21,10 +21,13 @@ def test_fault_spec_reads_the_unusable_answer_kinds():
         FaultSpec.parse("bad_json=2")
 
 
-@pytest.mark.parametrize(("kind", "problem"), [
-    ("bad_json", "the answer is not a JSON object"),
-    ("no_value", "the collection page has no 'value' list"),
-])
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("bad_json", "the answer is not a JSON object"),
+        ("no_value", "the collection page has no 'value' list"),
+    ],
+)
 def test_unusable_page_is_retried_then_a_graph_error(sim_factory, monkeypatch, tenant, kind, problem):
     sim = sim_factory([tenant], faults=f"{kind}=1,retry_after=2")
     client, waits = client_for(sim, tenant, monkeypatch, max_attempts=4)
@@ -39,15 +42,15 @@ def test_text_routes_are_never_garbled(sim_factory, monkeypatch, tenant):
     sim = sim_factory([tenant], faults="bad_json=1,no_value=1")
     client, _ = client_for(sim, tenant, monkeypatch)
     assert client.get_text("/users/$count", headers={"ConsistencyLevel": "eventual"}).strip() == str(
-        len(tenant["users"]))
+        len(tenant["users"])
+    )
 
 
 def test_unreadable_batch_answers_leave_items_to_retry_not_a_lost_dataset(sim_factory, monkeypatch, tenant):
     sim = sim_factory([tenant], faults="bad_json=1,retry_after=0")
     client, _ = client_for(sim, tenant, monkeypatch, max_attempts=2)
     ids = [u["id"] for u in tenant["users"][:6]]
-    answers = client.batch([{"id": u, "method": "GET", "url": f"/users/{u}/mailboxSettings"} for u in ids],
-                           per_batch=4)
+    answers = client.batch([{"id": u, "method": "GET", "url": f"/users/{u}/mailboxSettings"} for u in ids], per_batch=4)
     assert sorted(answers) == sorted(ids)
     assert {a.status for a in answers.values()} == {503}  # transient: the caller reports them unassessed
     assert {a.error().code for a in answers.values()} == {"InvalidResponse"}

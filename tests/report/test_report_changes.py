@@ -20,15 +20,17 @@ def first_run():
     result = sample_result(started=T1)
     fabrikam = result.tenants[1]
     fabrikam.not_evaluated = []  # evaluated last week, not this week
-    fabrikam.findings.append(finding(FABRIKAM, "recipient-not-in-directory", "low",
-                                     user("u-ghost", "ghost@fabrikam.com", "Ghost")))
+    fabrikam.findings.append(
+        finding(FABRIKAM, "recipient-not-in-directory", "low", user("u-ghost", "ghost@fabrikam.com", "Ghost"))
+    )
     return result
 
 
 def second_run():
     erin = user("u-erin", "erin@contoso.com", "Erin Unprobed")
-    return sample_result(started=T2, drop=("u-bob", "u-carol"),
-                         contoso_extra=[finding(CONTOSO, "no-exchange-license", "high", erin)])
+    return sample_result(
+        started=T2, drop=("u-bob", "u-carol"), contoso_extra=[finding(CONTOSO, "no-exchange-license", "high", erin)]
+    )
 
 
 def keyset(findings):
@@ -44,8 +46,7 @@ def test_changes_between_two_runs(write):
     assert keyset(changes.new) == {("no-exchange-license", "u-erin")}
     assert keyset(changes.resolved) == {("no-exchange-license", "u-bob")}
     # carol's probe failed this run and fabrikam did not evaluate the recipient check: not resolved
-    assert keyset(changes.unverified) == {("on-premises-mailbox", "u-carol"),
-                                          ("recipient-not-in-directory", "u-ghost")}
+    assert keyset(changes.unverified) == {("on-premises-mailbox", "u-carol"), ("recipient-not-in-directory", "u-ghost")}
     assert keyset(changes.still_open) == {("soft-deleted-user", "u-dave"), ("app-missing-permission", None)}
 
     first_seen = {(f.check_id, f.user_id): f.first_seen for f in two.findings}
@@ -72,7 +73,8 @@ def test_changes_between_two_runs(write):
 
     assert summary_line(second_run(), two) == (
         "contoso, fabrikam, northwind — 3 findings (1 critical, 1 high, +1 new, -1 resolved)"
-        " — INCOMPLETE: northwind failed")
+        " — INCOMPLETE: northwind failed"
+    )
 
 
 def test_first_seen_survives_a_chain_of_runs(write):
@@ -130,8 +132,9 @@ def test_users_not_assessed_are_not_resolved_without_a_snapshot(write):
     one = write(first_run())
     previous, _ = read_json_report(one.json)
     bare = second_run()
-    bare.tenants = [replace(t, snapshot=None, not_assessed_users=("u-carol",) if t.name == "contoso" else ())
-                    for t in bare.tenants]
+    bare.tenants = [
+        replace(t, snapshot=None, not_assessed_users=("u-carol",) if t.name == "contoso" else ()) for t in bare.tenants
+    ]
     changes, _ = compare(bare, bare.findings, previous, one.json)
     assert ("on-premises-mailbox", "u-carol") in keyset(changes.unverified)
     assert ("on-premises-mailbox", "u-carol") not in keyset(changes.resolved)

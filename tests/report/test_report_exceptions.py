@@ -33,9 +33,14 @@ def test_load_exceptions(tmp_path):
     path = tmp_path / "exceptions.toml"
     path.write_text(GOOD)
     bob, fabrikam = load_exceptions(path)
-    assert bob == AcceptedException("no-exchange-license", "Shared printer account, never receives mail",
-                                    "it-ops@contoso.com", date(2099, 12, 31), user="BOB@contoso.com",
-                                    source="exceptions.toml exception #1")
+    assert bob == AcceptedException(
+        "no-exchange-license",
+        "Shared printer account, never receives mail",
+        "it-ops@contoso.com",
+        date(2099, 12, 31),
+        user="BOB@contoso.com",
+        source="exceptions.toml exception #1",
+    )
     assert fabrikam.tenant == "fabrikam" and fabrikam.user is None and fabrikam.expires == date(2099, 1, 31)
 
 
@@ -48,15 +53,18 @@ def test_empty_file_means_no_exceptions(tmp_path):
 ENTRY = 'check_id = "x"\nuser = "a@b.c"\nreason = "r"\nowner = "o"\nexpires = 2099-01-01\n'
 
 
-@pytest.mark.parametrize(("second", "expected"), [
-    (ENTRY.replace('owner = "o"\n', ""), "exception #2: missing key 'owner'"),
-    (ENTRY.replace("2099-01-01", '"next tuesday"'), "exception #2: key 'expires' is not a date"),
-    (ENTRY.replace("2099-01-01", "2099-02-30"), "not valid TOML"),  # TOML itself rejects the date
-    (ENTRY.replace("2099-01-01", '"2099-02-30"'), "exception #2: key 'expires' is not a date"),
-    (ENTRY.replace('user = "a@b.c"\n', ""), "exception #2: missing key 'user' or 'tenant'"),
-    (ENTRY + 'colour = "blue"\n', "exception #2: unknown key 'colour'"),
-    (ENTRY.replace('reason = "r"', "reason = 5"), "exception #2: key 'reason' must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        (ENTRY.replace('owner = "o"\n', ""), "exception #2: missing key 'owner'"),
+        (ENTRY.replace("2099-01-01", '"next tuesday"'), "exception #2: key 'expires' is not a date"),
+        (ENTRY.replace("2099-01-01", "2099-02-30"), "not valid TOML"),  # TOML itself rejects the date
+        (ENTRY.replace("2099-01-01", '"2099-02-30"'), "exception #2: key 'expires' is not a date"),
+        (ENTRY.replace('user = "a@b.c"\n', ""), "exception #2: missing key 'user' or 'tenant'"),
+        (ENTRY + 'colour = "blue"\n', "exception #2: unknown key 'colour'"),
+        (ENTRY.replace('reason = "r"', "reason = 5"), "exception #2: key 'reason' must be a non-empty string"),
+    ],
+)
 def test_bad_entries_name_file_entry_and_key(tmp_path, second, expected):
     path = tmp_path / "exceptions.toml"
     path.write_text(f"[[exception]]\n{ENTRY}\n[[exception]]\n{second}")
@@ -72,16 +80,21 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 
 def exception(check_id, *, user=None, tenant=None, expires=date(2099, 1, 1)):
-    return AcceptedException(check_id, "known and accepted", "it-ops", expires, user=user, tenant=tenant,
-                             source="test exception")
+    return AcceptedException(
+        check_id, "known and accepted", "it-ops", expires, user=user, tenant=tenant, source="test exception"
+    )
 
 
 def test_active_exceptions_move_findings_to_the_accepted_sheet(write):
-    exceptions = [exception("no-exchange-license", user="BOB@contoso.com"),
-                  exception("app-missing-permission", tenant=FABRIKAM)]
+    exceptions = [
+        exception("no-exchange-license", user="BOB@contoso.com"),
+        exception("app-missing-permission", tenant=FABRIKAM),
+    ]
     files = write(sample_result(), exceptions=exceptions)
-    assert {(f.check_id, f.user_id) for f in files.accepted} == {("no-exchange-license", "u-bob"),
-                                                                ("app-missing-permission", None)}
+    assert {(f.check_id, f.user_id) for f in files.accepted} == {
+        ("no-exchange-license", "u-bob"),
+        ("app-missing-permission", None),
+    }
     assert {f.check_id for f in files.findings} == {"on-premises-mailbox", "soft-deleted-user"}
 
     wb = openpyxl.load_workbook(files.xlsx)
@@ -122,16 +135,18 @@ def test_expired_exception_does_not_match_and_is_reported(write):
     wb = openpyxl.load_workbook(files.xlsx)
     ws = wb["Findings"]
     header = [c.value for c in ws[1]]
-    carol = next(dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True)
-                 if r[6] == "u-carol")
+    carol = next(
+        dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True) if r[6] == "u-carol"
+    )
     assert carol["Note"] == "exception expired 2025-01-31 (owner it-ops)"
     notes = [r[0] for r in wb["Summary"].iter_rows(values_only=True) if r[0] and "expired" in str(r[0])]
     assert len(notes) == 1 and "2025-01-31" in notes[0] and "count again" in notes[0]
 
 
 def test_exception_matching_nothing_is_noted(write):
-    files = write(sample_result(), exceptions=[exception("no-exchange-license", user="nobody@contoso.com",
-                                                         tenant=CONTOSO)])
+    files = write(
+        sample_result(), exceptions=[exception("no-exchange-license", user="nobody@contoso.com", tenant=CONTOSO)]
+    )
     assert not files.accepted
     wb = openpyxl.load_workbook(files.xlsx)
     assert any("matched no finding" in str(r[0]) for r in wb["Summary"].iter_rows(values_only=True))
@@ -143,4 +158,6 @@ def test_shipped_example_file_loads():
     example = Path(__file__).resolve().parents[2] / "config" / "exceptions.example.toml"
     entries = load_exceptions(example)
     assert [(e.check_id, e.user, e.tenant) for e in entries] == [
-        ("no-exchange-license", "kiosk01@contoso.com", None), ("domain-not-verified", None, "contoso")]
+        ("no-exchange-license", "kiosk01@contoso.com", None),
+        ("domain-not-verified", None, "contoso"),
+    ]

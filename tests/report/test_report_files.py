@@ -20,9 +20,19 @@ from audit.report.tables import Lookups
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-FINDING_KEYS = {"tenant_id": str, "check_id": str, "severity": str, "user_principal_name": (str, type(None)),
-                "user_id": (str, type(None)), "display_name": (str, type(None)), "predicted_error": str,
-                "cause": str, "fix": str, "evidence": str, "first_seen": str}
+FINDING_KEYS = {
+    "tenant_id": str,
+    "check_id": str,
+    "severity": str,
+    "user_principal_name": (str, type(None)),
+    "user_id": (str, type(None)),
+    "display_name": (str, type(None)),
+    "predicted_error": str,
+    "cause": str,
+    "fix": str,
+    "evidence": str,
+    "first_seen": str,
+}
 
 
 def iso_ok(value: str) -> bool:
@@ -47,8 +57,9 @@ def test_json_schema_keys_and_types(write):
         assert "users_in_directory" in t and isinstance(t["not_assessed"], dict)
     statuses = {t["name"]: (t["status"], t["error"]) for t in data["tenants"]}
     assert statuses["northwind"][0] == "failed" and "AADSTS7000215" in statuses["northwind"][1]
-    assert data["tenants"][1]["not_evaluated"] == [{"check_id": "recipient-not-in-directory",
-                                                    "reason": "no recipients list was given"}]
+    assert data["tenants"][1]["not_evaluated"] == [
+        {"check_id": "recipient-not-in-directory", "reason": "no recipients list was given"}
+    ]
     assert len(data["findings"]) == 4
     for f in data["findings"]:
         assert set(f) == set(FINDING_KEYS)
@@ -107,8 +118,9 @@ def test_keep_prunes_the_oldest_after_writing(write, tmp_path):
     (folder / "notes.txt").write_text("not a report")
     files = write(sample_result(), keep=2)
     left = sorted(p.name for p in folder.iterdir())
-    assert left == sorted([f"{s}{x}" for s in stems[-2:] for x in (".xlsx", ".json")]
-                          + [files.xlsx.name, files.json.name, "notes.txt"])
+    assert left == sorted(
+        [f"{s}{x}" for s in stems[-2:] for x in (".xlsx", ".json")] + [files.xlsx.name, files.json.name, "notes.txt"]
+    )
 
 
 def test_a_failed_write_leaves_nothing_and_prunes_nothing(write, tmp_path):
@@ -176,8 +188,9 @@ def test_killed_run_leaves_the_previous_report_intact(write, tmp_path, mode):
     script.write_text(CHILD.format(root=str(ROOT), here=str(HERE)))
     marker = tmp_path / "marker"
 
-    child = subprocess.Popen([sys.executable, str(script), str(folder), str(marker), mode], cwd=ROOT,
-                             stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(folder), str(marker), mode], cwd=ROOT, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60  # a bound on waiting, not an assertion about speed
         while not marker.exists():
@@ -235,7 +248,8 @@ def test_triage_results_are_neither_pruned_nor_taken_as_previous_reports(tmp_pat
     (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").write_bytes(b"x")
     (tmp_path / "etd-audit-20260101T000000Z.json").write_text("{}")
     assert [p.name for p in previous_reports(tmp_path, "etd-audit-20260201T000000Z")] == [
-        "etd-audit-20260101T000000Z.json"]
+        "etd-audit-20260101T000000Z.json"
+    ]
     removed = fs.prune(tmp_path, "etd-audit-", "etd-audit-20260201T000000Z", keep=0)
     assert [p.name for p in removed] == ["etd-audit-20260101T000000Z.json"]
     assert (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").exists()

@@ -41,8 +41,11 @@ def test_dangerous_display_name_is_text_in_findings_users_and_csv(write, name):
     ws = wb["Findings"]
     header = [c.value for c in ws[1]]
     col = header.index("Display name") + 1
-    cells = [ws.cell(row=r, column=col) for r in range(2, ws.max_row + 1)
-             if ws.cell(row=r, column=header.index("Object id") + 1).value == "u-carol"]
+    cells = [
+        ws.cell(row=r, column=col)
+        for r in range(2, ws.max_row + 1)
+        if ws.cell(row=r, column=header.index("Object id") + 1).value == "u-carol"
+    ]
     assert len(cells) == 1
     assert cells[0].data_type == "s" and cells[0].value == in_xlsx
 

@@ -9,9 +9,11 @@ from audit.report.tally import tally
 
 def test_counts_by_tenant_and_check_keep_accepted_apart():
     bob = user("u-bob", "bob@contoso.com", "Bob")
-    counted = [finding(CONTOSO, "no-exchange-license", "high", bob),
-               finding(CONTOSO, "app-missing-permission", "critical", None),
-               finding(FABRIKAM, "no-exchange-license", "high", user("u-f", "f@fabrikam.com", "F"))]
+    counted = [
+        finding(CONTOSO, "no-exchange-license", "high", bob),
+        finding(CONTOSO, "app-missing-permission", "critical", None),
+        finding(FABRIKAM, "no-exchange-license", "high", user("u-f", "f@fabrikam.com", "F")),
+    ]
     accepted = [finding(FABRIKAM, "soft-deleted-user", "medium", user("u-g", "g@fabrikam.com", "G"))]
     t = tally(counted, accepted)
     assert t.tenant(CONTOSO.upper()) == {"critical": 1, "high": 1, "medium": 0, "low": 0, "accepted": 0}

@@ -74,18 +74,22 @@ def test_exception_matches_by_upn_object_id_tenant_name_or_id_case_insensitively
     by_name = AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), tenant="CONTOSO")
     by_id = AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), tenant=CONTOSO.upper())
     assert by_name.matches(f, "contoso") and by_id.matches(f, "contoso")
-    assert not AcceptedException("no-exchange-license", "r", "o", date(2099, 1, 1), user="bob",
-                                 tenant=FABRIKAM).matches(f, "contoso")
-    assert not AcceptedException("soft-deleted-user", "r", "o", date(2099, 1, 1), user="u-bob").matches(
-        f, "contoso")
+    assert not AcceptedException(
+        "no-exchange-license", "r", "o", date(2099, 1, 1), user="bob", tenant=FABRIKAM
+    ).matches(f, "contoso")
+    assert not AcceptedException("soft-deleted-user", "r", "o", date(2099, 1, 1), user="u-bob").matches(f, "contoso")
     assert e.expired(date(2099, 1, 2)) and not e.expired(date(2099, 1, 1))
 
 
 def test_credential_summary_next_and_last_expiry():
     now = datetime(2025, 6, 1, tzinfo=UTC)
-    app = {"passwordCredentials": [{"displayName": "old", "endDateTime": "2025-01-01T00:00:00Z"},
-                                   {"displayName": "new", "endDateTime": "2025-09-01T00:00:00Z"}],
-           "keyCredentials": [{"keyId": "k1", "endDateTime": "2026-01-01T00:00:00Z"}]}
+    app = {
+        "passwordCredentials": [
+            {"displayName": "old", "endDateTime": "2025-01-01T00:00:00Z"},
+            {"displayName": "new", "endDateTime": "2025-09-01T00:00:00Z"},
+        ],
+        "keyCredentials": [{"keyId": "k1", "endDateTime": "2026-01-01T00:00:00Z"}],
+    }
     text, next_expiry, last_expiry = credential_summary(app, now)
     assert next_expiry == datetime(2025, 9, 1) and last_expiry == datetime(2026, 1, 1)
     assert text.startswith("secret 'old' until 2025-01-01; secret 'new'") and "certificate 'k1'" in text
@@ -122,8 +126,14 @@ def test_users_sheet_memory_does_not_grow_with_rows(tmp_path):
         tracemalloc.start()
         try:
             base = tracemalloc.get_traced_memory()[0]
-            write_reports(result, tmp_path / str(n), formats=("xlsx",), catalogue=CATALOGUE, lookups=LOOKUPS,
-                          now=result.finished + timedelta(seconds=1))
+            write_reports(
+                result,
+                tmp_path / str(n),
+                formats=("xlsx",),
+                catalogue=CATALOGUE,
+                lookups=LOOKUPS,
+                now=result.finished + timedelta(seconds=1),
+            )
             peaks.append(tracemalloc.get_traced_memory()[1] - base)
         finally:
             tracemalloc.stop()
@@ -136,8 +146,12 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
 
     home = "e419272c-dee4-42c8-8890-810aa7d8d9cf"
     reason = f"the app registration lives in its home tenant {home}, which {READ_IN_HOME_AUDIT}"
-    other = TenantResult("fabrikam", "52d847a0-445b-4a7e-894d-81ddc3d510e2", TenantStatus.OK,
-                         not_evaluated=[NotEvaluated("app-credential-expiring", reason)])
+    other = TenantResult(
+        "fabrikam",
+        "52d847a0-445b-4a7e-894d-81ddc3d510e2",
+        TenantStatus.OK,
+        not_evaluated=[NotEvaluated("app-credential-expiring", reason)],
+    )
     audited = TenantResult("contoso", home, TenantStatus.OK)
     failed = TenantResult("contoso", home, TenantStatus.FAILED, error="AADSTS7000215")
     started = datetime(2026, 11, 30, tzinfo=UTC)
@@ -154,10 +168,17 @@ def test_app_checks_that_need_consent_are_no_gap_where_consent_is_the_finding():
     from audit.report.verdict import gaps
 
     started = datetime(2026, 11, 30, tzinfo=UTC)
-    skipped = [NotEvaluated("app-missing-permission", "the remediation app has no service principal"),
-               NotEvaluated("mailbox-outside-app-scope", "no policy export")]
-    unconsented = TenantResult("fabrikam", "f-id", TenantStatus.OK, not_evaluated=skipped,
-                               findings=[finding("f-id", "app-not-consented", "critical", None)])
+    skipped = [
+        NotEvaluated("app-missing-permission", "the remediation app has no service principal"),
+        NotEvaluated("mailbox-outside-app-scope", "no policy export"),
+    ]
+    unconsented = TenantResult(
+        "fabrikam",
+        "f-id",
+        TenantStatus.OK,
+        not_evaluated=skipped,
+        findings=[finding("f-id", "app-not-consented", "critical", None)],
+    )
     consented = TenantResult("fabrikam", "f-id", TenantStatus.OK, not_evaluated=skipped)
 
     def whats(t):

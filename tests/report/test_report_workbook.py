@@ -58,10 +58,18 @@ def test_findings_sheet_matches_the_findings(book):
     assert [r["Severity"] for r in rows] == ["critical", "high", "high", "medium"]  # worst first
     bob = next(r for r in rows if r["Check"] == "no-exchange-license")
     assert bob == {
-        "Tenant": "contoso", "Tenant id": CONTOSO, "Check": "no-exchange-license", "Severity": "high",
-        "User principal name": "bob@contoso.com", "Display name": "Bob NoLicence", "Object id": "u-bob",
-        "Predicted error": "Resource is Not Found", "Cause": CATALOGUE[0].cause, "Fix": CATALOGUE[0].fix,
-        "Evidence": "no licence with an Exchange plan", "First seen (UTC)": STARTED.replace(tzinfo=None),
+        "Tenant": "contoso",
+        "Tenant id": CONTOSO,
+        "Check": "no-exchange-license",
+        "Severity": "high",
+        "User principal name": "bob@contoso.com",
+        "Display name": "Bob NoLicence",
+        "Object id": "u-bob",
+        "Predicted error": "Resource is Not Found",
+        "Cause": CATALOGUE[0].cause,
+        "Fix": CATALOGUE[0].fix,
+        "Evidence": "no licence with an Exchange plan",
+        "First seen (UTC)": STARTED.replace(tzinfo=None),
         "Note": None,
     }
     tenant_level = next(r for r in rows if r["Check"] == "app-missing-permission")
@@ -75,8 +83,9 @@ def test_severity_cells_are_coloured(book):
     wb, _ = book
     ws = wb["Findings"]
     col = column(ws, "Severity")
-    fills = {ws.cell(row=r, column=col).value: ws.cell(row=r, column=col).fill.fgColor.rgb
-             for r in range(2, ws.max_row + 1)}
+    fills = {
+        ws.cell(row=r, column=col).value: ws.cell(row=r, column=col).fill.fgColor.rgb for r in range(2, ws.max_row + 1)
+    }
     assert fills == {"critical": "008B0000", "high": "00FF0000", "medium": "00FFBF00"}
     checks = wb["Checks"]
     low = next(r for r in range(2, checks.max_row + 1) if checks.cell(row=r, column=3).value == "low")
@@ -99,8 +108,7 @@ def test_users_sheet_lists_every_account(book):
     assert set(rows) == {"u-alice", "u-bob", "u-carol", "u-erin", "u-dave", "u-frank"}  # northwind: none
     alice, bob, carol, erin, dave = (rows[k] for k in ("u-alice", "u-bob", "u-carol", "u-erin", "u-dave"))
     assert alice["Licenses"] == "ENTERPRISEPACK" and alice["Exchange plan"] == "Enabled"
-    assert (alice["Mailbox"], alice["Mailbox purpose"], alice["Mailbox source"]) == ("mailbox", "user",
-                                                                                     "usage report")
+    assert (alice["Mailbox"], alice["Mailbox purpose"], alice["Mailbox source"]) == ("mailbox", "user", "usage report")
     assert alice["Findings"] is None and alice["Enabled"] == "yes" and alice["Hybrid sync"] == "no"
     assert bob["Licenses"] is None and bob["Exchange plan"] == "none"
     assert bob["Mailbox"] == "no mailbox (MailboxNotEnabledForRESTAPI)" and bob["Mailbox source"] == "probe"
@@ -168,8 +176,11 @@ def test_summary_headline_tenants_gaps_and_checks(book):
     assert tenants["contoso"][2:11] == ("ok", 5, 5, 3, 1, 0, 2, 1, 0)
     assert tenants["fabrikam"][2:8] == ("partial", 2, 1, 0, 0, 1)
     assert tenants["northwind"][2] == "failed" and "AADSTS7000215" in tenants["northwind"][12]
-    gaps = [row for row in values if row[0] in ("contoso", "fabrikam", "northwind") and row[1]
-            and row[1] not in (CONTOSO, FABRIKAM, NORTHWIND)]
+    gaps = [
+        row
+        for row in values
+        if row[0] in ("contoso", "fabrikam", "northwind") and row[1] and row[1] not in (CONTOSO, FABRIKAM, NORTHWIND)
+    ]
     whats = {(row[0], row[1]) for row in gaps}
     assert ("northwind", "tenant not audited") in whats
     assert ("fabrikam", "check recipient-not-in-directory not evaluated") in whats
@@ -212,8 +223,7 @@ def test_summary_incomplete_when_clean_but_a_tenant_failed(write):
     from audit.models import TenantResult, TenantStatus
 
     result = clean_result()
-    result.tenants.append(TenantResult("northwind", NORTHWIND, TenantStatus.FAILED,
-                                       error="authentication: x"))
+    result.tenants.append(TenantResult("northwind", NORTHWIND, TenantStatus.FAILED, error="authentication: x"))
     wb = openpyxl.load_workbook(write(result).xlsx)
     assert wb["Summary"]["A2"].value == "INCOMPLETE"
     assert "1 tenant failed" in wb["Summary"]["B2"].value

@@ -38,9 +38,7 @@ class Graph:
     def url(self, path: str) -> str:
         return path if path.startswith("https://") else f"{self.sim.url}/v1.0{path}"
 
-    def get(
-        self, path: str, params: dict | None = None, headers: dict | None = None, **kw
-    ) -> requests.Response:
+    def get(self, path: str, params: dict | None = None, headers: dict | None = None, **kw) -> requests.Response:
         return self.session.get(
             self.url(path), params=params, headers=headers, verify=self.sim.ca_path, timeout=30, **kw
         )

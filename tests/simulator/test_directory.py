@@ -114,8 +114,7 @@ def test_filter_forms(graph, tenant):
     assert ids(f"mail eq '{b['mail'].lower()}'") == {b["id"]}
     assert ids(f"proxyAddresses/any(p:p eq '{alias.upper()}')") == {owner["id"]}
     joined = (
-        f"mail eq '{a['mail']}' or proxyAddresses/any(x:x eq 'smtp:{c['mail']}') "
-        "or mail eq 'nobody@nowhere.example'"
+        f"mail eq '{a['mail']}' or proxyAddresses/any(x:x eq 'smtp:{c['mail']}') or mail eq 'nobody@nowhere.example'"
     )
     assert ids(joined) == {a["id"], c["id"]}
     assert ids("mail eq 'o''brien@nowhere.example'") == set()
@@ -207,10 +206,7 @@ def test_applications(graph):
         {"$select": "signInAudience,passwordCredentials,keyCredentials"},
     ).json()
     assert app["signInAudience"] == "AzureADMyOrg"
-    assert (
-        app["passwordCredentials"][0]["endDateTime"]
-        and app["keyCredentials"][0]["type"] == "AsymmetricX509Cert"
-    )
+    assert app["passwordCredentials"][0]["endDateTime"] and app["keyCredentials"][0]["type"] == "AsymmetricX509Cert"
     listed = graph.get("/applications", {"$filter": f"appId eq '{DEMO_REMEDIATION_APP_ID}'"}).json()["value"]
     assert len(listed) == 1
 

@@ -19,9 +19,7 @@ def tenant() -> dict:
 
 
 def test_fault_spec_parsing():
-    spec = FaultSpec.parse(
-        "429=0.1, retry_after=1-3, 5xx=0.05, drop=0.02, token_ttl=60, latency=0.005, seed=4"
-    )
+    spec = FaultSpec.parse("429=0.1, retry_after=1-3, 5xx=0.05, drop=0.02, token_ttl=60, latency=0.005, seed=4")
     assert spec == FaultSpec(
         throttle=0.1,
         retry_after=(1.0, 3.0),
@@ -109,8 +107,7 @@ def test_faults_reach_batch_items(sim_factory, tenant):
     sim = sim_factory([tenant], faults="429=0.4,retry_after=2,seed=6")
     graph = Graph(sim, tenant)
     requests_ = [
-        {"id": str(i), "method": "GET", "url": f"/users/{u['id']}"}
-        for i, u in enumerate(tenant["users"][:20])
+        {"id": str(i), "method": "GET", "url": f"/users/{u['id']}"} for i, u in enumerate(tenant["users"][:20])
     ]
     outer = graph.post("/$batch", json={"requests": requests_})
     while outer.status_code == 429:
@@ -160,8 +157,7 @@ def test_batch_outlook_items_beyond_the_free_slots_are_throttled(sim_factory, te
     throttled = [i for i in items if i["status"] == 429]
     assert len(throttled) == 16
     assert all(
-        i["body"]["error"]["code"] == "ApplicationThrottled" and "Retry-After" in i["headers"]
-        for i in throttled
+        i["body"]["error"]["code"] == "ApplicationThrottled" and "Retry-After" in i["headers"] for i in throttled
     )
     assert sim.counters.snapshot()["max_outlook_concurrency"] == 4
 

@@ -33,9 +33,7 @@ def test_same_seed_same_tenant_other_seed_other_tenant():
 
 
 def _plans(user: dict, status: str | None = None) -> set[str]:
-    return {
-        p["servicePlanId"] for p in user["assignedPlans"] if status is None or p["capabilityStatus"] == status
-    }
+    return {p["servicePlanId"] for p in user["assignedPlans"] if status is None or p["capabilityStatus"] == status}
 
 
 CATEGORIES = {
@@ -57,9 +55,7 @@ CATEGORIES = {
         and not u["accountEnabled"]
         and not u["assignedLicenses"]
     ),
-    "room mailbox": lambda u: (
-        u["mailbox"] == {"purpose": "room", "location": "cloud"} and not u["accountEnabled"]
-    ),
+    "room mailbox": lambda u: u["mailbox"] == {"purpose": "room", "location": "cloud"} and not u["accountEnabled"],
     "equipment mailbox": lambda u: u["mailbox"] == {"purpose": "equipment", "location": "cloud"},
     "guest": lambda u: u["userType"] == "Guest" and "#EXT#" in u["userPrincipalName"],
     "disabled but licensed with a mailbox": lambda u: (
@@ -87,15 +83,10 @@ CATEGORIES = {
         and not u["assignedPlans"]
     ),
     "licensed, mailbox not provisioned": lambda u: (
-        any(
-            p["service"] == "exchange" and p["provisioningStatus"] == "PendingInput"
-            for p in u["provisionedPlans"]
-        )
+        any(p["service"] == "exchange" and p["provisioningStatus"] == "PendingInput" for p in u["provisionedPlans"])
         and u["mailbox"] is None
     ),
-    "Exchange Foundation only": lambda u: (
-        _plans(u) & {EXCHANGE_S_FOUNDATION.id} and not _plans(u) & MAILBOX_PLANS
-    ),
+    "Exchange Foundation only": lambda u: _plans(u) & {EXCHANGE_S_FOUNDATION.id} and not _plans(u) & MAILBOX_PLANS,
     "group-licensed": lambda u: any(
         s["assignedByGroup"] for s in u["licenseAssignmentStates"] if s["state"] == "Active"
     ),
@@ -134,9 +125,7 @@ def test_scope_group_holds_most_mailbox_users_some_nested():
     scope = next(g for g in tenant["groups"] if g["displayName"] == SCOPE_GROUP_NAME)
     nested = [m for m in scope["members"] if m in groups]
     assert nested and scope["mail"]
-    members = {m for m in scope["members"] if m not in groups} | {
-        m for g in nested for m in groups[g]["members"]
-    }
+    members = {m for m in scope["members"] if m not in groups} | {m for g in nested for m in groups[g]["members"]}
     cloud = [u["id"] for u in tenant["users"] if u["mailbox"] and u["mailbox"]["location"] == "cloud"]
     assert len(set(cloud) & members) / len(cloud) > 0.7
 
@@ -201,9 +190,7 @@ def test_demo_access_policies_and_recipients():
     }
     assert any(r != r.lower() and r.lower() in known for r in recipients), "mixed-case real addresses"
     assert any(r.startswith("smtp:") for r in recipients)
-    assert any(r.lower() not in known and not r.startswith("smtp:") for r in recipients), (
-        "addresses nobody owns"
-    )
+    assert any(r.lower() not in known and not r.startswith("smtp:") for r in recipients), "addresses nobody owns"
 
 
 def test_load_tenant_round_trip(tmp_path):

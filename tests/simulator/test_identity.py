@@ -67,9 +67,7 @@ def test_authority_may_be_a_verified_domain(sim, tenant):
     app = _msal(sim, "contoso.com", client["client_id"], client["secret"])
     result = app.acquire_token_for_client([f"{sim.url}/.default"])
     assert "access_token" in result, result
-    assert (
-        jwt.decode(result["access_token"], options={"verify_signature": False})["tid"] == tenant["tenant_id"]
-    )
+    assert jwt.decode(result["access_token"], options={"verify_signature": False})["tid"] == tenant["tenant_id"]
 
 
 @pytest.mark.parametrize("mode", ["sha1-thumbprint", "public-certificate"])
@@ -131,9 +129,7 @@ def test_token_endpoint_errors_in_entra_shape(sim, tenant):
     wrong_secret = token_response(sim, tenant, client_secret="nope")
     assert wrong_secret.status_code == 401 and wrong_secret.json()["error_codes"] == [7000215]
 
-    stranger = token_response(
-        sim, tenant, client={"client_id": "11111111-2222-3333-4444-555555555555", "secret": "s"}
-    )
+    stranger = token_response(sim, tenant, client={"client_id": "11111111-2222-3333-4444-555555555555", "secret": "s"})
     assert stranger.status_code == 400
     assert stranger.json()["error_description"].startswith("AADSTS700016: Application with identifier")
 

@@ -135,12 +135,8 @@ def test_send_mail_refusals(sim, graph, tenant):
     }
     assert graph.post(path, json=too_big).status_code == 413
     no_recipients = graph.post(path, json={"message": {"subject": "x"}})
-    assert (
-        no_recipients.status_code == 400 and no_recipients.json()["error"]["code"] == "ErrorInvalidRecipients"
-    )
-    assert (
-        graph.post(path, data=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
-    )
+    assert no_recipients.status_code == 400 and no_recipients.json()["error"]["code"] == "ErrorInvalidRecipients"
+    assert graph.post(path, data=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
     no_role = Graph(sim, tenant, tenant["clients"][1]).post(path, json={"message": _message()})
     assert no_role.status_code == 403 and no_role.json()["error"]["code"] == "ErrorAccessDenied"
     unlicensed = kind(tenant, lambda u: u["mailbox"] is None and u["userType"] == "Member")
@@ -182,9 +178,7 @@ def test_draft_with_large_attachment_upload_session(sim, tenant):
     assert sent.status_code == 202
     attachment = sim.sent_mail[-1]["message"]["attachments"][0]
     assert attachment["name"] == "report.xlsx" and base64.b64decode(attachment["contentBytes"]) == payload
-    assert app.post(f"/users/{sender['id']}/messages/{message_id}/send").status_code == 404, (
-        "a sent draft is gone"
-    )
+    assert app.post(f"/users/{sender['id']}/messages/{message_id}/send").status_code == 404, "a sent draft is gone"
 
 
 def test_upload_out_of_order_is_refused(sim, tenant):
@@ -195,19 +189,14 @@ def test_upload_out_of_order_is_refused(sim, tenant):
         f"/users/{sender['id']}/messages/{message_id}/attachments/createUploadSession",
         json={"AttachmentItem": {"attachmentType": "file", "name": "a.bin", "size": 10}},
     ).json()["uploadUrl"]
-    late = requests.put(
-        url, data=b"xxxxx", headers={"Content-Range": "bytes 5-9/10"}, verify=sim.ca_path, timeout=10
-    )
+    late = requests.put(url, data=b"xxxxx", headers={"Content-Range": "bytes 5-9/10"}, verify=sim.ca_path, timeout=10)
     assert late.status_code == 416
     assert Graph(sim, tenant).post(f"/users/{sender['id']}/messages", json=_message()).status_code == 403
 
 
 # ------------------------------------------------------------------------------------------ $batch
 def _settings_requests(users: list[dict]) -> list[dict]:
-    return [
-        {"id": str(i), "method": "GET", "url": f"/users/{u['id']}/mailboxSettings"}
-        for i, u in enumerate(users)
-    ]
+    return [{"id": str(i), "method": "GET", "url": f"/users/{u['id']}/mailboxSettings"} for i, u in enumerate(users)]
 
 
 def test_batch_answers_each_item(graph, tenant):
@@ -238,9 +227,7 @@ def test_batch_answers_may_come_out_of_order(graph, tenant):
 
 def test_batch_limits(sim, graph, tenant):
     before = sim.counters.snapshot()["batch_sizes"]
-    assert (
-        graph.post("/$batch", json={"requests": _settings_requests(tenant["users"][:21])}).status_code == 400
-    )
+    assert graph.post("/$batch", json={"requests": _settings_requests(tenant["users"][:21])}).status_code == 400
     duplicate = _settings_requests(tenant["users"][:2])
     duplicate[1]["id"] = "0"
     assert graph.post("/$batch", json={"requests": duplicate}).status_code == 400
@@ -255,9 +242,7 @@ def test_batch_depends_on(graph, tenant):
         {"id": "1", "method": "GET", "url": "/users/ghost@contoso.com"},
         {"id": "2", "method": "GET", "url": f"/users/{tenant['users'][0]['id']}", "dependsOn": ["1"]},
     ]
-    answers = {
-        a["id"]: a["status"] for a in graph.post("/$batch", json={"requests": requests_}).json()["responses"]
-    }
+    answers = {a["id"]: a["status"] for a in graph.post("/$batch", json={"requests": requests_}).json()["responses"]}
     assert answers == {"1": 404, "2": 424}
 
 

@@ -66,9 +66,7 @@ def test_report_lists_cloud_user_and_shared_mailboxes_as_of_the_refresh_date(sim
     assert set(listed) == set(expected)
     assert {r["Recipient Type"] for r in rows} == {"User", "Shared"}
     for upn, row in listed.items():
-        assert row["Recipient Type"] == (
-            "Shared" if expected[upn]["mailbox"]["purpose"] == "shared" else "User"
-        )
+        assert row["Recipient Type"] == ("Shared" if expected[upn]["mailbox"]["purpose"] == "shared" else "User")
         assert row["Report Refresh Date"] == refresh and row["Is Deleted"] == "False"
     newest = max(tenant["users"], key=lambda u: u["createdDateTime"])
     assert newest["createdDateTime"][:10] > refresh and newest["userPrincipalName"] not in listed
@@ -89,13 +87,8 @@ def test_concealed_names_are_opaque_hashes(sim, tenants):
 def test_report_refusals(sim, tenants):
     graph = Graph(sim, tenants[0])
     json_format = graph.get(REPORT, {"$format": "application/json"})
-    assert (
-        json_format.status_code == 400
-        and json_format.json()["error"]["message"] == "JSON format is not supported."
-    )
+    assert json_format.status_code == 400 and json_format.json()["error"]["message"] == "JSON format is not supported."
     assert graph.get("/reports/getMailboxUsageDetail(period='D8')").status_code == 400
     no_role = Graph(sim, tenants[0], tenants[0]["clients"][1]).get(REPORT)
     assert no_role.status_code == 403
-    assert (
-        requests.get(f"{sim.url}/reports-download/forged", verify=sim.ca_path, timeout=10).status_code == 404
-    )
+    assert requests.get(f"{sim.url}/reports-download/forged", verify=sim.ca_path, timeout=10).status_code == 404
