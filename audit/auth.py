@@ -33,6 +33,10 @@ log = logging.getLogger("audit")
 
 # What to do, per AADSTS code. {env}, {client_id}, {tenant_id}, {cloud} are filled in.
 _TENANT_HINT = "Tenant not found: check tenant_id ({tenant_id}) and that cloud ({cloud}) is where it lives"
+_MALFORMED_TENANT_HINT = (
+    "The tenant id is malformed: tenant_id ({tenant_id}) must be the tenant's GUID or one of its domain names, "
+    "and authority_host only the sign-in host (no path)"
+)
 _SCOPE_HINT = (
     "The requested scope is not valid: check cloud ({cloud}); the Graph endpoint must belong to the same "
     "cloud as the sign-in host"
@@ -48,7 +52,9 @@ HINTS: dict[str, str] = {
     ),
     "7000222": "The client secret has expired: create a new secret for the app and put it in {env}",
     "90002": _TENANT_HINT,
-    "90023": _TENANT_HINT,
+    # AADSTS900023: "Specified tenant identifier '...' is neither a valid DNS name, nor a valid external
+    # domain." (seen in public reports such as caddy-dns/azure#3 and microsoft/Analysis-Services#194)
+    "900023": _MALFORMED_TENANT_HINT,
     "700016": (
         "The app {client_id} is not known in tenant {tenant_id}: check client_id; if the app is registered "
         "in another tenant it must be multi-tenant and an administrator of this tenant must consent to it"

@@ -46,8 +46,13 @@ USER_FIELDS = (
     "createdDateTime"
 )
 DELETED_USER_FIELDS = USER_FIELDS + ",deletedDateTime"
-SP_FIELDS = "id,appId,displayName,accountEnabled,signInAudience,appOwnerOrganizationId"
-APP_FIELDS = "id,appId,displayName,signInAudience,passwordCredentials,keyCredentials"
+# disabledByMicrosoftStatus and isDisabled are v1.0 properties of both types (Graph v1.0 metadata, CSDL).
+SP_FIELDS = (
+    "id,appId,displayName,accountEnabled,signInAudience,appOwnerOrganizationId,disabledByMicrosoftStatus,isDisabled"
+)
+APP_FIELDS = (
+    "id,appId,displayName,signInAudience,passwordCredentials,keyCredentials,disabledByMicrosoftStatus,isDisabled"
+)
 
 # What the audit's own app must hold to read each dataset (least privileged first).
 PERMISSION = {
@@ -61,6 +66,10 @@ PERMISSION = {
     "app_scope": "GroupMember.Read.All",
     "usage_report": "Reports.Read.All",
 }
+# Outlook's answer (401) for a tenant that has no Exchange Online organisation at all: "The tenant for tenant
+# guid '...' does not exist." (issues MicrosoftDocs/azure-docs#32957, O365/python-o365#757). No permission
+# fixes it, so it is reported as its own finding, never as a permission to grant.
+NO_EXCHANGE_ORGANIZATION = "OrganizationFromTenantGuidNotFound"
 NO_MAILBOX_CODES = {
     "MailboxNotEnabledForRESTAPI",
     "MailboxNotSupportedForRESTAPI",
@@ -141,7 +150,8 @@ def should_probe(user: User) -> bool:
 @dataclass(frozen=True)
 class MailboxInventory:
     """The mailbox usage report read as an inventory: the tenant's Exchange Online user and shared
-    mailboxes as of `refresh_date`, by lower-case user principal name -> (recipient type, deleted)."""
+    mailboxes as of `refresh_date`, by lower-case user principal name -> (recipient type, deleted).
+    The recipient type is "" when the report has no such column (the v1.0 CSV)."""
 
     refresh_date: str  # YYYY-MM-DD
     mailboxes: dict[str, tuple[str, bool]]
@@ -149,7 +159,13 @@ class MailboxInventory:
 
 
 def parse_usage_report(text: str) -> MailboxInventory:
-    """Rows of getMailboxUsageDetail's CSV (Recipient Type is "User" or "Shared")."""
+    """Rows of getMailboxUsageDetail's CSV.
+
+    The v1.0 CSV has no "Recipient Type" column (its documented columns end with "Has Archive", "Report
+    Period": Graph docs, api-reference/v1.0/api/reportroot-getmailboxusagedetail.md). Only beta carries
+    it, as "User" or "Shared" (microsoftgraph/msgraph-sdk-powershell#1581,
+    microsoftgraph/microsoft-graph-docs#17968). Both shapes are read; the type is used where present.
+    """
     refresh, concealed = "", False
     mailboxes: dict[str, tuple[str, bool]] = {}
     for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff"))):
@@ -164,9 +180,12 @@ def parse_usage_report(text: str) -> MailboxInventory:
 def settle(user: User, inventory: MailboxInventory, skus: SkuIndex) -> MailboxProbe | None:
     """What the usage report says about the user's mailbox where it can be trusted; None: probe it.
 
-    The report lists user and shared mailboxes only, as of its refresh date. It is trusted where it and
-    the licence agree; accounts newer than the report, listed ones whose licence gives no mailbox,
-    unlisted ones whose licence gives one, and possible room or equipment mailboxes are probed.
+    The report lists Exchange Online user and shared mailboxes, as of its refresh date, so a row that is
+    not deleted proves a cloud mailbox exists. It is trusted where it and the licence agree: listed and
+    licensed (a user mailbox, or whatever type the row names), or listed as Shared. Probed: accounts newer
+    than the report, listed ones whose licence gives no mailbox (shared, or the licence was removed),
+    unlisted ones whose licence gives one, and every unlisted mail-enabled account: room and equipment
+    mailboxes are never in the report, and Teams Rooms accounts are enabled and need no Exchange licence.
     """
     created = (user.created or "")[:10]
     if not created or created >= inventory.refresh_date:
@@ -179,13 +198,14 @@ def settle(user: User, inventory: MailboxInventory, skus: SkuIndex) -> MailboxPr
             return None
         if kind == "shared":
             return MailboxProbe("mailbox", purpose="shared", source="usage_report")
-        if kind == "user" and licensed:
-            return MailboxProbe("mailbox", purpose="user", source="usage_report")
-        return None  # listed, yet the licence gives no mailbox (removed since?): ask Exchange
+        if licensed and kind in ("user", ""):
+            # Without a Recipient Type column the purpose is not known; a licensed one needs no more.
+            return MailboxProbe("mailbox", purpose=kind or None, source="usage_report")
+        return None  # listed, yet the licence gives no mailbox (shared, or removed since?): ask Exchange
     if licensed:
         return None  # a mailbox licence the report does not show: pending, failed or on-premises
-    if not user.enabled and is_mail_enabled(user):
-        return None  # looks like a room or equipment mailbox, which the report does not list
+    if is_mail_enabled(user):
+        return None  # may be a room or equipment mailbox, which the report does not list
     return MailboxProbe("no_mailbox", code=f"not listed on {inventory.refresh_date}", source="usage_report")
 
 
@@ -392,6 +412,7 @@ class MailboxProber:
         self._pages: queue.Queue[list[User] | None] = queue.Queue()
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
+        self.answered = False  # Outlook answered at least one probe about a mailbox
         self._window = OUTLOOK_CONCURRENCY  # lanes: probes in flight
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"probes-{collector.tenant.name}", daemon=True)
@@ -472,8 +493,10 @@ class MailboxProber:
             except GraphError as err:
                 if err.status == 401 or err.code == "TLSError":
                     raise  # not about this mailbox: no probe can work
+                self.answered = True
                 return user, probe_from_item(err.status, {"error": {"code": err.code}})
             if any(not key.startswith("@") for key in body):
+                self.answered = True
                 return user, probe_from_item(200, body)
             # A 200 carrying no settings (a failing gateway's answer) says nothing: ask again.
             client.stats.add("retries")
@@ -579,11 +602,12 @@ def collect_tenant(
 
     if prober is None:
         probes = Dataset.missing("mailbox probes were switched off (--no-probe); user checks used directory data only")
+        exchange = Dataset.missing("mailbox probes were switched off (--no-probe), so Exchange Online was not asked")
     elif not users.ok:
         prober.abandon()
-        probes = Dataset.missing(users.error or "no users")
+        probes = exchange = Dataset.missing(users.error or "no users")
     else:
-        probes = c._read("probes", "mailboxes", prober.close)
+        probes, exchange = _close_probes(c, prober)
 
     return TenantSnapshot(
         tenant_name=tenant.name,
@@ -606,7 +630,29 @@ def collect_tenant(
         directory_user_count=count,
         audit_roles=tuple(audit_roles),
         problems=tuple(c.problems),
+        exchange_online=exchange,
     )
+
+
+def _close_probes(c: Collector, prober: MailboxProber) -> tuple[Dataset, Dataset]:
+    """The probe results, and what they say about Exchange Online serving the tenant at all."""
+    try:
+        probes = prober.close()
+    except GraphError as err:
+        if err.code == NO_EXCHANGE_ORGANIZATION:
+            log.warning("%s: Exchange Online has no organisation for this tenant (%s)", c.tenant.name, err)
+            reason = (
+                f"Exchange Online has no organisation for this tenant (Graph {err.status} {err.code}), so no "
+                "mailbox can be probed or remediated (see tenant-no-exchange-online)"
+            )
+            return Dataset.missing(reason), Dataset(False)
+        log.warning("%s: could not read mailboxes: %s", c.tenant.name, err)
+        missing = c._missing("probes", "mailboxes", err)
+        return missing, missing
+    listed = any(p.source == "usage_report" and p.outcome == "mailbox" for p in probes.values())
+    if prober.answered or listed:
+        return Dataset(probes), Dataset(True)
+    return Dataset(probes), Dataset.missing("no mailbox needed probing, so Exchange Online was not asked")
 
 
 def _application(c: Collector, config: Config) -> Dataset:

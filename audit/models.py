@@ -219,6 +219,9 @@ class TenantSnapshot:
     directory_user_count: int | None = None  # what $count says the directory holds
     audit_roles: tuple[str, ...] = ()  # application roles in the audit's own token
     problems: tuple[str, ...] = ()  # faults met while collecting (not permissions): the tenant is partial
+    # Whether Exchange Online has an organisation for the tenant: False when Outlook answered
+    # OrganizationFromTenantGuidNotFound, True when it answered a probe or the usage report listed a mailbox.
+    exchange_online: Dataset[bool] = Dataset.missing("whether Exchange Online serves this tenant was not recorded")
 
     def dataset(self, name: str) -> Dataset:
         return getattr(self, name)

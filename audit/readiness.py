@@ -23,6 +23,7 @@ OPTIONAL_ROLES = {
 COVERED_BY_DIRECTORY = {"User.Read.All", "Organization.Read.All", "Application.Read.All", "GroupMember.Read.All"}
 
 TENANT_ITEMS = [  # (check id, item label)
+    ("tenant-no-exchange-online", "Exchange Online serves this tenant"),
     ("app-not-consented", "remediation app consented in this tenant"),
     ("app-disabled", "remediation app enabled"),
     ("app-missing-permission", "remediation app holds Mail.ReadWrite and Organization.Read.All"),
@@ -106,26 +107,38 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
             status = "FAIL" if worst.severity.rank >= 3 else "WARN"
             items.append(Item(status, label, "; ".join(f.evidence for f in found)))
 
-    mailboxes = max(result.mailboxes_probed, 1)
     for check_id in MAILBOX_CHECKS:
         found = by_check.get(check_id, [])
         if check_id in skipped:
             items.append(Item("WARN", f"mailboxes: {check_id}", f"not evaluated: {skipped[check_id]}"))
         elif found:
-            share = 100.0 * len(found) / mailboxes
-            items.append(
-                Item(
-                    "WARN",
-                    f"mailboxes: {check_id}",
-                    f"{len(found)} would fail ({share:.1f}% of {result.mailboxes_probed} probed)",
-                )
-            )
+            items.append(Item("WARN", f"mailboxes: {check_id}", _would_fail(len(found), *_out_of(result, check_id))))
         else:
             items.append(Item("PASS", f"mailboxes: {check_id}", "none would fail"))
     for reason, count in result.not_assessed.items():
         items.append(Item("WARN", "mailboxes not assessed", f"{count}: {reason}"))
     ready = not any(i.status == "FAIL" for i in items)
     return TenantReadiness(result.name, result.tenant_id, ready, items)
+
+
+def _out_of(result: TenantResult, check_id: str) -> tuple[int, str]:
+    """What a check's findings are counted among: the users it looked at, named as the admin knows them.
+
+    Findings of the user checks are about users read from the directory (probed or settled from the usage
+    report alike), so the probe count is no denominator for them.
+    """
+    snapshot = result.snapshot
+    if check_id == "soft-deleted-user":
+        return len((snapshot.deleted_users.value if snapshot else None) or []), "soft-deleted users"
+    if check_id == "recipient-not-in-directory":
+        return len((snapshot.recipients.value if snapshot else None) or []), "addresses listed"
+    return result.users_scanned, "users read"
+
+
+def _would_fail(count: int, total: int, what: str) -> str:
+    if total <= 0:
+        return f"{count} would fail"
+    return f"{count} would fail ({100.0 * count / total:.1f}% of {total} {what})"
 
 
 def check_readiness(config: Config, tenant: str | None = None) -> Readiness:

@@ -147,6 +147,16 @@ def test_missing_secret_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         (
             {
+                "error": "invalid_request",
+                "error_codes": [900023],
+                "error_description": "AADSTS900023: Specified tenant identifier 'authorize' is neither a valid "
+                "DNS name, nor a valid external domain.\r\nTrace ID: 1",
+            },
+            "AADSTS900023",
+            "The tenant id is malformed: tenant_id (" + TENANT + ") must be the tenant's GUID or one of its domain",
+        ),
+        (
+            {
                 "error": "unauthorized_client",
                 "error_codes": [700016],
                 "error_description": "AADSTS700016: App x",
@@ -174,7 +184,7 @@ def test_missing_secret_variable(monkeypatch: pytest.MonkeyPatch) -> None:
             "Look the code up in Microsoft Entra's list of sign-in error codes.",
         ),
     ],
-    ids=["7000215", "7000222", "90002", "700016", "700027", "1002012", "unknown"],
+    ids=["7000215", "7000222", "90002", "900023", "700016", "700027", "1002012", "unknown"],
 )
 def test_error_results_become_one_clear_line(result: dict, code: str, says: str) -> None:
     provider = TokenProvider(tenant(client_secret_env="SECRET_VAR"))
@@ -367,6 +377,27 @@ def test_unknown_tenant_is_90002(sim: Simulator, small_tenant: dict, monkeypatch
         "found: "
         f"check tenant_id ({stranger}) and that cloud (global) is where it lives."
     )
+
+
+def test_malformed_tenant_is_900023_with_its_own_hint(
+    sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A tenant id one digit short, as in caddy-dns/azure#3, where Entra answered 400 invalid_request with
+    # "AADSTS900023: Specified tenant identifier '...' is neither a valid DNS name, nor a valid external domain."
+    env = with_secret(monkeypatch, small_tenant["clients"][0]["secret"])
+    malformed = "e63649b2-07c0-49ed-a24b-87381dac292"
+    with pytest.raises(AuthError) as caught:
+        TokenProvider(
+            sim_tenant(sim, small_tenant, tenant_id=malformed, client_secret_env=env), verify=str(sim.ca_path)
+        ).token()
+    assert caught.value.code == "AADSTS900023"
+    message = str(caught.value)
+    assert message.startswith(
+        f"tenant 'contoso': sign-in failed with AADSTS900023: Specified tenant identifier '{malformed}' is neither "
+        "a valid DNS name, nor a valid external domain."
+    )
+    assert f"The tenant id is malformed: tenant_id ({malformed}) must be the tenant's GUID" in message
+    assert "Look the code up" not in message  # not the generic hint
 
 
 def test_unknown_client_is_700016(sim: Simulator, small_tenant: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,12 +9,15 @@ import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from audit.collect import should_probe, user_from_graph
+from audit.checks._facts import SkuIndex
+from audit.collect import parse_usage_report, settle, should_probe, user_from_graph
 from audit.demo import demo_config
 from audit.graph import GraphClient
+from audit.models import Dataset, MailboxProbe
 from audit.runner import RunOptions, audit_tenant, audit_tenants
 from audit.simulator import demo_tenants, generate_tenant
 from tests.e2e.tenant_builder import E3, TenantBuilder
@@ -97,14 +100,20 @@ def test_national_cloud_has_no_usage_report_and_probes_everything(sim_factory, m
     assert "reports.mailboxUsageDetail" not in sim.counters.snapshot()["by_route"]
 
 
-def test_what_the_report_settles_and_what_is_probed(sim_factory, make_config, tmp_path):
+@pytest.mark.parametrize("shape", ["v1.0", "beta"])
+def test_what_the_report_settles_and_what_is_probed(sim_factory, make_config, tmp_path, shape):
+    """v1.0's CSV has no Recipient Type column (Graph docs, api-reference/v1.0/api/
+    reportroot-getmailboxusagedetail.md); beta's has it (microsoftgraph/msgraph-sdk-powershell#1581)."""
     b = TenantBuilder("contoso").remediation_app()
+    if shape == "beta":
+        b.spec["usage_report"] = {"recipient_type": True}
     ids = {
         "listed": b.user("alice", license=E3),
         "shared": b.user("shared-sales", mailbox="shared", enabled=False),
         "room": b.user("room-1", mailbox="room", enabled=False),
         "newer": b.user("newbie", license=E3, created_days_ago=0),
-        "unlicensed": b.user("ursula", mailbox=None),
+        "unlicensed": b.user("ursula", mailbox=None, mail=False),
+        "unlicensed_mail": b.user("ulrich", mailbox=None),  # mail-enabled: may be a room, so it is asked
         "licence_removed": b.user("lena", mailbox="user"),  # listed, but no licence any more
         "pending": b.user("nina", license=E3, mailbox=None, provisioning="PendingInput"),
     }
@@ -114,27 +123,71 @@ def test_what_the_report_settles_and_what_is_probed(sim_factory, make_config, tm
     assert result.status == "ok", result.error
     probes = result.snapshot.probes.value
     source = {name: probes[uid].source for name, uid in ids.items()}
+    typed = shape == "beta"
     assert source == {
         "listed": "usage_report",
-        "shared": "usage_report",
+        "shared": "usage_report" if typed else "probe",  # without the type, unlicensed and listed is asked
         "unlicensed": "usage_report",
+        "unlicensed_mail": "probe",
         "room": "probe",
         "newer": "probe",
         "licence_removed": "probe",
         "pending": "probe",
     }
     assert (probes[ids["shared"]].outcome, probes[ids["shared"]].purpose) == ("mailbox", "shared")
-    assert (probes[ids["listed"]].outcome, probes[ids["listed"]].purpose) == ("mailbox", "user")
-    assert probes[ids["unlicensed"]].outcome == "no_mailbox"
+    # Listed and licensed: the mailbox exists; its purpose is only known where the report names it.
+    assert (probes[ids["listed"]].outcome, probes[ids["listed"]].purpose) == ("mailbox", "user" if typed else None)
+    assert probes[ids["unlicensed"]].outcome == probes[ids["unlicensed_mail"]].outcome == "no_mailbox"
     assert (probes[ids["room"]].outcome, probes[ids["room"]].purpose) == ("mailbox", "room")
-    assert result.mailboxes_probed == 4
+    probed = 5 if typed else 6
+    assert result.mailboxes_probed == probed
     routes = sim.counters.snapshot()["by_route"]
-    assert routes["mailboxSettings"] == 4 and routes["reports.mailboxUsageDetail"] == 1
+    assert routes["mailboxSettings"] == probed and routes["reports.mailboxUsageDetail"] == 1
 
     flagged = {(f.user_id, f.check_id) for f in result.findings if f.user_id}
-    assert flagged == {(ids["unlicensed"], "no-exchange-license"), (ids["pending"], "mailbox-not-provisioned")}
+    assert flagged == {
+        (ids["unlicensed"], "no-exchange-license"),
+        (ids["unlicensed_mail"], "no-exchange-license"),
+        (ids["pending"], "mailbox-not-provisioned"),
+    }
     evidence = next(f.evidence for f in result.findings if f.user_id == ids["unlicensed"])
     assert "mailbox usage report: no_mailbox (not listed on " in evidence
+
+
+V1_CSV = (  # the v1.0 header as documented (reportroot-getmailboxusagedetail.md), one row in that shape
+    "\ufeffReport Refresh Date,User Principal Name,Display Name,Is Deleted,Deleted Date,Created Date,"
+    "Last Activity Date,Item Count,Storage Used (Byte),Issue Warning Quota (Byte),Prohibit Send Quota (Byte),"
+    "Prohibit Send/Receive Quota (Byte),Deleted Item Count,Deleted Item Size (Byte),Deleted Item Quota (Byte),"
+    "Has Archive,Report Period\n"
+    "2026-01-10,Alice@contoso.example,Alice,False,,2024-03-30,2026-01-10,138481,10414748704,105226698752,"
+    "106300440576,107374182400,3830,80348020,107374182400,False,7\n"
+    "2026-01-10,gone@contoso.example,Gone,True,2026-01-05,2024-03-30,,0,0,0,0,0,0,0,0,False,7\n"
+)
+
+
+def _licensed(upn: str, created: str = "2025-01-01T00:00:00Z"):
+    return user_from_graph(
+        {
+            "id": upn,
+            "userPrincipalName": upn,
+            "mail": upn,
+            "accountEnabled": True,
+            "createdDateTime": created,
+            "assignedLicenses": [{"skuId": E3[0], "disabledPlans": []}],
+            "assignedPlans": [{"servicePlanId": E3[2], "service": "exchange", "capabilityStatus": "Enabled"}],
+        }
+    )
+
+
+def test_a_v1_row_without_recipient_type_proves_the_mailbox():
+    inventory = parse_usage_report(V1_CSV)
+    assert inventory.refresh_date == "2026-01-10" and not inventory.concealed
+    assert inventory.mailboxes == {"alice@contoso.example": ("", False), "gone@contoso.example": ("", True)}
+    skus = SkuIndex(SimpleNamespace(subscribed_skus=Dataset(None)))
+    settled = settle(_licensed("alice@contoso.example"), inventory, skus)
+    assert settled == MailboxProbe("mailbox", purpose=None, source="usage_report")
+    assert settle(_licensed("gone@contoso.example"), inventory, skus) is None  # deleted: ask Exchange
+    assert settle(_licensed("alice@contoso.example", created="2026-01-10T08:00:00Z"), inventory, skus) is None
 
 
 class _ReportHost(BaseHTTPRequestHandler):
@@ -224,3 +277,30 @@ def test_probe_lanes_shrink_while_outlook_refuses(sim_factory, make_config, tmp_
     assert refused[0] > 0 and waits and set(waits) == {0.05}
     assert lanes[:2] == [2, 3] and refused[1] == 0
     assert sim.counters.snapshot()["max_outlook_concurrency"] == 2
+
+
+TEAMS_ROOMS_PRO = "4cde982a-ede4-4409-9ae6-b003453c8ea6"  # Microsoft_Teams_Rooms_Pro (licensing table)
+TEAMS1 = "57ff2da0-773e-42df-b2af-ffb7a2317929"  # its Microsoft Teams plan; it carries no Exchange plan
+
+
+@pytest.mark.parametrize("probe", ["auto", "all"])
+def test_enabled_teams_room_account_is_probed_and_not_flagged(sim_factory, make_config, tmp_path, probe):
+    """A Teams Rooms resource account is a room mailbox whose account is enabled so the device can sign in
+    (Microsoft's Teams Rooms set-up: New-Mailbox -Room -EnableRoomMailboxAccount $true), licensed with
+    Teams Rooms Pro, which has no Exchange Online plan (Microsoft's product names and service plan
+    identifiers table). The usage report never lists room mailboxes, so only a probe can tell."""
+    b = TenantBuilder("contoso").remediation_app()
+    b.user("alice", license=E3)
+    room = b.user("room-teams", mailbox="room", enabled=True)
+    spec_user = b.spec["users"][-1]
+    spec_user["assignedLicenses"] = [{"skuId": TEAMS_ROOMS_PRO, "disabledPlans": []}]
+    spec_user["assignedPlans"] = [
+        {"servicePlanId": TEAMS1, "service": "TeamspaceAPI", "capabilityStatus": "Enabled"},
+    ]
+    sim = sim_factory([b.spec])
+    config = _only_tenant(sim, b.spec, make_config, tmp_path)
+    result = audit_tenant(config.tenants[0], config, RunOptions(probe=probe), recipients=None)
+    assert result.status == "ok", result.error
+    answer = result.snapshot.probes.value[room]
+    assert (answer.outcome, answer.purpose, answer.source) == ("mailbox", "room", "probe")
+    assert not [f for f in result.findings if f.user_id == room]

@@ -26,6 +26,7 @@ from audit.checks import (
     on_premises_mailbox,
     recipient_not_in_directory,
     soft_deleted_user,
+    tenant_no_exchange_online,
 )
 from audit.checks._base import CheckContext, CheckUnavailable
 from audit.models import CheckInfo, Finding, NotEvaluated, Severity, TenantSnapshot
@@ -48,6 +49,7 @@ CHECKS: list[ModuleType] = [
     app_single_tenant,
     domain_not_verified,
     app_credential_expiring,
+    tenant_no_exchange_online,
 ]
 
 _DATASETS = frozenset(f.name for f in fields(TenantSnapshot))

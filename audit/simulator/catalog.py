@@ -31,6 +31,8 @@ YAMMER_ENTERPRISE = Plan("YAMMER_ENTERPRISE", "7547a3fe-08ee-4ccb-b430-5077c5041
 INTUNE_A = Plan("INTUNE_A", "c1ec4a95-1f05-45b3-a911-aa3fa01094f5", "SCO")
 AAD_PREMIUM = Plan("AAD_PREMIUM", "41781fb2-bc02-4b7c-bd55-b576c07bb09d", "AADPremiumService")
 BI_AZURE_P2 = Plan("BI_AZURE_P2", "70d33638-9c74-4d01-bfd3-562de28bd4ba", "PowerBI")
+MCOMEETADV = Plan("MCOMEETADV", "3e26ee1f-8a5f-4d52-aee2-b81ce45c8f40", "MicrosoftCommunicationsOnline")
+MCOEV = Plan("MCOEV", "4828c8ec-dc2e-4779-b502-87ac9ce28ab7", "MicrosoftCommunicationsOnline")
 
 MAILBOX_PLANS = frozenset({EXCHANGE_S_STANDARD.id, EXCHANGE_S_ENTERPRISE.id, EXCHANGE_S_DESKLESS.id})
 
@@ -62,7 +64,25 @@ DESKLESSPACK = Sku("DESKLESSPACK", "4b585984-651b-448a-9e53-3b10f069cf7f", (EXCH
 POWER_BI_PRO = Sku("POWER_BI_PRO", "f8a1db68-be16-40ed-86d5-cb42ce701560", (BI_AZURE_P2, EXCHANGE_S_FOUNDATION))
 AAD_PREMIUM_SKU = Sku("AAD_PREMIUM", "078d2b04-f1bd-4111-bbd4-b4b1b354cef4", (AAD_PREMIUM, EXCHANGE_S_FOUNDATION))
 
-SKUS = (ENTERPRISEPACK, SPE_E3, SPE_E5, EXCHANGESTANDARD, DESKLESSPACK, POWER_BI_PRO, AAD_PREMIUM_SKU)
+# Teams Rooms resource accounts: enabled, licensed, and no Exchange Online plan (the room mailbox needs none).
+TEAMS_ROOMS_PRO = Sku(
+    "Microsoft_Teams_Rooms_Pro",
+    "4cde982a-ede4-4409-9ae6-b003453c8ea6",
+    (TEAMS1, MCOSTANDARD, MCOMEETADV, MCOEV, INTUNE_A, AAD_PREMIUM),
+)
+TEAMS_ROOMS_BASIC = Sku("Microsoft_Teams_Rooms_Basic", "6af4b3d6-14bb-4a2a-960c-6c902aad34f3", (TEAMS1, MCOMEETADV))
+
+SKUS = (
+    ENTERPRISEPACK,
+    SPE_E3,
+    SPE_E5,
+    EXCHANGESTANDARD,
+    DESKLESSPACK,
+    POWER_BI_PRO,
+    AAD_PREMIUM_SKU,
+    TEAMS_ROOMS_PRO,  # last: a tenant without Teams Rooms draws the same random numbers as before
+    TEAMS_ROOMS_BASIC,
+)
 
 # Microsoft Graph application permissions (appRole ids of the Microsoft Graph service principal).
 GRAPH_APP_ROLES: dict[str, str] = {
@@ -138,5 +158,7 @@ PLANS = (
     INTUNE_A,
     AAD_PREMIUM,
     BI_AZURE_P2,
+    MCOMEETADV,
+    MCOEV,
 )
 SERVICE_OF_PLAN = {p.name: p.service for p in PLANS}

@@ -1,8 +1,9 @@
 """Deterministic synthetic tenants in the simulator's tenant-spec shape (see the package docstring).
 
 `generate_tenant` builds one tenant with every kind of account an audit must tell apart, in realistic
-proportions, with at least one of each kind from about 40 users up. `demo_tenants` builds the three
-demo tenants; `demo_access_policies`, `demo_recipients` and `demo_domains` give the matching inputs.
+proportions, with at least one of each kind from about 40 users up (enabled Teams Rooms accounts
+from two rooms, about 150 users, up). `demo_tenants` builds the four demo tenants;
+`demo_access_policies`, `demo_recipients` and `demo_domains` give the matching inputs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ DEMO_REMEDIATION_APP_NAME = "Mail Threat Remediation (demo)"
 DEMO_HOME_TENANT_ID = "0d4c7f5e-2a91-4b8e-9c36-7e15a0b2d9f4"  # app owner when no home tenant is given
 AUDIT_APP_NAME = "ETD Readiness Audit"
 SCOPE_GROUP_NAME = "ETD Remediation Scope"
-SCENARIOS = ("home", "unconsented", "disabled", "healthy")
+SCENARIOS = ("home", "unconsented", "disabled", "healthy", "blocked")
+DISABLED_BY_MICROSOFT = "DisabledDueToViolationOfServicesAgreement"
 
 # (category, share of users, minimum count); the rest are ordinary licensed members.
 _CATEGORIES = (
@@ -223,8 +225,9 @@ def generate_tenant(
     (application object, single-tenant, a secret expiring in 10 days and an expired certificate,
     Mail.ReadWrite as application role but Organization.Read.All only delegated, one configured
     domain unverified); "unconsented" = no service principal; "disabled" = service principal with
-    both roles but disabled; "healthy" = enabled with both roles. `now` anchors every date (default:
-    the current minute), so pass it when comparing two generated tenants.
+    both roles but disabled; "healthy" = enabled with both roles; "blocked" = enabled with both roles
+    but disabled by Microsoft (disabledByMicrosoftStatus DisabledDueToViolationOfServicesAgreement).
+    `now` anchors every date (default: the current minute), so pass it when comparing two generated tenants.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
@@ -264,6 +267,11 @@ def _generate(
         user.update({"givenName": None, "surname": None, "accountEnabled": False})
         b.mail(user)
         user["mailbox"] = {"purpose": kind, "location": "cloud"}
+        if kind == "room" and index % 2:
+            # Every second room is a Teams Rooms resource account: enabled (the device signs in) and
+            # licensed with Teams Rooms Pro or Basic, neither of which carries an Exchange Online plan.
+            user["accountEnabled"] = True
+            b.license(user, c.TEAMS_ROOMS_PRO if index % 4 == 1 else c.TEAMS_ROOMS_BASIC)
         return user
 
     for _ in range(normal):
@@ -578,6 +586,8 @@ def _apps(b: _Builder, scenario: str, client: dict, owner: str, audience: str):
             owner,
             enabled=scenario != "disabled",
         )
+        if scenario == "blocked":
+            sp["disabledByMicrosoftStatus"] = DISABLED_BY_MICROSOFT
         roles = ["Mail.ReadWrite"] if scenario == "home" else ["Mail.ReadWrite", "Organization.Read.All"]
         sp["appRoleAssignments"] = [_assignment(b, sp, role, graph_sp) for role in roles]
         if scenario == "home":
@@ -659,14 +669,17 @@ def _subscribed_skus(b: _Builder, people: list[dict]) -> list[dict]:
 
 def demo_tenants(users: int = 500, seed: int = 7, *, now: dt.datetime | None = None) -> list[dict]:
     """contoso (the remediation app's home, `users` users), fabrikam (not consented, users//4, usage
-    report names concealed) and northwind (app disabled, users//5)."""
+    report names concealed), northwind (app disabled, users//5) and tailspin (users//10: no Exchange
+    Online organisation, and the app disabled by Microsoft)."""
     now = now or dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     home = generate_tenant("contoso", users, seed, "home", now=now)
     common = {"now": now, "home_tenant_id": home["tenant_id"], "remediation_audience": "AzureADMyOrg"}
     fabrikam = generate_tenant("fabrikam", max(1, users // 4), seed, "unconsented", **common)
     fabrikam["usage_report"]["concealed"] = True
     northwind = generate_tenant("northwind", max(1, users // 5), seed, "disabled", **common)
-    return [home, fabrikam, northwind]
+    tailspin = generate_tenant("tailspin", max(1, users // 10), seed, "blocked", **common)
+    tailspin["exchange_online"] = False
+    return [home, fabrikam, northwind, tailspin]
 
 
 def demo_domains(tenant: dict) -> list[str]:

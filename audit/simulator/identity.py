@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import re
 import time
 import uuid
 from urllib.parse import parse_qs
@@ -240,7 +241,23 @@ class IdentityHandlers:
             raise bad("Client assertion application identifier doesn't match 'client_id' parameter.", 700021)
 
 
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_DNS_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
+_AUTHORITY_ALIASES = frozenset({"common", "organizations", "consumers"})
+
+
 def _unknown_tenant(segment: str) -> TokenError:
+    """Entra's answer for a tenant it cannot find: AADSTS90002 for a well-formed id or domain nobody owns,
+    AADSTS900023 (400 invalid_request) for one that is neither a GUID nor a DNS name, as public reports
+    show it ("Specified tenant identifier 'f837e147-...' is neither a valid DNS name, nor a valid external
+    domain.", caddy-dns/azure#3; the same for 'authorize' in microsoft/Analysis-Services#194)."""
+    if not (_GUID.match(segment) or _DNS_NAME.match(segment) or segment.lower() in _AUTHORITY_ALIASES):
+        return TokenError(
+            400,
+            "invalid_request",
+            900023,
+            f"Specified tenant identifier '{segment}' is neither a valid DNS name, nor a valid external domain.",
+        )
     return TokenError(
         400,
         "invalid_request",

@@ -4,7 +4,9 @@ Mailbox outcomes follow what Exchange Online answers through Graph:
 cloud mailbox -> 200; no mailbox (unlicensed, guest, licence suspended or mailbox not provisioned)
 -> 404 MailboxNotEnabledForRESTAPI "The mailbox is either inactive, soft-deleted, or is hosted
 on-premise."; mailbox on premises -> 404 MailboxNotEnabledForRESTAPI "REST API is not yet supported
-for this mailbox."; unknown or soft-deleted user -> 404 ErrorInvalidUser.
+for this mailbox."; unknown or soft-deleted user -> 404 ErrorInvalidUser; a tenant spec with
+`exchange_online` false (no Exchange Online organisation) -> 401 OrganizationFromTenantGuidNotFound on
+every mailbox.
 
 Large attachments (3 MB to 150 MB) go through a draft: POST /users/{id}/messages, then
 POST .../messages/{id}/attachments/createUploadSession {"AttachmentItem": {...}} -> 201 uploadSession
@@ -74,6 +76,12 @@ class MailHandlers:
     @staticmethod
     def mailbox_user(req: Request, key: str) -> dict:
         tenant: TenantState = req.tenant
+        if tenant.spec.get("exchange_online") is False:
+            # No Exchange Online organisation for the tenant: every Outlook call is refused this way
+            # (issues MicrosoftDocs/azure-docs#32957, O365/python-o365#757).
+            raise GraphFail(
+                401, "OrganizationFromTenantGuidNotFound", f"The tenant for tenant guid '{tenant.id}' does not exist."
+            )
         user = tenant.user(key)
         if user is None:
             raise GraphFail(404, "ErrorInvalidUser", f"The requested user '{key}' is invalid.")

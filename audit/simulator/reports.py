@@ -7,12 +7,16 @@ What Graph does, and what the simulator copies:
   (Graph docs, api-reference/v1.0/api/reportroot-getmailboxusagedetail.md.)
 - JSON output (`$format=application/json`) exists on beta only; v1.0 answers 400 with an empty
   `code` and "JSON format is not supported." (issue microsoftgraph/microsoft-graph-docs#3637).
-- Columns: the documented list, with "Deleted Item Quota (Byte)" and "Has Archive" (added in 2021,
-  issue microsoftgraph/microsoft-graph-docs#13770) and "Recipient Type" before "Report Period" as
-  current tenants return it. Recipient Type is "User" or "Shared" (admin-center mailbox usage page:
-  "Either Shared or User"); the report covers user and shared mailboxes, so room and equipment
-  mailboxes are not listed here. Booleans are written True/False, dates YYYY-MM-DD, Report Period
-  is the number of days ("7").
+- Columns: by default the v1.0 list as documented (Graph docs
+  api-reference/v1.0/api/reportroot-getmailboxusagedetail.md, ms.date 2024-04-04: 17 columns from Report
+  Refresh Date to Report Period; Deleted Item Quota (Byte) and Has Archive came in 2021, issue
+  microsoftgraph/microsoft-graph-docs#13770). There is no "Recipient Type" column in v1.0: it comes
+  with beta only, as "User" or "Shared" (issues microsoftgraph/msgraph-sdk-powershell#1581 and
+  microsoftgraph/microsoft-graph-docs#17968). A tenant with `usage_report.recipient_type` true gets that
+  beta shape (the column before "Report Period"). Either way the report covers user and shared
+  mailboxes only: room and equipment mailboxes are not listed. Booleans are written True/False, dates
+  YYYY-MM-DD, Report Period is the number of days ("7").
+- A tenant with `exchange_online` false has no Exchange Online mailboxes: the CSV has its header only.
 - Rows are Exchange Online mailboxes as of the "Report Refresh Date" (usually a day or two behind):
   accounts created after that date are absent; on-premises mailboxes never appear.
 - When the tenant conceals user names in reports (the default since September 2021), User Principal
@@ -47,9 +51,9 @@ COLUMNS = (
     "Deleted Item Size (Byte)",
     "Deleted Item Quota (Byte)",
     "Has Archive",
-    "Recipient Type",
     "Report Period",
 )
+BETA_COLUMNS = (*COLUMNS[:-1], "Recipient Type", COLUMNS[-1])
 PERIODS = {"D7": 7, "D30": 30, "D90": 90, "D180": 180}
 _RECIPIENT_TYPES = {"user": "User", "shared": "Shared"}
 _GB = 1024**3
@@ -67,12 +71,15 @@ def refresh_date(tenant: TenantState, today: dt.date) -> str:
 
 def mailbox_usage_csv(tenant: TenantState, period: str, today: dt.date) -> bytes:
     refresh = refresh_date(tenant, today)
-    concealed = bool((tenant.spec.get("usage_report") or {}).get("concealed"))
+    settings = tenant.spec.get("usage_report") or {}
+    concealed = bool(settings.get("concealed"))
+    with_type = bool(settings.get("recipient_type"))
     rng = random.Random(f"usage|{tenant.id}")
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    for user in tenant.users:
+    writer.writerow(BETA_COLUMNS if with_type else COLUMNS)
+    users = tenant.users if tenant.spec.get("exchange_online") is not False else []
+    for user in users:
         box = user.get("mailbox") or {}
         kind = _RECIPIENT_TYPES.get(box.get("purpose", ""))
         if box.get("location", "cloud") != "cloud" or kind is None:
@@ -103,7 +110,7 @@ def mailbox_usage_csv(tenant: TenantState, period: str, today: dt.date) -> bytes
                 rng.randint(0, 10**8),
                 30 * _GB,
                 str(rng.random() < 0.2),
-                kind,
+                *([kind] if with_type else []),
                 PERIODS[period],
             ]
         )

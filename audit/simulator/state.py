@@ -173,7 +173,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
             "id accountEnabled addIns alternativeNames appDescription appDisplayName appId "
             "applicationTemplateId appOwnerOrganizationId appRoleAssignmentRequired appRoles "
             "createdDateTime deletedDateTime description disabledByMicrosoftStatus displayName homepage "
-            "info keyCredentials loginUrl logoutUrl notes notificationEmailAddresses "
+            "info isDisabled keyCredentials loginUrl logoutUrl notes notificationEmailAddresses "
             "oauth2PermissionScopes passwordCredentials preferredSingleSignOnMode replyUrls "
             "servicePrincipalNames servicePrincipalType signInAudience tags tokenEncryptionKeyId "
             "verifiedPublisher"
@@ -182,7 +182,7 @@ PROPERTIES: dict[str, tuple[str, ...]] = {
     "application": tuple(
         (
             "id api appId applicationTemplateId appRoles createdDateTime deletedDateTime description "
-            "disabledByMicrosoftStatus displayName groupMembershipClaims identifierUris info "
+            "disabledByMicrosoftStatus displayName groupMembershipClaims identifierUris info isDisabled "
             "isDeviceOnlyAuthSupported isFallbackPublicClient keyCredentials notes optionalClaims "
             "passwordCredentials publicClient publisherDomain requiredResourceAccess "
             "serviceManagementReference signInAudience spa tags tokenEncryptionKeyId uniqueName "

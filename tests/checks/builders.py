@@ -140,6 +140,7 @@ def snapshot(
     application=None,
     app_scope=None,
     recipients=None,
+    exchange_online=True,
 ) -> TenantSnapshot:
     """A tenant snapshot. Pass a Dataset for any argument to set an error; defaults are healthy, with
     probes, the app registration, access policies and recipients not available."""
@@ -167,6 +168,7 @@ def snapshot(
         if app_scope is not None
         else Dataset.missing("Graph cannot read Exchange application access policies; export them"),
         recipients=_ds(recipients) if recipients is not None else Dataset.missing("no recipients list"),
+        exchange_online=_ds(exchange_online),
     )
 
 

@@ -11,6 +11,7 @@ from audit.checks import (
     app_not_consented,
     app_single_tenant,
     run_checks,
+    tenant_no_exchange_online,
 )
 from audit.models import UNKNOWN_REASON, USER_INVALID, Dataset, Severity
 from tests.checks.builders import (
@@ -58,6 +59,43 @@ def test_disabled_service_principal_is_flagged():
 
 def test_enabled_or_absent_service_principal_is_not_disabled():
     assert run(app_disabled, snapshot()) == []
+
+
+# disabledByMicrosoftStatus: null, NotDisabled or DisabledDueToViolationOfServicesAgreement (Graph v1.0
+# application resource, api-reference/v1.0/resources/application.md; the same property on servicePrincipal,
+# and isDisabled on both, in Graph's v1.0 metadata, msgraph-metadata schemas/v1.0-Prod.csdl).
+@pytest.mark.parametrize(
+    ("sp", "application", "says"),
+    [
+        (
+            {"disabledByMicrosoftStatus": "DisabledDueToViolationOfServicesAgreement"},
+            None,
+            f"service principal Threat Defense (sp-etd, appId {APP_ID}) has disabledByMicrosoftStatus "
+            "DisabledDueToViolationOfServicesAgreement",
+        ),
+        ({"isDisabled": True}, None, f"(sp-etd, appId {APP_ID}) has isDisabled true"),
+        (
+            {},
+            {"id": "app-obj", "appId": APP_ID, "displayName": "Threat Defense", "isDisabled": True},
+            f"app registration Threat Defense (app-obj, appId {APP_ID}) has isDisabled true",
+        ),
+        (
+            {"accountEnabled": False, "disabledByMicrosoftStatus": "DisabledDueToViolationOfServicesAgreement"},
+            None,
+            "has accountEnabled false and has disabledByMicrosoftStatus DisabledDueToViolationOfServicesAgreement",
+        ),
+    ],
+    ids=["sp-by-microsoft", "sp-isDisabled", "app-isDisabled", "both"],
+)
+def test_app_disabled_by_microsoft_is_flagged_and_says_which(sp, application, says):
+    [f] = run(app_disabled, snapshot(sp=healthy_sp(**sp), application=application))
+    assert f.severity == Severity.CRITICAL and says in f.evidence
+
+
+def test_not_disabled_by_microsoft_is_a_near_miss():
+    sp = healthy_sp(disabledByMicrosoftStatus="NotDisabled", isDisabled=False)
+    app = {"id": "app-obj", "appId": APP_ID, "disabledByMicrosoftStatus": None, "isDisabled": None}
+    assert run(app_disabled, snapshot(sp=sp, application=app)) == []
     assert run(app_disabled, snapshot(sp=None)) == []
 
 
@@ -240,3 +278,21 @@ def test_credentials_not_evaluated_outside_the_home_tenant():
 def test_app_registration_not_found_is_not_evaluated():
     reasons = not_evaluated_reasons(snapshot(application=Dataset(None)))
     assert f"app registration {APP_ID} was not found" in reasons["app-credential-expiring"]
+
+
+# --- tenant-no-exchange-online ------------------------------------------------------------------------
+
+
+def test_tenant_without_exchange_online_is_one_critical_tenant_finding():
+    # Outlook's answer in such a tenant: 401 OrganizationFromTenantGuidNotFound, "The tenant for tenant guid
+    # '...' does not exist." (MicrosoftDocs/azure-docs#32957); collection records it as exchange_online False.
+    [f] = run(tenant_no_exchange_online, snapshot(exchange_online=False))
+    assert (f.check_id, f.severity, f.user_id) == ("tenant-no-exchange-online", Severity.CRITICAL, None)
+    assert "OrganizationFromTenantGuidNotFound" in f.evidence and TENANT_ID in f.evidence
+    assert "MailboxSettings.Read" not in f.fix + f.cause + f.evidence  # not a permission to grant
+    assert run(tenant_no_exchange_online, snapshot(exchange_online=True)) == []
+
+
+def test_exchange_online_not_asked_is_not_evaluated_never_passed():
+    reasons = not_evaluated_reasons(snapshot(exchange_online=Dataset.missing("mailbox probes were switched off")))
+    assert reasons["tenant-no-exchange-online"] == "mailbox probes were switched off"

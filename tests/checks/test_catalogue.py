@@ -38,6 +38,7 @@ EXPECTED_IDS = [
     "app-single-tenant",
     "domain-not-verified",
     "app-credential-expiring",
+    "tenant-no-exchange-online",
 ]
 
 

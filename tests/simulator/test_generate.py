@@ -134,16 +134,42 @@ def _remediation_sp(tenant: dict) -> dict | None:
     return next((s for s in tenant["service_principals"] if s["appId"] == DEMO_REMEDIATION_APP_ID), None)
 
 
+TEAMS_ROOMS_SKUS = {  # Microsoft_Teams_Rooms_Pro and _Basic (Microsoft's licensing table): no Exchange plan
+    "4cde982a-ede4-4409-9ae6-b003453c8ea6",
+    "6af4b3d6-14bb-4a2a-960c-6c902aad34f3",
+}
+
+
+def test_enabled_teams_rooms_accounts_from_two_rooms_up():
+    tenant = generate_tenant("contoso", 300, seed=1, now=NOW)
+    rooms = [u for u in tenant["users"] if u["mailbox"] == {"purpose": "room", "location": "cloud"}]
+    teams_rooms = [u for u in rooms if u["accountEnabled"]]
+    assert len(rooms) == 3 and len(teams_rooms) == 1
+    for room in teams_rooms:
+        assert {lic["skuId"] for lic in room["assignedLicenses"]} <= TEAMS_ROOMS_SKUS and room["assignedLicenses"]
+        assert not _plans(room) & MAILBOX_PLANS and room["mail"]
+    skus = {s["skuId"] for s in tenant["subscribed_skus"]}
+    assert {lic["skuId"] for r in teams_rooms for lic in r["assignedLicenses"]} <= skus
+    # With one room (about 40 users) the only room stays a disabled, unlicensed room mailbox.
+    small = generate_tenant("contoso", 40, seed=1, now=NOW)
+    assert not any(u["accountEnabled"] for u in small["users"] if (u["mailbox"] or {}).get("purpose") == "room")
+
+
 def _granted(sp: dict) -> set[str]:
     names = {v: k for k, v in GRAPH_APP_ROLES.items()}
     return {names[a["appRoleId"]] for a in sp["appRoleAssignments"]}
 
 
 def test_scenarios():
-    home, fabrikam, northwind = demo_tenants(100, seed=7, now=NOW)
-    assert [t["name"] for t in (home, fabrikam, northwind)] == ["contoso", "fabrikam", "northwind"]
-    assert [len(t["users"]) for t in (home, fabrikam, northwind)] == [100, 25, 20]
-    for tenant in (home, fabrikam, northwind):
+    home, fabrikam, northwind, tailspin = demo_tenants(100, seed=7, now=NOW)
+    assert [t["name"] for t in (home, fabrikam, northwind, tailspin)] == [
+        "contoso",
+        "fabrikam",
+        "northwind",
+        "tailspin",
+    ]
+    assert [len(t["users"]) for t in (home, fabrikam, northwind, tailspin)] == [100, 25, 20, 10]
+    for tenant in (home, fabrikam, northwind, tailspin):
         assert any(s["appId"] == GRAPH_APP_ID for s in tenant["service_principals"])
         client = tenant["clients"][0]
         assert client["secret"] and client["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
@@ -166,6 +192,12 @@ def test_scenarios():
         "Organization.Read.All",
     }
     assert disabled["appOwnerOrganizationId"] == home["tenant_id"]
+    # tailspin: no Exchange Online organisation, and the app disabled by Microsoft (still accountEnabled).
+    assert tailspin["exchange_online"] is False and all(t.get("exchange_online") is None for t in (home, northwind))
+    blocked = _remediation_sp(tailspin)
+    assert blocked["accountEnabled"] is True
+    assert blocked["disabledByMicrosoftStatus"] == "DisabledDueToViolationOfServicesAgreement"
+    assert all("disabledByMicrosoftStatus" not in (_remediation_sp(t) or {}) for t in (home, fabrikam, northwind))
     healthy = _remediation_sp(generate_tenant("tailspin", 40, seed=1, scenario="healthy", now=NOW))
     assert healthy["accountEnabled"] and _granted(healthy) == {"Mail.ReadWrite", "Organization.Read.All"}
     with pytest.raises(ValueError, match="unknown scenario"):
@@ -211,7 +243,7 @@ def test_config_toml_and_secrets(sim_factory, make_config, tmp_path, small_tenan
     tenants = demo_tenants(40, seed=7)
     sim = sim_factory(tenants)
     parsed = tomllib.loads(sim.config_toml("out"))
-    assert [t["name"] for t in parsed["tenants"]] == ["contoso", "fabrikam", "northwind"]
+    assert [t["name"] for t in parsed["tenants"]] == ["contoso", "fabrikam", "northwind", "tailspin"]
     first = parsed["tenants"][0]
     assert first["authority_host"] == sim.url == first["graph_endpoint"]
     assert sim.secrets_env()[first["client_secret_env"]] == tenants[0]["clients"][0]["secret"]

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from audit.simulator import Simulator, generate_tenant
-from audit.simulator.reports import COLUMNS
+from audit.simulator.reports import BETA_COLUMNS, COLUMNS
 
 from ._support import Graph, add_client
 
@@ -22,7 +22,34 @@ def tenants() -> list[dict]:
     add_client(plain, ["User.Read.All"])
     concealed = generate_tenant("fabrikam", 40, seed=21, scenario="unconsented")
     concealed["usage_report"]["concealed"] = True
-    return [plain, concealed]
+    beta = generate_tenant("adatum", 60, seed=21, scenario="healthy")
+    beta["usage_report"]["recipient_type"] = True
+    no_exchange = generate_tenant("tailspin", 30, seed=21, scenario="healthy")
+    no_exchange["exchange_online"] = False
+    return [plain, concealed, beta, no_exchange]
+
+
+# The v1.0 CSV header as Graph documents it (api-reference/v1.0/api/reportroot-getmailboxusagedetail.md,
+# ms.date 2024-04-04): no "Recipient Type", which only beta returns (msgraph-sdk-powershell#1581).
+V1_HEADER = [
+    "Report Refresh Date",
+    "User Principal Name",
+    "Display Name",
+    "Is Deleted",
+    "Deleted Date",
+    "Created Date",
+    "Last Activity Date",
+    "Item Count",
+    "Storage Used (Byte)",
+    "Issue Warning Quota (Byte)",
+    "Prohibit Send Quota (Byte)",
+    "Prohibit Send/Receive Quota (Byte)",
+    "Deleted Item Count",
+    "Deleted Item Size (Byte)",
+    "Deleted Item Quota (Byte)",
+    "Has Archive",
+    "Report Period",
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +73,15 @@ def test_report_redirects_to_a_preauthenticated_csv(sim, tenants):
     assert download.status_code == 200
     assert download.headers["Content-Type"] == "application/octet-stream"
     header, rows = _rows(download.content.decode("utf-8"))
-    assert header == list(COLUMNS)
+    assert header == list(COLUMNS) == V1_HEADER
     assert rows and all(r["Report Period"] == "7" for r in rows)
+    beta_header, _ = _rows(Graph(sim, tenants[2]).get(REPORT).content.decode("utf-8"))
+    assert beta_header == list(BETA_COLUMNS) == [*V1_HEADER[:-1], "Recipient Type", "Report Period"]
 
 
-def test_report_lists_cloud_user_and_shared_mailboxes_as_of_the_refresh_date(sim, tenants):
-    tenant = tenants[0]
+@pytest.mark.parametrize("index", [0, 2], ids=["v1.0", "beta"])
+def test_report_lists_cloud_user_and_shared_mailboxes_as_of_the_refresh_date(sim, tenants, index):
+    tenant = tenants[index]
     refresh = tenant["usage_report"]["refresh_date"]
     _, rows = _rows(Graph(sim, tenant).get(REPORT).content.decode("utf-8"))
     listed = {r["User Principal Name"]: r for r in rows}
@@ -64,9 +94,13 @@ def test_report_lists_cloud_user_and_shared_mailboxes_as_of_the_refresh_date(sim
         and u["createdDateTime"][:10] <= refresh
     }
     assert set(listed) == set(expected)
-    assert {r["Recipient Type"] for r in rows} == {"User", "Shared"}
+    if index == 2:
+        assert {r["Recipient Type"] for r in rows} == {"User", "Shared"}
     for upn, row in listed.items():
-        assert row["Recipient Type"] == ("Shared" if expected[upn]["mailbox"]["purpose"] == "shared" else "User")
+        if index == 2:
+            assert row["Recipient Type"] == ("Shared" if expected[upn]["mailbox"]["purpose"] == "shared" else "User")
+        else:
+            assert "Recipient Type" not in row
         assert row["Report Refresh Date"] == refresh and row["Is Deleted"] == "False"
     newest = max(tenant["users"], key=lambda u: u["createdDateTime"])
     assert newest["createdDateTime"][:10] > refresh and newest["userPrincipalName"] not in listed
@@ -92,3 +126,8 @@ def test_report_refusals(sim, tenants):
     no_role = Graph(sim, tenants[0], tenants[0]["clients"][1]).get(REPORT)
     assert no_role.status_code == 403
     assert requests.get(f"{sim.url}/reports-download/forged", verify=sim.ca_path, timeout=10).status_code == 404
+
+
+def test_tenant_without_exchange_online_lists_no_mailbox(sim, tenants):
+    header, rows = _rows(Graph(sim, tenants[3]).get(REPORT).content.decode("utf-8"))
+    assert header == V1_HEADER and rows == []
