@@ -65,6 +65,7 @@ PERMISSION = {
     "probes": "MailboxSettings.Read",
     "app_scope": "GroupMember.Read.All",
     "usage_report": "Reports.Read.All",
+    "exchange_online": "MailboxSettings.Read",  # known from the mailbox probes
 }
 # Outlook's answer (401) for a tenant that has no Exchange Online organisation at all: "The tenant for tenant
 # guid '...' does not exist." (issues MicrosoftDocs/azure-docs#32957, O365/python-o365#757). No permission
@@ -412,7 +413,7 @@ class MailboxProber:
         self._pages: queue.Queue[list[User] | None] = queue.Queue()
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
-        self.answered = False  # Outlook answered at least one probe about a mailbox
+        self.answered = False  # Exchange Online answered at least one probe about a mailbox (200 or 404)
         self._window = OUTLOOK_CONCURRENCY  # lanes: probes in flight
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"probes-{collector.tenant.name}", daemon=True)
@@ -493,7 +494,7 @@ class MailboxProber:
             except GraphError as err:
                 if err.status == 401 or err.code == "TLSError":
                     raise  # not about this mailbox: no probe can work
-                self.answered = True
+                self.answered = self.answered or err.status == 404  # Exchange answered about this mailbox
                 return user, probe_from_item(err.status, {"error": {"code": err.code}})
             if any(not key.startswith("@") for key in body):
                 self.answered = True
@@ -652,7 +653,10 @@ def _close_probes(c: Collector, prober: MailboxProber) -> tuple[Dataset, Dataset
     listed = any(p.source == "usage_report" and p.outcome == "mailbox" for p in probes.values())
     if prober.answered or listed:
         return Dataset(probes), Dataset(True)
-    return Dataset(probes), Dataset.missing("no mailbox needed probing, so Exchange Online was not asked")
+    return Dataset(probes), Dataset.missing(
+        "no mailbox probe was answered (none was needed, or every one was refused or failed), so whether "
+        "Exchange Online serves this tenant is not known"
+    )
 
 
 def _application(c: Collector, config: Config) -> Dataset:

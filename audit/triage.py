@@ -699,6 +699,8 @@ def diagnose(view: _Tenant, kind: str | None, error: str, address: str, facts: _
             UNKNOWN_ERROR_FIX,
             Outcome.UNKNOWN_ERROR,
         )
+    if found := view.tenant_findings("tenant-no-exchange-online"):
+        return _merge(found)  # no mailbox exists in the tenant: whatever the error said, this is why
     if kind == UNKNOWN_REASON:
         return _app_access(view, kind, address, facts)
     if not view.snapshot.users.ok:

@@ -106,3 +106,19 @@ def test_readiness_counts_findings_among_the_users_they_are_about():
     assert {i.item: i.detail for i in tenant_readiness(empty).items}["mailboxes: no-exchange-license"] == (
         "40 would fail"
     )
+
+
+def test_triage_names_the_missing_exchange_organisation_for_every_row(sim_factory, make_config, tmp_path):
+    from audit.triage import triage
+
+    spec = _no_exchange_tenant()
+    sim = sim_factory([spec])
+    config = make_config(sim, [spec], tmp_path)
+    mailbox = next(u for u in spec["users"] if u["mailbox"] and u["accountEnabled"])["mail"]
+    log = tmp_path / "errors.csv"
+    log.write_text(
+        f"Mailbox,Remediation Error\n{mailbox},Resource is Not Found\n{mailbox},Remediation Failed - Unknown Reason\n"
+    )
+    result = triage(config, log, out_dir=tmp_path / "out", formats=("json",))
+    assert [r.diagnosis.check_id for r in result.rows] == ["tenant-no-exchange-online"] * 2
+    assert all("OrganizationFromTenantGuidNotFound" in r.diagnosis.evidence for r in result.rows)
