@@ -154,8 +154,9 @@ def not_assessed(probe: MailboxProbe | None) -> bool:
 
 
 def is_shared_or_resource(probe: MailboxProbe | None) -> bool:
-    """Shared, room and equipment mailboxes need no licence. The usage report gives the purpose too
-    (Recipient Type Shared -> "shared"); its user mailboxes are licence candidates like probed ones."""
+    """Shared, room and equipment mailboxes need no licence (a Teams Rooms account is an enabled room
+    mailbox). The usage report gives "shared" only where it has a Recipient Type column (beta); its
+    other mailboxes are licence candidates like probed user mailboxes."""
     return probe is not None and probe.outcome == "mailbox" and (probe.purpose or "").lower() in RESOURCE_PURPOSES
 
 
