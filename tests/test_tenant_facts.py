@@ -122,3 +122,18 @@ def test_triage_names_the_missing_exchange_organisation_for_every_row(sim_factor
     result = triage(config, log, out_dir=tmp_path / "out", formats=("json",))
     assert [r.diagnosis.check_id for r in result.rows] == ["tenant-no-exchange-online"] * 2
     assert all("OrganizationFromTenantGuidNotFound" in r.diagnosis.evidence for r in result.rows)
+
+
+def test_app_registration_with_is_disabled_is_read_in_its_home_tenant(sim_factory, make_config, tmp_path):
+    # isDisabled is a v1.0 property of application (Graph's v1.0 metadata, msgraph-metadata v1.0-Prod.csdl).
+    spec = generate_tenant("contoso", 40, seed=3, scenario="home")
+    app = next(a for a in spec["applications"] if a["appId"] == DEMO_REMEDIATION_APP_ID)
+    app["isDisabled"] = True
+    sim = sim_factory([spec])
+    config = make_config(sim, [spec], tmp_path)
+    result = audit_tenant(config.tenants[0], config, RunOptions(probe="none"), recipients=None)
+    assert result.snapshot.application.value["isDisabled"] is True
+    [finding] = [f for f in result.findings if f.check_id == "app-disabled"]
+    assert finding.evidence == (
+        f"app registration {app['displayName']} ({app['id']}, appId {DEMO_REMEDIATION_APP_ID}) has isDisabled true"
+    )
