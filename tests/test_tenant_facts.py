@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from audit.models import Finding, Severity, TenantResult, TenantStatus
 from audit.readiness import tenant_readiness
+from audit.report.tables import TENANT_COLUMNS, tenant_row
 from audit.runner import RunOptions, audit_tenant
 from audit.simulator import DEMO_REMEDIATION_APP_ID, generate_tenant
 from tests.checks.builders import snapshot
@@ -80,6 +81,8 @@ def test_app_disabled_by_microsoft_is_read_from_graph_and_flagged(sim_factory, m
     assert "accountEnabled false" not in finding.evidence
     items = {i.item: i.status for i in tenant_readiness(result).items}
     assert items["remediation app enabled"] == "FAIL"
+    row = dict(zip([c.header for c in TENANT_COLUMNS], tenant_row(result), strict=True))
+    assert row["App enabled"] == "no: disabled by Microsoft (DisabledDueToViolationOfServicesAgreement)"
 
 
 def _user_finding(check_id: str, n: int) -> Finding:

@@ -258,6 +258,9 @@ def tenant_row(t: TenantResult) -> list:
     else:
         consent = "present"
         enabled = "yes" if sp.value.get("accountEnabled", True) else "no"
+        by_microsoft = sp.value.get("disabledByMicrosoftStatus")
+        if (by_microsoft and str(by_microsoft).lower() != "notdisabled") or sp.value.get("isDisabled") is True:
+            enabled = f"no: disabled by Microsoft ({by_microsoft or 'isDisabled'})"
     roles = [_role_state(snap.remediation_roles, snap.graph_sp_id, role) for role in REQUIRED_ROLES.values()]
     if not snap.remediation_roles.ok and sp.ok and sp.value is not None:
         notes.append(f"permissions unknown: {snap.remediation_roles.error}")
