@@ -116,6 +116,11 @@ class GraphStats:
 # Pure helpers
 
 
+def odata_string(value: str) -> str:
+    """A $filter string literal: the value in single quotes, each quote inside doubled (OData ABNF)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def header_value(headers: dict[str, str] | None, name: str) -> str | None:
     """Look a header up ignoring case (batch item headers come as a plain dict)."""
     if not headers:

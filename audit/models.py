@@ -166,6 +166,9 @@ class User:
     provisioned: tuple[ProvisionedPlan, ...]
     license_states: tuple[LicenseState, ...]
     deleted: str | None = None  # deletedDateTime, for users in the deleted-items container
+    # The non-empty Graph properties an Exchange recipient filter may test (department, companyName, city,
+    # country, officeLocation, state, jobTitle, extensionAttribute1-15), as (name, value) pairs.
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_guest(self) -> bool:
@@ -219,6 +222,9 @@ class TenantSnapshot:
     directory_user_count: int | None = None  # what $count says the directory holds
     audit_roles: tuple[str, ...] = ()  # application roles in the audit's own token
     problems: tuple[str, ...] = ()  # faults met while collecting (not permissions): the tenant is partial
+    # Exchange RBAC for Applications grants of the remediation app (audit.rbac.RbacGrant); value None: no
+    # RBAC export was named in the config, so none is known.
+    rbac: Dataset[tuple] = Dataset(None)
 
     def dataset(self, name: str) -> Dataset:
         return getattr(self, name)
