@@ -459,7 +459,7 @@ class Collector:
                 return Dataset.missing(f"could not read remediation_app.{key} {path}: {err}")
         if not sp.ok:
             return Dataset.missing(sp.error or "the remediation app's service principal could not be read")
-        keys = rbac.assignee_keys(app.app_id, sp.value, exports["exchange_service_principals_file"] or ())
+        keys = rbac.assignee_keys(sp.value, exports["exchange_service_principals_file"] or ())
         rows = rbac.app_assignments(exports["role_assignments_file"] or (), keys)
         return Dataset(tuple(self._grant(row, exports["management_scopes_file"]) for row in rows))
 

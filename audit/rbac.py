@@ -125,33 +125,26 @@ def unreadable_properties(node: opath.Node) -> list[str]:
     )
 
 
-def assignee_keys(app_id: str, sp: dict | None, exchange_sps: Iterable[dict] = ()) -> set[str]:
+def assignee_keys(sp: dict | None, exchange_sps: Iterable[dict] = ()) -> set[str]:
     """Everything RoleAssignee may hold for the remediation app in this tenant (lower case).
 
-    Sources differ on what RoleAssignee shows for a service principal: its object id, or the name of
-    Exchange's pointer object (by default its display name). The Entra object id is unique to the tenant;
-    names come from the Get-ServicePrincipal export rows whose AppId is the app's (and, where they give
-    one, whose ObjectId is this tenant's service principal), else from the service principal's own
-    display name.
+    Sources differ on what RoleAssignee shows for a service principal: the Entra object id, or the name of
+    Exchange's pointer object (a display name). Only what is unique to this tenant counts: the service
+    principal's object id, and the names of the Get-ServicePrincipal export rows whose ObjectId is that id.
+    The app id and display name are the same in every tenant the app is consented in, so one export
+    covering several tenants would otherwise credit one tenant's grant to all of them.
     """
-    keys = {app_id.lower()}
     sp_id = str((sp or {}).get("id") or "").lower()
-    if sp_id:
-        keys.add(sp_id)
-    named = False
+    if not sp_id:
+        return set()
+    keys = {sp_id}
     for row in exchange_sps:
-        if text(row.get("AppId")).lower() != app_id.lower():
+        if text(row.get("ObjectId")).lower() != sp_id:
             continue
-        object_id = text(row.get("ObjectId")).lower()
-        if sp_id and object_id and object_id != sp_id:
-            continue  # the same app's pointer in another tenant
-        for column in ("ObjectId", "Identity", "Name", "DisplayName", "ServiceId", "Id"):
+        for column in ("Identity", "Name", "DisplayName", "ServiceId", "Id"):
             value = text(row.get(column)).lower()
             if value:
                 keys.add(value)
-                named = True
-    if not named and (sp or {}).get("displayName"):
-        keys.add(str(sp["displayName"]).lower())
     return keys
 
 

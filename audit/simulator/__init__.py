@@ -16,7 +16,9 @@ few simulator-only keys: on users `mailbox` (null, or {"purpose": "user|shared|r
 "location": "cloud|onprem"}); `clients` (the app registrations that may get tokens, with `secret`,
 `certificate_pem`, `roles` and, for generated tenants, `private_key_pem` and `thumbprint`);
 `appRoleAssignments` / `oauth2PermissionGrants` on service principals; `members` on groups;
-`unverified_domains`; `usage_report` {"refresh_date", "concealed"}.
+`unverified_domains`; `usage_report` {"refresh_date", "concealed"}; `administrative_units` (with
+`members`); `rbac` (Exchange RBAC for Applications grants of the remediation app, which
+`demo_rbac_exports` turns into PowerShell-shaped exports).
 """
 
 from .generate import (
@@ -26,6 +28,7 @@ from .generate import (
     SCOPE_GROUP_NAME,
     demo_access_policies,
     demo_domains,
+    demo_rbac_exports,
     demo_recipients,
     demo_tenants,
     generate_tenant,
@@ -45,6 +48,7 @@ __all__ = [
     "Simulator",
     "demo_access_policies",
     "demo_domains",
+    "demo_rbac_exports",
     "demo_recipients",
     "demo_tenants",
     "generate_tenant",
