@@ -117,7 +117,8 @@ class GraphStats:
 
 
 def odata_string(value: str) -> str:
-    """A $filter string literal: the value in single quotes, each quote inside doubled (OData ABNF)."""
+    """A $filter string literal: the value in single quotes, each quote inside written twice (OData 4.01 URL
+    Conventions). Every value put into a $filter goes through here."""
     return "'" + str(value).replace("'", "''") + "'"
 
 

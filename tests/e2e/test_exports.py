@@ -120,7 +120,8 @@ def test_real_access_policy_export(sim_factory, policy_tenant, tmp_path, monkeyp
 
 
 def test_scope_address_with_a_quote_is_quoted_for_filter(sim_factory, tmp_path, monkeypatch):
-    """An address may hold an apostrophe; inside $filter it must be doubled (OData string literal)."""
+    """An address may hold an apostrophe; inside a $filter string literal it is written twice (OData Version 4.01
+    Part 2: URL Conventions, docs.oasis-open.org/odata/odata/v4.01/odata-v4.01-part2-url-conventions.html)."""
     b = TenantBuilder("contoso")
     b.remediation_app()
     inside, outside = b.user("alice", license=E3), b.user("bob", license=E3)
