@@ -520,7 +520,7 @@ class Collector:
                     role,
                     described,
                     filter_text,
-                    unreadable=f"MemberOfGroup {value} was not found in the directory",
+                    unreadable=f"MemberOfGroup {value} names no single group in the directory",
                 )
             groups[value.lower()] = members
         return rbac.RbacGrant(name, role, described, filter_text, node, groups=groups)
@@ -554,7 +554,9 @@ class Collector:
         return frozenset(m["id"] for m in members if str(m.get("@odata.type") or user).lower() == user)
 
     def _named_group_members(self, value: str) -> frozenset[str] | None:
-        """Direct user members of the group a MemberOfGroup value names (its DN, name or address)."""
+        """Direct user members of the group a MemberOfGroup value names (its DN, name or address).
+
+        MemberOfGroup tests the memberOf back-link, which lists direct memberships only."""
         match = re.match(r"^CN=((?:[^,\\]|\\.)+)", value, re.IGNORECASE)
         name = re.sub(r"\\(.)", r"\1", match.group(1)) if match else value
         prop = "mail" if "@" in name else "displayName"

@@ -196,7 +196,7 @@ class MailboxProbe:
 class AppScope:
     """Exchange application access policies for the remediation app, resolved to user ids."""
 
-    restrict: dict[str, frozenset[str]]  # scope (group address or id) -> member user ids; RestrictAccess
+    restrict: dict[str, frozenset[str]]  # scope (its ScopeName) -> member user ids; RestrictAccess
     deny: dict[str, frozenset[str]]  # scope -> member user ids; DenyAccess
 
 

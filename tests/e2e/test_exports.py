@@ -354,3 +354,24 @@ def test_demo_tenants_show_both_cases(sim_factory, tmp_path):
     contoso = _findings(by_name["contoso"], "mailbox-outside-app-scope")
     assert any("RestrictAccess scopes (ETD Remediation Scope)" in e for e in contoso.values())
     assert any("DenyAccess scope" in e for e in contoso.values())
+
+
+def test_rbac_member_of_group_uses_direct_members(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+    """MemberOfGroup filters on the memberOf back-link, given the group's distinguished name
+    (exchangepedia.com, "memberOf Attribute can now be used in OPATH filters"): direct members only."""
+    b, ids, _ = rbac_tenant
+    nested = b.group("pilot-nested", [ids["ned"]])
+    b.group("remediation-pilot", [ids["sally"], nested])
+    dn = (
+        "CN=remediation-pilot,OU=northwind.onmicrosoft.com,OU=Microsoft Exchange Hosted Organizations,"
+        "DC=EURPR01A001,DC=prod,DC=outlook,DC=com"
+    )
+    files = _rbac_files(
+        tmp_path,
+        b,
+        [{"Role": "Application Mail.ReadWrite", "CustomResourceScope": "pilot"}],
+        [{"Name": "pilot", "RecipientFilter": f"MemberOfGroup -eq '{dn}'"}],
+    )
+    result = _audit(sim_factory, b, tmp_path, monkeypatch, files)
+    assert result.status == "ok", (result.error, _not_evaluated(result))
+    assert set(_findings(result, "mailbox-outside-app-scope")) == {ids["ned"], ids["lars"], ids["room-1"]}
