@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import queue
 import re
@@ -21,10 +20,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
+from audit import opath, rbac
 from audit.checks._facts import SkuIndex, is_mail_enabled, mailbox_plans
 from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
-from audit.graph import GraphClient, GraphError, backoff_delay
+from audit.graph import GraphClient, GraphError, backoff_delay, odata_string
 from audit.models import (
     READ_IN_HOME_AUDIT,
     AppScope,
@@ -37,13 +37,14 @@ from audit.models import (
     TenantSnapshot,
     User,
 )
+from audit.psexport import read_export, text
 
 log = logging.getLogger("audit")
 
 USER_FIELDS = (
     "id,userPrincipalName,displayName,mail,proxyAddresses,userType,accountEnabled,assignedLicenses,"
     "assignedPlans,provisionedPlans,licenseAssignmentStates,onPremisesSyncEnabled,onPremisesImmutableId,"
-    "createdDateTime"
+    "createdDateTime,department,companyName,city,country,officeLocation,state,jobTitle,onPremisesExtensionAttributes"
 )
 DELETED_USER_FIELDS = USER_FIELDS + ",deletedDateTime"
 # disabledByMicrosoftStatus and isDisabled are v1.0 properties of both types (Graph v1.0 metadata, CSDL).
@@ -64,6 +65,7 @@ PERMISSION = {
     "application": "Application.Read.All",
     "probes": "MailboxSettings.Read",
     "app_scope": "GroupMember.Read.All",
+    "administrative_units": "AdministrativeUnit.Read.All",
     "usage_report": "Reports.Read.All",
     "exchange_online": "MailboxSettings.Read",  # known from the mailbox probes
 }
@@ -123,7 +125,19 @@ def user_from_graph(d: dict) -> User:
             for s in d.get("licenseAssignmentStates") or ()
         ),
         deleted=d.get("deletedDateTime"),
+        attributes=_attributes(d),
     )
+
+
+def _attributes(d: dict) -> tuple[tuple[str, str], ...]:
+    """The recipient-filter properties the user has a value for (most have few, so few are kept)."""
+    extension = d.get("onPremisesExtensionAttributes") or {}
+    found = []
+    for name in rbac.USER_ATTRIBUTES:
+        value = extension.get(name) if name.startswith("extensionAttribute") else d.get(name)
+        if isinstance(value, str) and value:
+            found.append((name, value))
+    return tuple(found)
 
 
 def probe_from_item(status: int, body: dict | None) -> MailboxProbe:
@@ -211,12 +225,19 @@ def settle(user: User, inventory: MailboxInventory, skus: SkuIndex) -> MailboxPr
 
 
 def read_access_policies(path: Path) -> list[dict]:
-    """Rows of a Get-ApplicationAccessPolicy export, as JSON (object or list) or CSV."""
-    text = path.read_text(encoding="utf-8-sig")
-    if text.lstrip().startswith(("[", "{")):
-        rows = json.loads(text)
-        return [rows] if isinstance(rows, dict) else list(rows)
-    return list(csv.DictReader(io.StringIO(text)))
+    """Rows of a Get-ApplicationAccessPolicy export: JSON (object or list), CSV or Format-List text, in UTF-8,
+    UTF-16 or ANSI (see audit.psexport)."""
+    return read_export(path)
+
+
+def scope_object_id(row: dict) -> str | None:
+    """The Entra object id of an access policy's scope: ScopeIdentityRaw is `<SID>;<object id>`."""
+    raw = text(row.get("ScopeIdentityRaw"))
+    tail = raw.rsplit(";", 1)[-1].strip()
+    if rbac.GUID.match(tail):
+        return tail.lower()
+    identity = text(row.get("ScopeIdentity"))
+    return identity.lower() if rbac.GUID.match(identity) else None
 
 
 class Collector:
@@ -262,8 +283,11 @@ class Collector:
         """Only the users owning these addresses (UPN, mail or proxy address), in batches of 20."""
         requests = []
         for i, address in enumerate(addresses):
-            a = address.strip().removeprefix("smtp:").removeprefix("SMTP:").replace("'", "''")
-            flt = f"userPrincipalName eq '{a}' or mail eq '{a}' or proxyAddresses/any(p:p eq 'smtp:{a}')"
+            a = address.strip().removeprefix("smtp:").removeprefix("SMTP:")
+            flt = (
+                f"userPrincipalName eq {odata_string(a)} or mail eq {odata_string(a)} or "
+                f"proxyAddresses/any(p:p eq {odata_string('smtp:' + a)})"
+            )
             requests.append(
                 {
                     "id": str(i),
@@ -355,38 +379,212 @@ class Collector:
             return Dataset.missing(f"could not read the access policy export {app.access_policy_file}: {err}")
         app_id = app.app_id.lower()
         rows = [
-            r
-            for r in rows
-            if isinstance(r, dict) and str(r.get("AppId", "")).lower() == app_id and self._policy_here(r)
+            r for r in rows if isinstance(r, dict) and text(r.get("AppId")).lower() == app_id and self._policy_here(r)
         ]
         if not rows:
             return Dataset(None)  # the export lists no policy for this app here: no restriction
         restrict: dict[str, frozenset[str]] = {}
         deny: dict[str, frozenset[str]] = {}
         for row in rows:
-            scope = str(row.get("ScopeIdentity") or row.get("ScopeName") or "")
+            label = text(row.get("ScopeName")) or text(row.get("ScopeIdentity")) or text(row.get("ScopeIdentityRaw"))
+            right = text(row.get("AccessRight")).lower()
+            if right not in ("restrictaccess", "denyaccess"):
+                return Dataset.missing(
+                    f"the access policy for scope {label} has AccessRight {text(row.get('AccessRight'))!r}, neither "
+                    "RestrictAccess nor DenyAccess; export the policies again as text, e.g. "
+                    "Get-ApplicationAccessPolicy | Export-Csv -NoTypeInformation access-policies.csv"
+                )
             try:
-                members = self._scope_members(scope)
+                members = self._scope_members(row)
             except GraphError as err:
-                return self._missing("app_scope", f"members of access policy scope {scope}", err)
-            right = str(row.get("AccessRight", "")).lower()
-            (deny if right == "denyaccess" else restrict)[scope] = members
+                return self._missing("app_scope", f"members of access policy scope {label}", err)
+            if members is None:
+                return Dataset.missing(
+                    f"the access policy scope {label} (object id {scope_object_id(row) or 'not given'}) was found in "
+                    "the directory neither by object id, nor by name, nor by address; export the policies again "
+                    "with their ScopeIdentityRaw column"
+                )
+            (deny if right == "denyaccess" else restrict)[label] = members
         return Dataset(AppScope(restrict=restrict, deny=deny))
 
     def _policy_here(self, row: dict) -> bool:
-        identity = str(row.get("Identity") or "")
+        identity = text(row.get("Identity"))
         if "\\" not in identity:
             return True  # no tenant named in the row: it applies wherever the export is used
         return identity.split("\\", 1)[0].lower() in {self.tenant.tenant_id.lower(), self.tenant.name.lower()}
 
-    def _scope_members(self, scope: str) -> frozenset[str]:
-        group = (
-            self.first("/groups", {"$filter": f"mail eq '{scope}'", "$select": "id"}) if "@" in scope else {"id": scope}
-        )
-        if group is None:  # a scope can also be a single mailbox
-            user = self.first("/users", {"$filter": f"mail eq '{scope}'", "$select": "id"})
-            return frozenset([user["id"]]) if user else frozenset()
-        members = self.all_items(f"/groups/{group['id']}/transitiveMembers/microsoft.graph.user", {"$select": "id"})
+    def _scope_members(self, row: dict) -> frozenset[str] | None:
+        """User ids an access policy scope covers: a group's (transitive) members, or one mailbox.
+
+        Get-ApplicationAccessPolicy gives ScopeIdentity as Exchange's object name (the group's name with a
+        creation timestamp appended, e.g. MyRestrictedSecGroup20210509121159), which Graph does not know;
+        the object id in ScopeIdentityRaw is used first, then the display name, then an address.
+        None: the scope was not found.
+        """
+        object_id = scope_object_id(row)
+        if object_id:
+            found = self._object_members(object_id)
+            if found is not None:
+                return found
+        name = text(row.get("ScopeName"))
+        if name and "@" not in name:
+            groups = self.all_items("/groups", {"$filter": f"displayName eq {odata_string(name)}", "$select": "id"})
+            if len(groups) == 1:
+                return self._group_users(groups[0]["id"])
+        for address in (text(row.get("ScopeIdentity")), name):
+            if "@" not in address:
+                continue
+            group = self.first("/groups", {"$filter": f"mail eq {odata_string(address)}", "$select": "id"})
+            if group is not None:
+                return self._group_users(group["id"])
+            user = self.first("/users", {"$filter": f"mail eq {odata_string(address)}", "$select": "id"})
+            if user is not None:  # a scope can also be a single mailbox
+                return frozenset([user["id"]])
+        return None
+
+    def _group_users(self, group_id: str) -> frozenset[str]:
+        members = self.all_items(f"/groups/{group_id}/transitiveMembers/microsoft.graph.user", {"$select": "id"})
+        return frozenset(m["id"] for m in members)
+
+    def _object_members(self, object_id: str) -> frozenset[str] | None:
+        """A group's members, or the user itself, by Entra object id; None when neither exists."""
+        try:
+            return self._group_users(object_id)
+        except GraphError as err:
+            if err.status != 404:
+                raise
+        try:
+            user = self.client.get(f"/users/{object_id}", params={"$select": "id"})
+        except GraphError as err:
+            if err.status == 404:
+                return None
+            raise
+        return frozenset([user["id"]])
+
+    # ---- Exchange RBAC for Applications ------------------------------------------------------------
+
+    def rbac_grants(self, sp: Dataset) -> Dataset:
+        """The remediation app's RBAC for Applications grants here; Dataset(None) when no export is named."""
+        app = self.config.remediation_app
+        if app.role_assignments_file is None:
+            return Dataset(None)
+        exports: dict[str, list[dict] | None] = {}
+        for key, path in (
+            ("role_assignments_file", app.role_assignments_file),
+            ("management_scopes_file", app.management_scopes_file),
+            ("exchange_service_principals_file", app.exchange_service_principals_file),
+        ):
+            try:
+                exports[key] = read_export(path) if path is not None else None
+            except (OSError, ValueError) as err:
+                return Dataset.missing(f"could not read remediation_app.{key} {path}: {err}")
+        if not sp.ok:
+            return Dataset.missing(sp.error or "the remediation app's service principal could not be read")
+        keys = rbac.assignee_keys(sp.value, exports["exchange_service_principals_file"] or ())
+        rows = rbac.app_assignments(exports["role_assignments_file"] or (), keys)
+        return Dataset(tuple(self._grant(row, exports["management_scopes_file"]) for row in rows))
+
+    def _grant(self, row: dict, scopes: list[dict] | None) -> rbac.RbacGrant:
+        name, role = text(row.get("Name")), text(row.get("Role"))
+        kind, ref = rbac.scope_of(row)
+        if kind == "organisation":
+            return rbac.RbacGrant(name, role, "the whole organisation")
+        if kind == "unit":
+            label = f"administrative unit {ref}"
+            try:
+                members = self._unit_members(ref)
+            except GraphError as err:
+                return rbac.RbacGrant(
+                    name, role, label, unreadable=self._graph_reason(label, "administrative_units", err)
+                )
+            if members is None:
+                return rbac.RbacGrant(name, role, label, unreadable=f"{label} was not found in the directory")
+            return rbac.RbacGrant(name, role, label, members=members)
+        label = f"management scope {ref}"
+        if scopes is None:
+            return rbac.RbacGrant(
+                name,
+                role,
+                label,
+                unreadable=f"{label} is not known: name the Get-ManagementScope export in "
+                "remediation_app.management_scopes_file",
+            )
+        filter_text = rbac.scope_filter(scopes, ref)
+        if not filter_text:
+            return rbac.RbacGrant(
+                name, role, label, unreadable=f"{label} has no RecipientFilter in the Get-ManagementScope export"
+            )
+        described = f"{label} ({filter_text})"
+        try:
+            node = opath.parse(filter_text)
+        except opath.OpathError as err:
+            return rbac.RbacGrant(name, role, described, filter_text, unreadable=f"its filter cannot be read: {err}")
+        missing = rbac.unreadable_properties(node)
+        if missing:
+            return rbac.RbacGrant(
+                name,
+                role,
+                described,
+                filter_text,
+                unreadable=f"its filter tests {', '.join(missing)}, which Graph does not show the audit",
+            )
+        groups: dict[str, frozenset[str]] = {}
+        for value in sorted(opath.values_for(node, "MemberOfGroup")):
+            try:
+                members = self._named_group_members(value)
+            except GraphError as err:
+                reason = self._graph_reason(f"group {value}", "app_scope", err)
+                return rbac.RbacGrant(name, role, described, filter_text, unreadable=reason)
+            if members is None:
+                return rbac.RbacGrant(
+                    name,
+                    role,
+                    described,
+                    filter_text,
+                    unreadable=f"MemberOfGroup {value} names no single group in the directory",
+                )
+            groups[value.lower()] = members
+        return rbac.RbacGrant(name, role, described, filter_text, node, groups=groups)
+
+    def _graph_reason(self, what: str, dataset: str, err: GraphError) -> str:
+        if err.status in (401, 403):
+            return (
+                f"the audit app may not read the members of {what} (Graph {err.status} {err.code}); grant it the "
+                f"application permission {PERMISSION[dataset]} with admin consent"
+            )
+        self.problems.append(f"members of {what}: {err}")
+        return f"Graph failed while reading the members of {what}: {err}"
+
+    def _unit_members(self, ref: str) -> frozenset[str] | None:
+        """User members of an administrative unit, by id or display name; None when it does not exist."""
+        unit_id = ref
+        if not rbac.GUID.match(ref):
+            unit = self.first(
+                "/directory/administrativeUnits", {"$filter": f"displayName eq {odata_string(ref)}", "$select": "id"}
+            )
+            if unit is None:
+                return None
+            unit_id = unit["id"]
+        try:
+            members = self.all_items(f"/directory/administrativeUnits/{unit_id}/members", {"$select": "id"})
+        except GraphError as err:
+            if err.status == 404:
+                return None
+            raise
+        user = "#microsoft.graph.user"
+        return frozenset(m["id"] for m in members if str(m.get("@odata.type") or user).lower() == user)
+
+    def _named_group_members(self, value: str) -> frozenset[str] | None:
+        """Direct user members of the group a MemberOfGroup value names (its DN, name or address).
+
+        MemberOfGroup tests the memberOf back-link, which lists direct memberships only."""
+        match = re.match(r"^CN=((?:[^,\\]|\\.)+)", value, re.IGNORECASE)
+        name = re.sub(r"\\(.)", r"\1", match.group(1)) if match else value
+        prop = "mail" if "@" in name else "displayName"
+        groups = self.all_items("/groups", {"$filter": f"{prop} eq {odata_string(name)}", "$select": "id"})
+        if len(groups) != 1:
+            return None
+        members = self.all_items(f"/groups/{groups[0]['id']}/members/microsoft.graph.user", {"$select": "id"})
         return frozenset(m["id"] for m in members)
 
 
@@ -552,13 +750,17 @@ def collect_tenant(
             c._read,
             "remediation_sp",
             "the remediation app's service principal",
-            lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{app.app_id}'", "$select": SP_FIELDS}),
+            lambda: c.first(
+                "/servicePrincipals", {"$filter": f"appId eq {odata_string(app.app_id)}", "$select": SP_FIELDS}
+            ),
         )
         graph_sp_f = pool.submit(
             c._read,
             "remediation_sp",
             "Microsoft Graph's service principal",
-            lambda: c.first("/servicePrincipals", {"$filter": f"appId eq '{GRAPH_APP_ID}'", "$select": "id"}),
+            lambda: c.first(
+                "/servicePrincipals", {"$filter": f"appId eq {odata_string(GRAPH_APP_ID)}", "$select": "id"}
+            ),
         )
         application_f = pool.submit(_application, c, config)
         app_scope_f = pool.submit(c.app_scope)
@@ -577,6 +779,7 @@ def collect_tenant(
                 raise  # without the user list there is nothing to audit: the tenant failed
             users = c._missing("users", "users", err)
         sp = sp_f.result()
+        rbac_f = pool.submit(c.rbac_grants, sp)
         if sp.ok and sp.value:
             sp_id = sp.value["id"]
             roles_f = pool.submit(
@@ -599,6 +802,7 @@ def collect_tenant(
         deleted, organization = deleted_f.result(), organization_f.result()
         graph_sp, application, app_scope = graph_sp_f.result(), application_f.result(), app_scope_f.result()
         skus = skus_f.result()
+        rbac_grants = rbac_f.result()
     graph_sp_id = Dataset((graph_sp.value or {}).get("id")) if graph_sp.ok else graph_sp
 
     if prober is None:
@@ -632,6 +836,7 @@ def collect_tenant(
         audit_roles=tuple(audit_roles),
         problems=tuple(c.problems),
         exchange_online=exchange,
+        rbac=rbac_grants,
     )
 
 
@@ -676,5 +881,5 @@ def _application(c: Collector, config: Config) -> Dataset:
     return c._read(
         "application",
         "the remediation app's registration",
-        lambda: c.first("/applications", {"$filter": f"appId eq '{app.app_id}'", "$select": APP_FIELDS}),
+        lambda: c.first("/applications", {"$filter": f"appId eq {odata_string(app.app_id)}", "$select": APP_FIELDS}),
     )

@@ -43,6 +43,10 @@ class RemediationAppConfig:
     home_tenant_id: str | None = None
     access_policy_file: Path | None = None  # Get-ApplicationAccessPolicy export, JSON or CSV
     credential_warning_days: int = 30
+    # Exchange RBAC for Applications exports (see audit/rbac.py for what each holds)
+    role_assignments_file: Path | None = None  # Get-ManagementRoleAssignment -RoleAssigneeType ServicePrincipal
+    management_scopes_file: Path | None = None  # Get-ManagementScope
+    exchange_service_principals_file: Path | None = None  # Get-ServicePrincipal (optional)
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,15 @@ TENANT_KEYS = (
     "authority_host",
     "graph_endpoint",
 )
-APP_KEYS = ("app_id", "home_tenant_id", "access_policy_file", "credential_warning_days")
+APP_KEYS = (
+    "app_id",
+    "home_tenant_id",
+    "access_policy_file",
+    "credential_warning_days",
+    "role_assignments_file",
+    "management_scopes_file",
+    "exchange_service_principals_file",
+)
 AUDIT_KEYS = (
     "out_dir",
     "fail_on",
@@ -445,6 +457,13 @@ def _remediation_app(ld: _Loader, data: dict) -> RemediationAppConfig:
         home_tenant_id=home,
         access_policy_file=ld.take_path(t, w, "access_policy_file", '"access-policies.json"', must_exist=True),
         credential_warning_days=ld.take_int(t, w, "credential_warning_days", 30, 0, 3650),
+        role_assignments_file=ld.take_path(t, w, "role_assignments_file", '"role-assignments.json"', must_exist=True),
+        management_scopes_file=ld.take_path(
+            t, w, "management_scopes_file", '"management-scopes.json"', must_exist=True
+        ),
+        exchange_service_principals_file=ld.take_path(
+            t, w, "exchange_service_principals_file", '"exchange-service-principals.json"', must_exist=True
+        ),
     )
 
 

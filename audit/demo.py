@@ -31,11 +31,10 @@ def secret_env_name(tenant_name: str) -> str:
 
 def demo_config(sim, folder: Path, out_dir: Path) -> tuple[Config, Path]:
     """A Config for the simulator's tenants, plus a recipients list; files are written into folder."""
-    from audit.simulator import DEMO_REMEDIATION_APP_ID, demo_access_policies, demo_domains, demo_recipients
+    from audit.simulator import DEMO_REMEDIATION_APP_ID, demo_domains, demo_recipients
 
     tenants = sim.tenants
-    policy_file = folder / "access-policies.json"
-    policy_file.write_text(json.dumps(demo_access_policies(tenants), indent=2), encoding="utf-8")
+    exports = write_exports(tenants, folder)
     recipients_file = folder / "recipients.csv"
     with recipients_file.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -60,12 +59,36 @@ def demo_config(sim, folder: Path, out_dir: Path) -> tuple[Config, Path]:
     config = Config(
         path=folder / "demo.toml",
         tenants=tuple(configured),
-        remediation_app=RemediationAppConfig(
-            app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home, access_policy_file=policy_file
-        ),
+        remediation_app=RemediationAppConfig(app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home, **exports),
         audit=AuditConfig(out_dir=out_dir, ca_bundle=Path(sim.ca_path)),
     )
     return config, recipients_file
+
+
+def write_exports(tenants: list[dict], folder: Path) -> dict[str, Path]:
+    """The Exchange Online PowerShell exports of the demo tenants, written the ways admins write them, by the
+    [remediation_app] key that names each: the access policies as Windows PowerShell 5.1's
+    `ConvertTo-Json > file` leaves them (UTF-16 with BOM), the management scopes by Export-Csv with its
+    #TYPE line, the rest as UTF-8 JSON."""
+    from audit.simulator import demo_access_policies, demo_rbac_exports
+
+    files = {
+        "access_policy_file": folder / "access-policies.json",
+        "role_assignments_file": folder / "role-assignments.json",
+        "management_scopes_file": folder / "management-scopes.csv",
+        "exchange_service_principals_file": folder / "exchange-service-principals.json",
+    }
+    files["access_policy_file"].write_text(json.dumps(demo_access_policies(tenants), indent=2), encoding="utf-16")
+    rbac = demo_rbac_exports(tenants)
+    files["role_assignments_file"].write_text(json.dumps(rbac["role_assignments"], indent=2), encoding="utf-8")
+    files["exchange_service_principals_file"].write_text(json.dumps(rbac["service_principals"]), encoding="utf-8")
+    with files["management_scopes_file"].open("w", newline="", encoding="utf-8") as fh:
+        fh.write("#TYPE Deserialized.Microsoft.Exchange.Data.Directory.SystemConfiguration.ManagementScope\n")
+        columns = ["Name", "RecipientRoot", "RecipientFilter", "ScopeRestrictionType", "Exclusive"]
+        writer = csv.DictWriter(fh, columns, quoting=csv.QUOTE_ALL)
+        writer.writeheader()
+        writer.writerows(rbac["management_scopes"])
+    return files
 
 
 @contextmanager

@@ -116,6 +116,12 @@ class GraphStats:
 # Pure helpers
 
 
+def odata_string(value: str) -> str:
+    """A $filter string literal: the value in single quotes, each quote inside written twice (OData 4.01 URL
+    Conventions). Every value put into a $filter goes through here."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def header_value(headers: dict[str, str] | None, name: str) -> str | None:
     """Look a header up ignoring case (batch item headers come as a plain dict)."""
     if not headers:

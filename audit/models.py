@@ -166,6 +166,9 @@ class User:
     provisioned: tuple[ProvisionedPlan, ...]
     license_states: tuple[LicenseState, ...]
     deleted: str | None = None  # deletedDateTime, for users in the deleted-items container
+    # The non-empty Graph properties an Exchange recipient filter may test (department, companyName, city,
+    # country, officeLocation, state, jobTitle, extensionAttribute1-15), as (name, value) pairs.
+    attributes: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_guest(self) -> bool:
@@ -193,7 +196,7 @@ class MailboxProbe:
 class AppScope:
     """Exchange application access policies for the remediation app, resolved to user ids."""
 
-    restrict: dict[str, frozenset[str]]  # scope (group address or id) -> member user ids; RestrictAccess
+    restrict: dict[str, frozenset[str]]  # scope (its ScopeName) -> member user ids; RestrictAccess
     deny: dict[str, frozenset[str]]  # scope -> member user ids; DenyAccess
 
 
@@ -222,6 +225,9 @@ class TenantSnapshot:
     # Whether Exchange Online has an organisation for the tenant: False when Outlook answered
     # OrganizationFromTenantGuidNotFound, True when it answered a probe or the usage report listed a mailbox.
     exchange_online: Dataset[bool] = Dataset.missing("whether Exchange Online serves this tenant was not recorded")
+    # Exchange RBAC for Applications grants of the remediation app (audit.rbac.RbacGrant); value None: no
+    # RBAC export was named in the config, so none is known.
+    rbac: Dataset[tuple] = Dataset(None)
 
     def dataset(self, name: str) -> Dataset:
         return getattr(self, name)

@@ -623,7 +623,7 @@ def _app_access(view: _Tenant, kind: str, address: str, facts: _RunFacts) -> Dia
     else:
         what = (
             "the app is consented, enabled and holds Mail.ReadWrite and Organization.Read.All, and no "
-            f"access policy excludes {_user_state(view, user)}"
+            f"access policy or RBAC for Applications scope excludes {_user_state(view, user)}"
         )
     return _no_cause(view, kind, what, user)
 

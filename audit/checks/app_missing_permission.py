@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from audit import rbac
 from audit.checks._base import CheckContext, CheckUnavailable, tenant_finding
 from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot
 
@@ -60,26 +61,40 @@ def _delegated_scopes(snapshot: TenantSnapshot) -> dict[str, str]:
     return found
 
 
-def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    if snapshot.remediation_sp.value is None:
-        raise CheckUnavailable("the remediation app has no service principal in this tenant (see app-not-consented)")
+def graph_roles_held(snapshot: TenantSnapshot) -> set[str] | None:
+    """Ids of the Microsoft Graph application roles the remediation app holds; None when not known."""
     graph_id = (snapshot.graph_sp_id.value or "").lower()
-    if not graph_id:
-        raise CheckUnavailable("Microsoft Graph's service principal was not found in this tenant")
-    held = {
+    if not graph_id or not snapshot.remediation_roles.ok or snapshot.remediation_sp.value is None:
+        return None
+    return {
         str(a.get("appRoleId") or "").lower()
         for a in snapshot.remediation_roles.value or ()
         if str(a.get("resourceId") or "").lower() == graph_id
     }
+
+
+def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
+    if snapshot.remediation_sp.value is None:
+        raise CheckUnavailable("the remediation app has no service principal in this tenant (see app-not-consented)")
+    held = graph_roles_held(snapshot)
+    if held is None:
+        raise CheckUnavailable("Microsoft Graph's service principal was not found in this tenant")
     held_names = sorted(KNOWN_ROLES.get(role_id, role_id) for role_id in held)
     delegated = _delegated_scopes(snapshot)
+    # An Exchange RBAC for Applications assignment of "Application Mail.ReadWrite" gives the app the same
+    # right inside its scope, with no Entra permission (learn.microsoft.com/exchange/permissions-exo/application-rbac).
+    exchange = rbac.holds(snapshot.rbac.value or ())
     for name, role_id in REQUIRED_ROLES.items():
-        if role_id in held:
+        if role_id in held or (name == "Mail.ReadWrite" and exchange):
             continue
         evidence = (
             f"no Microsoft Graph application permission {name} ({role_id}); application permissions "
             f"held on Microsoft Graph: {', '.join(held_names) or 'none'}"
         )
+        if exchange:
+            evidence += f"; held through Exchange RBAC for Applications, scoped: {rbac.describe(exchange)}"
+        elif name == "Mail.ReadWrite" and not snapshot.rbac.ok:
+            evidence += f"; Exchange RBAC for Applications grants not known: {snapshot.rbac.error}"
         if name.lower() in delegated:
             evidence += (
                 f"; {name} is granted only as a delegated permission ({delegated[name.lower()]}), "

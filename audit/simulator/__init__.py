@@ -17,7 +17,9 @@ few simulator-only keys: on users `mailbox` (null, or {"purpose": "user|shared|r
 `certificate_pem`, `roles` and, for generated tenants, `private_key_pem` and `thumbprint`);
 `appRoleAssignments` / `oauth2PermissionGrants` on service principals; `members` on groups;
 `unverified_domains`; `usage_report` {"refresh_date", "concealed", "recipient_type" (the beta column)};
-`exchange_online` (false: the tenant has no Exchange Online organisation).
+`exchange_online` (false: the tenant has no Exchange Online organisation); `administrative_units` (with
+`members`); `rbac` (Exchange RBAC for Applications grants of the remediation app, which
+`demo_rbac_exports` turns into PowerShell-shaped exports).
 """
 
 from .generate import (
@@ -27,6 +29,7 @@ from .generate import (
     SCOPE_GROUP_NAME,
     demo_access_policies,
     demo_domains,
+    demo_rbac_exports,
     demo_recipients,
     demo_tenants,
     generate_tenant,
@@ -46,6 +49,7 @@ __all__ = [
     "Simulator",
     "demo_access_policies",
     "demo_domains",
+    "demo_rbac_exports",
     "demo_recipients",
     "demo_tenants",
     "generate_tenant",

@@ -58,6 +58,9 @@ LIST_ROUTES = frozenset(
         "applications.list",
         "groups.list",
         "groups.transitiveUsers",
+        "groups.memberUsers",
+        "administrativeUnits.list",
+        "administrativeUnits.members",
         "batch",
     }
 )
@@ -68,6 +71,7 @@ ORG = _DIRECTORY_READ | {"Organization.Read.All", "Organization.ReadWrite.All"}
 DOMAINS = _DIRECTORY_READ | {"Domain.Read.All", "Domain.ReadWrite.All"}
 APPS = _DIRECTORY_READ | {"Application.Read.All", "Application.ReadWrite.All"}
 GROUPS = _DIRECTORY_READ | {"GroupMember.Read.All", "Group.Read.All", "Group.ReadWrite.All"}
+UNITS = _DIRECTORY_READ | {"AdministrativeUnit.Read.All", "AdministrativeUnit.ReadWrite.All"}
 MAILBOX_SETTINGS = frozenset({"MailboxSettings.Read", "MailboxSettings.ReadWrite"})
 MAIL_READ = frozenset({"Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic.All", "Mail.ReadBasic"})
 MAIL_WRITE = frozenset({"Mail.ReadWrite"})
@@ -200,6 +204,23 @@ ROUTES: tuple[Route, ...] = (
         "groups.transitiveUsers",
         "transitive_users",
         GROUPS,
+    ),
+    Route(
+        "GET",
+        _r(r"/groups/(?P<group>[^/]+)/members/microsoft\.graph\.user"),
+        DIRECTORY,
+        "groups.memberUsers",
+        "member_users",
+        GROUPS,
+    ),
+    Route("GET", _r("/directory/administrativeUnits"), DIRECTORY, "administrativeUnits.list", "units", UNITS),
+    Route(
+        "GET",
+        _r(r"/directory/administrativeUnits/(?P<unit>[^/]+)/members"),
+        DIRECTORY,
+        "administrativeUnits.members",
+        "unit_members",
+        UNITS,
     ),
     Route(
         "GET",

@@ -100,6 +100,7 @@ GRAPH_APP_ROLES: dict[str, str] = {
     "AuditLog.Read.All": "b0afded3-3588-46d8-8b3d-9842eff778da",
     "Reports.Read.All": "230c1aed-a721-4c5d-9cb4-a90514e508ef",
     "GroupMember.Read.All": "98830695-27a2-44f7-8c18-0c3ebc9698f6",
+    "AdministrativeUnit.Read.All": "134fd756-38ce-4afd-ba33-e9623dbe66c2",
     "Group.Read.All": "5b567255-7703-4780-807c-7be8301ae99b",
 }
 
@@ -162,3 +163,13 @@ PLANS = (
     MCOEV,
 )
 SERVICE_OF_PLAN = {p.name: p.service for p in PLANS}
+
+DEPARTMENTS = ("Sales", "Finance", "Engineering", "Marketing", "Operations", "Support", "Legal")
+# (city, state, country) as Entra holds them: free text, the country by name.
+LOCATIONS = (
+    ("Seattle", "WA", "United States"),
+    ("Chicago", "IL", "United States"),
+    ("London", None, "United Kingdom"),
+    ("Munich", "Bavaria", "Germany"),
+    ("Toronto", "ON", "Canada"),
+)

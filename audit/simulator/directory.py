@@ -401,6 +401,59 @@ class DirectoryHandlers:
             default=lambda u: project(u, USER_DEFAULT),
         )
 
+    def member_users(self, req: Request, params: dict) -> Response:
+        """Direct user members of a group (no nesting), as GET /groups/{id}/members/microsoft.graph.user."""
+        tenant: TenantState = req.tenant
+        group = self._group(req, params)
+        users = [tenant.by_key[i.lower()] for i in group.get("members", []) if i.lower() in tenant.by_key]
+        return self.collection(
+            req,
+            kind=f"direct:{group['id']}",
+            context="users",
+            items=lambda f: self._no_filter(f, users),
+            known=USER_SELECTABLE,
+            entity="user",
+            default=lambda u: project(u, USER_DEFAULT),
+        )
+
+    # ------------------------------------------------------------------------------------- administrative units
+    def units(self, req: Request, params: dict) -> Response:
+        rows = req.tenant.spec.get("administrative_units", [])
+        allowed = {"displayname": "displayName", "id": "id"}
+        return self.collection(
+            req,
+            kind="units",
+            context="directory/administrativeUnits",
+            items=lambda f: self._filtered(rows, f, allowed, "AdministrativeUnit"),
+            known={"id": "id", "displayname": "displayName", "description": "description"},
+            entity="administrativeUnit",
+            default=lambda u: {k: v for k, v in u.items() if k != "members"},
+        )
+
+    def unit_members(self, req: Request, params: dict) -> Response:
+        """Members of an administrative unit as directory objects, each with its @odata.type."""
+        tenant: TenantState = req.tenant
+        key = params["unit"].lower()
+        unit = next((u for u in tenant.spec.get("administrative_units", []) if u["id"].lower() == key), None)
+        if unit is None:
+            raise not_found(params["unit"])
+        rows = []
+        for member in unit.get("members", []):
+            user = tenant.by_key.get(member.lower())
+            if user is not None:
+                rows.append({"@odata.type": "#microsoft.graph.user", **user})
+            elif member.lower() in tenant.group_by_id:
+                rows.append({"@odata.type": "#microsoft.graph.group", **tenant.group_by_id[member.lower()]})
+        return self.collection(
+            req,
+            kind=f"unit:{unit['id']}",
+            context="directoryObjects",
+            items=lambda f: self._no_filter(f, rows),
+            known={"id": "id", "displayname": "displayName"},
+            entity="directoryObject",
+            default=lambda o: {"@odata.type": o["@odata.type"], "id": o["id"], "displayName": o.get("displayName")},
+        )
+
 
 def _service_of(plan_name: str) -> str:
     return SERVICE_OF_PLAN.get(plan_name) or ("exchange" if plan_name.upper().startswith("EXCHANGE") else plan_name)

@@ -27,6 +27,11 @@ AUDIT_APP_NAME = "ETD Readiness Audit"
 SCOPE_GROUP_NAME = "ETD Remediation Scope"
 SCENARIOS = ("home", "unconsented", "disabled", "healthy", "blocked")
 DISABLED_BY_MICROSOFT = "DisabledDueToViolationOfServicesAgreement"
+NO_EXTENSIONS = {f"extensionAttribute{n}": None for n in range(1, 16)}  # shared by every user without one
+OPT_OUT = "NoRemediation"  # CustomAttribute1 value the demo RBAC scope leaves out
+RBAC_SCOPE_NAME = "ETD Remediation Scope"
+RBAC_SCOPE_FILTER = f"((Department -ne 'Legal') -and (CustomAttribute1 -ne '{OPT_OUT}'))"
+RBAC_UNIT_NAME = "ETD Remediation - Legal exceptions"
 
 # (category, share of users, minimum count); the rest are ordinary licensed members.
 _CATEGORIES = (
@@ -90,8 +95,21 @@ class _Builder:
         last = last if last is not None or display else rng.choice(c.LAST_NAMES)
         display = display or f"{first} {last}"
         nick = self.nickname(f"{first}.{last}" if first and last else "".join(display.split()))
+        user_id = self.uid()
+        # Organisation data comes from a generator of its own, so adding it changed no other generated value.
+        org = random.Random(user_id)
+        city, state, country = org.choice(c.LOCATIONS)
+        extensions = NO_EXTENSIONS
+        if first and org.random() < 0.04:
+            extensions = {**NO_EXTENSIONS, "extensionAttribute1": OPT_OUT}
         return {
-            "id": self.uid(),
+            "id": user_id,
+            "department": org.choice(c.DEPARTMENTS) if first else None,
+            "companyName": f"{self.name.capitalize()} Ltd" if first else None,
+            "city": city if first else None,
+            "state": state if first else None,
+            "country": country if first else None,
+            "onPremisesExtensionAttributes": extensions,
             "displayName": display,
             "givenName": first,
             "surname": last,
@@ -677,9 +695,41 @@ def demo_tenants(users: int = 500, seed: int = 7, *, now: dt.datetime | None = N
     fabrikam = generate_tenant("fabrikam", max(1, users // 4), seed, "unconsented", **common)
     fabrikam["usage_report"]["concealed"] = True
     northwind = generate_tenant("northwind", max(1, users // 5), seed, "disabled", **common)
+    _scope_with_rbac(northwind)
     tailspin = generate_tenant("tailspin", max(1, users // 10), seed, "blocked", **common)
     tailspin["exchange_online"] = False
     return [home, fabrikam, northwind, tailspin]
+
+
+def _scope_with_rbac(tenant: dict) -> None:
+    """The remediation app holds Mail.ReadWrite only through Exchange RBAC for Applications: the Entra grant is
+    removed, and `rbac` lists the role assignments (a management scope and an administrative unit) that the
+    demo exports describe. The audit's own app may read administrative units."""
+    rng = random.Random(f"rbac|{tenant['tenant_id']}")
+    sp = next(s for s in tenant["service_principals"] if s["appId"] == DEMO_REMEDIATION_APP_ID)
+    mail_role = c.GRAPH_APP_ROLES["Mail.ReadWrite"]
+    sp["appRoleAssignments"] = [a for a in sp["appRoleAssignments"] if a["appRoleId"] != mail_role]
+    legal = [u["id"] for u in tenant["users"] if u.get("department") == "Legal" and u.get("mailbox")]
+    unit = {
+        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "displayName": RBAC_UNIT_NAME,
+        "description": "Legal mailboxes remediation may still reach",
+        "visibility": None,
+        "members": legal[: max(1, len(legal) // 2)],
+    }
+    tenant["administrative_units"] = [unit]
+    tenant["rbac"] = [
+        {"role": "Application Mail.ReadWrite", "scope": RBAC_SCOPE_NAME},
+        {"role": "Application Mail.ReadWrite", "unit": unit["id"]},
+    ]
+    client = tenant["clients"][0]
+    client["roles"] = [*client["roles"], "AdministrativeUnit.Read.All"]
+
+
+def _exchange_name(rng: random.Random, name: str) -> str:
+    """Exchange's object name for a group it created: the name with a creation timestamp appended."""
+    stamp = dt.datetime(2021, 1, 1) + dt.timedelta(seconds=rng.randint(0, 4 * 365 * 86400))
+    return name + stamp.strftime("%Y%m%d%H%M%S")
 
 
 def demo_domains(tenant: dict) -> list[str]:
@@ -690,7 +740,8 @@ def demo_domains(tenant: dict) -> list[str]:
 
 def demo_access_policies(tenants: list[dict]) -> list[dict]:
     """Rows like a JSON export of Get-ApplicationAccessPolicy: the remediation app restricted to the scope
-    group in its home tenant, and denied on one mailbox there."""
+    group in its home tenant, and denied on one mailbox there. As Exchange shows them: ScopeIdentity is
+    Exchange's object name (a group's carries a creation timestamp), ScopeIdentityRaw `<SID>;<object id>`."""
     rows = []
     for tenant in tenants:
         if tenant.get("scenario") != "home":
@@ -703,7 +754,7 @@ def demo_access_policies(tenants: list[dict]) -> list[dict]:
                 "Identity": f"{tenant['tenant_id']}\\{DEMO_REMEDIATION_APP_ID}:{scope_sid};{group['id']}",
                 "AppId": DEMO_REMEDIATION_APP_ID,
                 "ScopeName": group["displayName"],
-                "ScopeIdentity": group["mail"],
+                "ScopeIdentity": _exchange_name(rng, group["displayName"]),
                 "ScopeIdentityRaw": f"{scope_sid};{group['id']}",
                 "Description": "Remediation limited to mailboxes in the ETD scope group",
                 "AccessRight": "RestrictAccess",
@@ -729,7 +780,7 @@ def demo_access_policies(tenants: list[dict]) -> list[dict]:
                 "Identity": f"{tenant['tenant_id']}\\{DEMO_REMEDIATION_APP_ID}:{vip_sid};{vip['id']}",
                 "AppId": DEMO_REMEDIATION_APP_ID,
                 "ScopeName": vip["displayName"],
-                "ScopeIdentity": vip["mail"],
+                "ScopeIdentity": vip["mailNickname"],
                 "ScopeIdentityRaw": f"{vip_sid};{vip['id']}",
                 "Description": "Executive mailbox excluded from automated remediation",
                 "AccessRight": "DenyAccess",
@@ -738,6 +789,52 @@ def demo_access_policies(tenants: list[dict]) -> list[dict]:
             }
         )
     return rows
+
+
+def demo_rbac_exports(tenants: list[dict]) -> dict[str, list[dict]]:
+    """What Get-ManagementRoleAssignment -RoleAssigneeType ServicePrincipal, Get-ManagementScope and
+    Get-ServicePrincipal show for the tenants' `rbac` grants, by export name ("role_assignments",
+    "management_scopes", "service_principals")."""
+    assignments: list[dict] = []
+    scopes: dict[str, dict] = {}
+    pointers: list[dict] = []
+    for tenant in tenants:
+        if not tenant.get("rbac"):
+            continue
+        sp = next(s for s in tenant["service_principals"] if s["appId"] == DEMO_REMEDIATION_APP_ID)
+        pointers.append(
+            {
+                "DisplayName": sp["displayName"],
+                "AppId": sp["appId"],
+                "ObjectId": sp["id"],
+                "Identity": sp["id"],
+                "Name": sp["id"],
+            }
+        )
+        for i, grant in enumerate(tenant["rbac"]):
+            row = {
+                "Name": f"{grant['role']}-{sp['id'][:8]}-{i}",
+                "Role": grant["role"],
+                # Sources differ on what RoleAssignee shows; the demo gives both forms, one per grant.
+                "RoleAssignee": sp["id"] if i % 2 else sp["displayName"],
+                "RoleAssigneeName": sp["id"] if i % 2 else sp["displayName"],
+                "RoleAssigneeType": "ServicePrincipal",
+                "AssignmentMethod": "Direct",
+                "Enabled": True,
+                "CustomResourceScope": grant.get("scope"),
+                "RecipientWriteScope": "AdministrativeUnit" if grant.get("unit") else "CustomRecipientScope",
+                "CustomRecipientWriteScope": grant.get("unit"),
+            }
+            assignments.append(row)
+            if grant.get("scope"):
+                scopes[grant["scope"]] = {
+                    "Name": grant["scope"],
+                    "RecipientRoot": None,
+                    "RecipientFilter": RBAC_SCOPE_FILTER,
+                    "ScopeRestrictionType": "RecipientScope",
+                    "Exclusive": False,
+                }
+    return {"role_assignments": assignments, "management_scopes": list(scopes.values()), "service_principals": pointers}
 
 
 def _sid(rng: random.Random) -> str:

@@ -205,7 +205,9 @@ class Simulator:
         """Environment variables named by config_toml(), each holding a tenant's client secret."""
         return {self.secret_env_name(t["name"]): t["clients"][0]["secret"] for t in self.tenants if t.get("clients")}
 
-    def config_toml(self, out_dir: str = "reports", access_policy_file: str | None = None) -> str:
+    def config_toml(
+        self, out_dir: str = "reports", access_policy_file: str | None = None, exports: dict[str, str] | None = None
+    ) -> str:
         """A ready etd-audit configuration pointing at this simulator (secrets come from secrets_env())."""
         if not self.url:
             raise RuntimeError("start the simulator first: its URL is part of the configuration")
@@ -241,5 +243,8 @@ class Simulator:
             lines.append(f"home_tenant_id = {q(home['tenant_id'])}")
         if access_policy_file:
             lines.append(f"access_policy_file = {q(access_policy_file)}")
+        for key, path in (exports or {}).items():  # [remediation_app] key -> export file (audit.demo.write_exports)
+            if key != "access_policy_file" or not access_policy_file:
+                lines.append(f"{key} = {q(path)}")
         lines += ["", "[audit]", f"out_dir = {q(out_dir)}", f"ca_bundle = {q(self.ca_path)}", ""]
         return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import tomllib
 
 import pytest
@@ -187,10 +188,10 @@ def test_scenarios():
 
     assert _remediation_sp(fabrikam) is None and fabrikam["usage_report"]["concealed"] is True
     disabled = _remediation_sp(northwind)
-    assert disabled["accountEnabled"] is False and _granted(disabled) == {
-        "Mail.ReadWrite",
-        "Organization.Read.All",
-    }
+    # northwind's app holds Mail.ReadWrite through Exchange RBAC for Applications only (see demo_rbac_exports)
+    assert disabled["accountEnabled"] is False and _granted(disabled) == {"Organization.Read.All"}
+    assert [g["role"] for g in northwind["rbac"]] == ["Application Mail.ReadWrite"] * 2
+    assert northwind["administrative_units"][0]["members"]
     assert disabled["appOwnerOrganizationId"] == home["tenant_id"]
     # tailspin: no Exchange Online organisation, and the app disabled by Microsoft (still accountEnabled).
     assert tailspin["exchange_online"] is False and all(t.get("exchange_online") is None for t in (home, northwind))
@@ -209,7 +210,11 @@ def test_demo_access_policies_and_recipients():
     policies = demo_access_policies(tenants)
     restrict = next(p for p in policies if p["AccessRight"] == "RestrictAccess")
     scope = next(g for g in tenants[0]["groups"] if g["displayName"] == SCOPE_GROUP_NAME)
-    assert restrict["AppId"] == DEMO_REMEDIATION_APP_ID and restrict["ScopeIdentity"] == scope["mail"]
+    # As Exchange shows it: ScopeIdentity is the object name with a timestamp, the object id is in ScopeIdentityRaw.
+    assert restrict["AppId"] == DEMO_REMEDIATION_APP_ID and re.fullmatch(
+        re.escape(scope["displayName"]) + r"\d{14}", restrict["ScopeIdentity"]
+    )
+    assert restrict["ScopeIdentityRaw"].endswith(";" + scope["id"]) and restrict["ScopeName"] == scope["displayName"]
     assert restrict["Identity"].startswith(tenants[0]["tenant_id"] + "\\") and restrict["IsValid"] is True
     assert any(p["AccessRight"] == "DenyAccess" for p in policies)
 
