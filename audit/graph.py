@@ -23,6 +23,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from audit import logs
+
 log = logging.getLogger("audit")
 
 RETRY_STATUSES = frozenset({429, 503, 504})
@@ -350,7 +352,9 @@ class GraphClient:
             if workers == 1:
                 answers = [self._send_batch([by_id[r] for r in chunk]) for chunk in chunks]
             else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-batch") as pool:
+                with ThreadPoolExecutor(
+                    workers, "graph-batch", initializer=logs.adopt, initargs=(logs.current(),)
+                ) as pool:
                     answers = list(pool.map(lambda c: self._send_batch([by_id[r] for r in c]), chunks))
             again: list[str] = []
             delay = 0.0
