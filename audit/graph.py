@@ -303,6 +303,8 @@ class GraphClient:
             link = page.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
             page_params = None
+            # The next page is fetched by "sending the URL value of the @odata.nextLink property to Microsoft
+            # Graph" (learn.microsoft.com/graph/paging): a link to any other origin is not Graph's to give.
             if url and not same_origin(self._url(url), self.base_url):
                 raise GraphError(
                     200,

@@ -257,7 +257,7 @@ def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
         "unexpected error in %s: %s",
         name,
         args.exc_type.__name__,
-        exc_info=(args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback),
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
     )
 
 

@@ -85,7 +85,7 @@ def test_a_run_logs_json_with_tenant_phase_and_a_final_record(sim_factory, tmp_p
 # ---- redaction of tracebacks and printed lines, in a real process ----------------------------------
 
 CRASH = f"""
-import logging, sys
+import logging, sys, threading
 from audit import logs
 logs.setup(fmt=sys.argv[1])
 logs.register_secret({SECRET!r})
@@ -95,6 +95,11 @@ try:
     raise ValueError("handled: {SECRET}")
 except ValueError:
     logging.getLogger("audit").error("caught it", exc_info=True)
+def fail():
+    raise KeyError("in a thread: {SECRET}")
+worker = threading.Thread(target=fail, name="worker")
+worker.start()
+worker.join()
 raise RuntimeError("uncaught: {SECRET}")
 """
 
@@ -107,14 +112,22 @@ def test_tracebacks_and_printed_lines_are_redacted(fmt: str) -> None:
     assert done.returncode == 1
     assert SECRET not in done.stdout and SECRET not in done.stderr
     assert done.stdout == "printed: ***\n"
-    for said in ("printed to stderr: ***", "handled: ***", "uncaught: ***", "Traceback (most recent call last)"):
+    for said in (
+        "printed to stderr: ***",
+        "handled: ***",
+        "in a thread: ***",
+        "uncaught: ***",
+        "Traceback (most recent",
+    ):
         assert said in done.stderr
     if fmt == "json":
         records = json_lines(done.stderr)
         assert [r["message"] for r in records] == [
             "printed to stderr: ***",
             "caught it",
+            "unexpected error in worker: KeyError",
             "unexpected error: RuntimeError",
         ]
         assert "ValueError: handled: ***" in records[1]["error"]
-        assert "RuntimeError: uncaught: ***" in records[2]["error"] and records[2]["level"] == "critical"
+        assert "KeyError: 'in a thread: ***'" in records[2]["error"]
+        assert "RuntimeError: uncaught: ***" in records[3]["error"] and records[3]["level"] == "critical"
