@@ -455,7 +455,9 @@ class MailboxProber:
             return
         throttled = self.client.stats.throttled
         lanes = min(self._window, len(targets))
-        with ThreadPoolExecutor(lanes, "probe", initializer=logs.adopt, initargs=(logs.current(),)) as pool:
+        with ThreadPoolExecutor(
+            max_workers=lanes, thread_name_prefix="probe", initializer=logs.adopt, initargs=(logs.current(),)
+        ) as pool:
             for user, probe in pool.map(self._probe_one, targets):
                 self._out[user.id] = probe
             # A probe whose retries were all spent on faults gets one more round: with 17% of calls
@@ -511,7 +513,9 @@ def collect_tenant(
 
     # The small datasets are read while the user list pages in: a request or two each, one after the
     # other they would add seconds to every run; the directory's resource units have room for them.
-    with ThreadPoolExecutor(3, f"read-{tenant.name}", initializer=logs.adopt, initargs=(logs.current(),)) as pool:
+    with ThreadPoolExecutor(
+        max_workers=3, thread_name_prefix=f"read-{tenant.name}", initializer=logs.adopt, initargs=(logs.current(),)
+    ) as pool:
         # SKUs first: the probes that run while the user list is read need them to trust the usage report.
         skus_f = pool.submit(c._read, "subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
         prober = None

@@ -355,7 +355,10 @@ class GraphClient:
                 answers = [self._send_batch([by_id[r] for r in chunk]) for chunk in chunks]
             else:
                 with ThreadPoolExecutor(
-                    workers, "graph-batch", initializer=logs.adopt, initargs=(logs.current(),)
+                    max_workers=workers,
+                    thread_name_prefix="graph-batch",
+                    initializer=logs.adopt,
+                    initargs=(logs.current(),),
                 ) as pool:
                     answers = list(pool.map(lambda c: self._send_batch([by_id[r] for r in c]), chunks))
             again: list[str] = []
