@@ -26,6 +26,7 @@ from audit.config import ConfigError, EmailConfig, load_config
 from audit.graph import GraphClient, GraphError, same_origin
 from audit.mail import MailError, post_webhook, send_smtp
 from audit.session import connect, proxy_url
+from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
 from tests.test_config import SECRET_ENV, base_config, write
 
@@ -327,3 +328,23 @@ def test_sign_in_goes_through_the_proxy_with_the_password_from_the_environment(
     expected = "Basic " + base64.b64encode(f"audit:{password}".encode()).decode()
     assert handler.seen and all(h.get("Proxy-Authorization") == expected for h in handler.seen)
     assert password not in str(caught.value) and "p%40ss" not in str(caught.value)
+
+
+# ---- 6 through the real command ------------------------------------------------------------------
+
+
+def test_a_run_given_a_foreign_next_link_fails_the_tenant_without_sending_the_token(
+    sim_factory, tmp_path: Path
+) -> None:
+    from tests.test_json_logs import etd_audit, json_lines
+
+    tenant = generate_tenant("contoso", 1100, seed=4, scenario="healthy")  # more than one 999-user page
+    config = tmp_path / "etd-audit.toml"
+    with serving((200, {"Content-Type": "application/json"}, b'{"value": []}')) as (foreign, foreign_url):
+        sim = sim_factory([tenant], faults=f"next_link_base={foreign_url}")
+        config.write_text(sim.config_toml(str(tmp_path / "reports")))
+        done = etd_audit("--log-format", "json", "run", "--config", str(config), "--no-email", env=sim.secrets_env())
+    assert foreign.seen == []
+    assert done.returncode == 3  # the tenant could not be read: a partial run, and the report says why
+    failed = [r for r in json_lines(done.stderr) if r.get("tenant") == "contoso" and r["level"] == "error"]
+    assert failed and "UntrustedNextLink" in failed[0]["message"] and foreign_url in failed[0]["message"]
