@@ -476,8 +476,9 @@ class GraphClient:
             except requests.exceptions.SSLError as exc:
                 found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
                 reason = found.group(0).strip() if found else "the TLS handshake failed"
+                host = urlsplit(url).netloc.rpartition("@")[2]
                 message = (
-                    f"{urlsplit(url).netloc} presented a certificate this machine does not trust ({reason}). "
+                    f"{host} presented a certificate this machine does not trust ({reason}). "
                     "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
                 )
                 raise GraphError(0, "TLSError", message) from exc
