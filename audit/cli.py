@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, InputError, AuthError) as err:
-        print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
+        logs.fatal(str(err), exit_code=ExitCode.USAGE)
         return ExitCode.USAGE
     except Terminated:
         print("etd-audit: stopped by SIGTERM; no partial report was written", file=sys.stderr)

@@ -6,6 +6,7 @@ permission to grant) instead of an empty value, so no check can pass silently on
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import io
 import logging
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
-from audit import opath, rbac
+from audit import logs, opath, rbac
 from audit.checks._facts import SkuIndex, is_mail_enabled, mailbox_plans
 from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
@@ -614,7 +615,12 @@ class MailboxProber:
         self.answered = False  # Exchange Online answered at least one probe about a mailbox (200 or 404)
         self._window = OUTLOOK_CONCURRENCY  # lanes: probes in flight
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"probes-{collector.tenant.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(self._run,),
+            name=f"probes-{collector.tenant.name}",
+            daemon=True,
+        )
         self._thread.start()
 
     def add(self, users: list[User]) -> None:
@@ -668,7 +674,9 @@ class MailboxProber:
             return
         throttled = self.client.stats.throttled
         lanes = min(self._window, len(targets))
-        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="probe") as pool:
+        with ThreadPoolExecutor(
+            max_workers=lanes, thread_name_prefix="probe", initializer=logs.adopt, initargs=(logs.current(),)
+        ) as pool:
             for user, probe in pool.map(self._probe_one, targets):
                 self._out[user.id] = probe
             # A probe whose retries were all spent on faults gets one more round: with 17% of calls
@@ -726,7 +734,9 @@ def collect_tenant(
 
     # The small datasets are read while the user list pages in: a request or two each, one after the
     # other they would add seconds to every run; the directory's resource units have room for them.
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix=f"read-{tenant.name}") as pool:
+    with ThreadPoolExecutor(
+        max_workers=3, thread_name_prefix=f"read-{tenant.name}", initializer=logs.adopt, initargs=(logs.current(),)
+    ) as pool:
         # SKUs first: the probes that run while the user list is read need them to trust the usage report.
         skus_f = pool.submit(c._read, "subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
         prober = None

@@ -7,15 +7,18 @@ Messages read `<file>: <key path>: <what is wrong>. <how to fix>.` Key paths cou
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from audit.clouds import CLOUDS
+from audit.logs import register_secret
 from audit.models import Severity
 
 
@@ -55,7 +58,8 @@ class AuditConfig:
     fail_on: str = "high"  # severity at or above which the exit code is 1
     keep: int = 12  # old reports retained in out_dir
     ca_bundle: Path | None = None
-    proxy: str | None = None
+    proxy: str | None = None  # may name a user (http://user@host:port); the password comes from the next key
+    proxy_password_env: str | None = None  # environment variable with the proxy password
     probe: str = "auto"  # auto (inventory first, probe the rest) | all | none
     formats: tuple[str, ...] = ("xlsx", "json")
     tenant_concurrency: int = 4
@@ -273,7 +277,7 @@ class _Loader:
         if not m or m.group(1).lower() not in schemes:
             raise self.fail(
                 f"{where}.{key}",
-                f"'{value}' is not a {' or '.join(schemes)} URL",
+                f"'{without_credentials(value)}' is not a {' or '.join(schemes)} URL",
                 f'write a full URL such as "{schemes[0]}://host.example"',
             )
         return value.rstrip("/")
@@ -333,6 +337,7 @@ AUDIT_KEYS = (
     "keep",
     "ca_bundle",
     "proxy",
+    "proxy_password_env",
     "probe",
     "formats",
     "tenant_concurrency",
@@ -481,17 +486,72 @@ def _audit(ld: _Loader, data: dict) -> AuditConfig:
             f"list one or more of {', '.join(FORMATS)}",
         )
         formats = tuple(dict.fromkeys(f.lower() for f in formats))
+    proxy = ld.take_url(t, w, "proxy", ("http", "https", "socks5", "socks5h"))
+    proxy_password_env = ld.take_env(t, w, "proxy_password_env", '"AUDIT_PROXY_PASSWORD"')
+    _check_proxy_credentials(ld, proxy, proxy_password_env)
     return AuditConfig(
         out_dir=ld.take_path(t, w, "out_dir", '"reports"') or ld.base / "reports",
         fail_on=ld.take_choice(t, w, "fail_on", SEVERITIES, "high") or "high",
         keep=ld.take_int(t, w, "keep", 12, 1),
         ca_bundle=ld.take_path(t, w, "ca_bundle", '"corp-ca.pem"', must_exist=True),
-        proxy=ld.take_url(t, w, "proxy", ("http", "https", "socks5", "socks5h")),
+        proxy=proxy,
+        proxy_password_env=proxy_password_env,
         probe=ld.take_choice(t, w, "probe", ("auto", "all", "none"), "auto") or "auto",
         formats=formats or ("xlsx", "json"),
         tenant_concurrency=ld.take_int(t, w, "tenant_concurrency", 4, 1, 64),
         exceptions_file=ld.take_path(t, w, "exceptions_file", '"exceptions.toml"', must_exist=True),
     )
+
+
+def _check_proxy_credentials(ld: _Loader, proxy: str | None, password_env: str | None) -> None:
+    """The proxy password comes from proxy_password_env, for the user named in the proxy URL."""
+    if proxy is None:
+        ld.check(
+            password_env is None,
+            "audit.proxy_password_env",
+            "is set but audit.proxy is not",
+            'add proxy = "http://user@proxy.contoso.com:8080", or remove proxy_password_env',
+        )
+        return
+    split = urlsplit(proxy)
+    if split.password is not None:
+        register_secret(split.password)
+        register_secret(unquote(split.password))
+    if password_env is None:
+        return
+    ld.check(
+        split.password is None,
+        "audit.proxy",
+        "the URL carries a password and proxy_password_env is set as well",
+        "remove the password from the URL; it is taken from the variable in proxy_password_env",
+    )
+    ld.check(
+        bool(split.username),
+        "audit.proxy",
+        f"'{proxy}' names no user for the password in proxy_password_env",
+        'write the user name into the URL, e.g. proxy = "http://audit@proxy.contoso.com:8080"',
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address (127.0.0.0/8, ::1): traffic that never leaves the machine."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def without_credentials(url: str) -> str:
+    """A URL fit for an error message: any user name and password replaced by ***."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailConfig | None:
@@ -549,6 +609,25 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
             "smtp_username_env and smtp_password_env must be set together",
             "set both to sign in to the SMTP server, or neither to send without signing in",
         )
+    security = ld.take_choice(t, w, "smtp_security", ("starttls", "tls", "none"), "starttls") or "starttls"
+    if transport == "smtp" and security == "none" and pass_env is not None and not is_loopback(smtp_host or ""):
+        raise ld.fail(
+            f"{w}.smtp_security",
+            f"'none' would send the SMTP password in {pass_env} in clear to {smtp_host}",
+            'use smtp_security = "starttls" (port 587) or "tls" (port 465); "none" is only accepted without '
+            "smtp_username_env/smtp_password_env, or for a relay on this machine (localhost, 127.0.0.1)",
+        )
+    webhook_env = ld.take_env(t, w, "webhook_url_env", '"AUDIT_WEBHOOK_URL"')
+    if webhook_env is not None:
+        url = os.environ.get(webhook_env, "")
+        register_secret(url)
+        ld.check(
+            is_https_url(url),
+            f"{w}.webhook_url_env",
+            f"the URL in environment variable {webhook_env} is not an https:// URL (the URL itself grants "
+            "posting, so it must not travel in clear)",
+            f"put the webhook's https:// URL in {webhook_env}",
+        )
     return EmailConfig(
         to=tuple(to),
         transport=transport,
@@ -556,12 +635,20 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
         sender_tenant=sender_tenant,
         smtp_host=smtp_host,
         smtp_port=ld.take_int(t, w, "smtp_port", 587, 1, 65535),
-        smtp_security=ld.take_choice(t, w, "smtp_security", ("starttls", "tls", "none"), "starttls") or "starttls",
+        smtp_security=security,
         smtp_username_env=user_env,
         smtp_password_env=pass_env,
         only_on_change=bool(ld.take(t, w, "only_on_change", bool, "false")),
-        webhook_url_env=ld.take_env(t, w, "webhook_url_env", '"AUDIT_WEBHOOK_URL"'),
+        webhook_url_env=webhook_env,
     )
+
+
+def is_https_url(url: str) -> bool:
+    try:
+        split = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return split.scheme.lower() == "https" and bool(split.hostname)
 
 
 def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:

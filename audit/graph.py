@@ -23,6 +23,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from audit import logs
+
 log = logging.getLogger("audit")
 
 RETRY_STATUSES = frozenset({429, 503, 504})
@@ -203,6 +205,23 @@ def parse_error(status: int, body: Any, headers: dict[str, str] | None = None) -
     )
 
 
+def origin(url: str) -> str:
+    """scheme://host:port of a URL, the part that says where a request goes (never a path or a query)."""
+    split = urlsplit(url)
+    try:
+        port = split.port
+    except ValueError:
+        port = None
+    scheme = split.scheme.lower()
+    port = port or {"https": 443, "http": 80}.get(scheme)
+    return f"{scheme}://{(split.hostname or '').lower()}" + (f":{port}" if port else "")
+
+
+def same_origin(url: str, base: str) -> bool:
+    """Whether url goes to the same scheme, host and port as base (default ports filled in)."""
+    return bool(urlsplit(url).hostname) and origin(url) == origin(base)
+
+
 def request_class(path: str) -> str:
     """Which throttling family a Graph path belongs to (path without the version prefix)."""
     p = path.split("?", 1)[0].lower()
@@ -290,6 +309,15 @@ class GraphClient:
             link = page.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
             page_params = None
+            # The next page is fetched by "sending the URL value of the @odata.nextLink property to Microsoft
+            # Graph" (learn.microsoft.com/graph/paging): a link to any other origin is not Graph's to give.
+            if url and not same_origin(self._url(url), self.base_url):
+                raise GraphError(
+                    200,
+                    "UntrustedNextLink",
+                    f"the @odata.nextLink points at {origin(url)}, not at Graph ({origin(self.base_url)}); "
+                    "it was not followed, so the access token was not sent there",
+                )
 
     def post(self, path: str, body: dict, headers: dict | None = None) -> dict | None:
         return self._call("POST", path, json_body=body, headers=headers, want="optional")
@@ -332,7 +360,12 @@ class GraphClient:
             if workers == 1:
                 answers = [self._send_batch([by_id[r] for r in chunk]) for chunk in chunks]
             else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph-batch") as pool:
+                with ThreadPoolExecutor(
+                    max_workers=workers,
+                    thread_name_prefix="graph-batch",
+                    initializer=logs.adopt,
+                    initargs=(logs.current(),),
+                ) as pool:
                     answers = list(pool.map(lambda c: self._send_batch([by_id[r] for r in c]), chunks))
             again: list[str] = []
             delay = 0.0
@@ -416,8 +449,12 @@ class GraphClient:
         auth: bool = True,
     ) -> Any:
         url = self._url(path_or_url)
+        if auth and not same_origin(url, self.base_url):  # the bearer token goes to Graph and nowhere else
+            raise GraphError(0, "UntrustedUrl", f"{origin(url)} is not the Graph endpoint; the token was not sent")
         kind = self._kind(url)
-        path = urlsplit(url).path
+        # What the debug log names: the path for Graph; only the host for a pre-authenticated download
+        # URL (no token of ours), whose path and query are themselves the credential.
+        path = urlsplit(url).path if auth else urlsplit(url).netloc.rpartition("@")[2]
         retry_on = RETRY_STATUSES | extra_retry
         start = self.clock()
         waited = 0.0
@@ -445,14 +482,17 @@ class GraphClient:
             except requests.exceptions.SSLError as exc:
                 found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
                 reason = found.group(0).strip() if found else "the TLS handshake failed"
+                host = urlsplit(url).netloc.rpartition("@")[2]
                 message = (
-                    f"{urlsplit(url).netloc} presented a certificate this machine does not trust ({reason}). "
+                    f"{host} presented a certificate this machine does not trust ({reason}). "
                     "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
                 )
                 raise GraphError(0, "TLSError", message) from exc
             except CONNECTION_ERRORS as exc:
                 log.debug("%s %s failed: %s (attempt %d)", method, path, type(exc).__name__, attempt)
-                fault = _Fault(GraphError(0, "ConnectionError", f"{type(exc).__name__}: {exc}"), None)
+                # requests names the whole URL in its text: for a download, name only the host and the error.
+                text = f"{type(exc).__name__}: {exc}" if auth else f"{type(exc).__name__} downloading from {path}"
+                fault = _Fault(GraphError(0, "ConnectionError", text), None)
             else:
                 request_id = resp.headers.get("request-id") or resp.headers.get("client-request-id")
                 log.debug("%s %s %s request-id=%s attempt=%d", method, path, resp.status_code, request_id, attempt)

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from audit.config import Config, EmailConfig, TenantConfig
+from audit.config import Config, EmailConfig, TenantConfig, is_https_url, is_loopback
 from audit.logs import register_secret
 from audit.models import Finding, RunResult, Severity, TenantStatus
-from audit.session import connect, tls_verify
+from audit.session import connect, proxy_url, tls_verify
 
 if TYPE_CHECKING:
     from audit.graph import GraphClient
@@ -390,7 +390,7 @@ def send_report(
             subject_line(result, files),
             environ=env,
             verify=tls_verify(config.audit),
-            proxy=config.audit.proxy,
+            proxy=proxy_url(config.audit),
         )
     if failure:
         raise failure
@@ -425,6 +425,11 @@ def send_smtp(
         raise MailError("email.smtp_host is not set. Name the SMTP server in [email] smtp_host.")
     username = _secret(env, email.smtp_username_env, "The SMTP user name")
     password = _secret(env, email.smtp_password_env, "The SMTP password")
+    if security == "none" and password is not None and not is_loopback(host):
+        raise MailError(
+            f'smtp_security = "none" would send the SMTP password to {host} in clear. Use "starttls" or "tls", '
+            "or a relay on this machine without signing in."
+        )
     context = ssl.create_default_context(cafile=str(ca_bundle) if ca_bundle else None)
     where = f"{host}:{port} ({security})"
     try:
@@ -614,16 +619,26 @@ def post_webhook(
     if not url:
         log.warning("webhook not posted: the environment variable %s is not set", url_env)
         return False
+    if not is_https_url(url):
+        log.warning("webhook in %s not posted: the URL is not https://, and it must not travel in clear", url_env)
+        return False
     try:
+        # A redirect is not followed: it would carry the post (and the URL's secret path) somewhere else.
         answer = requests.post(
             url,
             json={"text": text},
             timeout=timeout,
             verify=verify,
             proxies={"https": proxy, "http": proxy} if proxy else None,
+            allow_redirects=False,
         )
     except requests.RequestException as exc:
         log.warning("webhook in %s not posted: %s", url_env, type(exc).__name__)
+        return False
+    if 300 <= answer.status_code < 400:
+        log.warning(
+            "webhook in %s not posted: the server answered %d, a redirect (not followed)", url_env, answer.status_code
+        )
         return False
     if answer.status_code >= 300:
         log.warning("webhook in %s not posted: the server answered %d", url_env, answer.status_code)

@@ -27,7 +27,7 @@ from audit.report import ReportError, load_exceptions, read_json_report, write_r
 from audit.report.cells import text_cell
 from audit.report.changes import previous_reports
 from audit.report.tables import TENANT_COLUMNS, USER_COLUMNS, tenant_row
-from audit.runner import RunOutcome, exit_code, mail_report
+from audit.runner import RunOutcome, exit_code, log_finished, mail_report
 
 log = logging.getLogger("audit")
 
@@ -386,4 +386,5 @@ def merge(
     outcome = MergeOutcome(result, files, code, inputs=shards)
     if email and config is not None:
         mail_report(outcome, config)
+    log_finished(outcome)
     return outcome

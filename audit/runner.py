@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit import __version__
+from audit import __version__, logs
 from audit.auth import AuthError
 from audit.checks import run_checks
 from audit.collect import collect_tenant
@@ -83,11 +84,24 @@ def audit_tenant(
     progress: Callable | None = None,
 ) -> TenantResult:
     """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
+    with logs.context(tenant=tenant.name, phase="sign-in"):
+        return _audit_tenant(tenant, config, options, recipients=recipients, progress=progress)
+
+
+def _audit_tenant(
+    tenant: TenantConfig,
+    config: Config,
+    options: RunOptions,
+    *,
+    recipients: list[str] | None,
+    progress: Callable | None = None,
+) -> TenantResult:
     audit = config.audit
     started = datetime.now(UTC)
     tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
     try:
         provider, client = connect(tenant, audit)
+        logs.adopt({"tenant": tenant.name, "phase": "collect"})
         snapshot = collect_tenant(
             client,
             tenant,
@@ -106,6 +120,7 @@ def audit_tenant(
         return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err))
 
     ctx = check_context(tenant, config, started)
+    logs.adopt({"tenant": tenant.name, "phase": "checks"})
     findings, not_evaluated = run_checks(snapshot, ctx)
     probes = snapshot.probes.value or {}
     not_assessed: dict[str, int] = {}
@@ -194,19 +209,56 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     result = audit_tenants(config, options, progress)
     audit = config.audit
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
-    files = write_reports(
-        result,
-        options.out_dir or audit.out_dir,
-        stem=options.stem,
-        formats=options.formats or audit.formats,
-        keep=audit.keep,
-        exceptions=exceptions,
-    )
+    formats = options.formats or audit.formats
+    with logs.context(phase="report"):
+        log.info("writing the report (%s) to %s", ", ".join(formats), out_dir)
+        files = write_reports(
+            result,
+            options.out_dir or audit.out_dir,
+            stem=options.stem,
+            formats=formats,
+            keep=audit.keep,
+            exceptions=exceptions,
+        )
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
     if options.email:
         mail_report(outcome, config)
+    log_finished(outcome)
     return outcome
+
+
+def log_finished(outcome: RunOutcome) -> None:
+    """The last record of a run or merge: verdict, finding counts, tenants, exit code and report paths.
+
+    In JSON logs these are fields of the record (`event` = "run finished"), for collectors to alert on.
+    """
+    from audit.report.verdict import severity_counts, verdict
+
+    files = outcome.report
+    counted = getattr(files, "findings", [])
+    judged = getattr(files, "verdict", None) or verdict(outcome.result, counted)
+    counts = severity_counts(counted)
+    tenants = Counter(str(t.status) for t in outcome.result.tenants)
+    paths = [str(p) for p in (getattr(files, k, None) for k in ("xlsx", "json", "csv")) if p]
+    fields = {
+        "event": "run finished",
+        "verdict": judged.word,
+        "findings": counts,
+        "tenants": dict(tenants),
+        "exit_code": outcome.exit_code,
+        "reports": paths,
+        "mail_error": outcome.mail_error,
+    }
+    detail = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no findings"
+    log.info(
+        "run finished: %s (%s), exit code %d; %s",
+        judged.word,
+        detail,
+        outcome.exit_code,
+        ", ".join(paths) or "no report written",
+        extra={"fields": fields},
+    )
 
 
 def mail_report(outcome: RunOutcome, config: Config) -> None:
@@ -216,7 +268,8 @@ def mail_report(outcome: RunOutcome, config: Config) -> None:
     from audit.mail import MailError, send_report
 
     try:
-        send_report(outcome.result, outcome.report, config)
+        with logs.context(phase="mail"):
+            send_report(outcome.result, outcome.report, config)
     except MailError as err:
         log.error("the report was written but could not be mailed: %s", err)
         outcome.mail_error = str(err)

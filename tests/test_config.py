@@ -219,7 +219,7 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
         _set("audit", colour="blue"),
         "{file}: audit.colour: unknown key 'colour'. Remove it or fix its spelling; known keys here: "
         "out_dir, "
-        "fail_on, keep, ca_bundle, proxy, probe, formats, tenant_concurrency, exceptions_file.",
+        "fail_on, keep, ca_bundle, proxy, proxy_password_env, probe, formats, tenant_concurrency, exceptions_file.",
     ),
     (
         "literal-secret",

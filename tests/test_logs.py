@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from audit import logs
 from audit.auth import TokenProvider
@@ -36,3 +39,36 @@ def test_json_logs_redact_message_and_traceback(capsys):
     err = capsys.readouterr().err
     # the message, and in the traceback both the source line and the exception text
     assert "webhook-secret-url-123" not in err and err.count("***") == 3
+
+
+def record_with_traceback(text: str) -> logging.LogRecord:
+    try:
+        raise RuntimeError(text)
+    except RuntimeError:
+        return logging.getLogger("audit.test").makeRecord(
+            "audit.test", logging.ERROR, __file__, 1, "failed: %s", (text,), sys.exc_info()
+        )
+
+
+def test_both_formatters_redact_the_traceback_as_well_as_the_message() -> None:
+    logs.register_secret("formatter-secret-991")
+    text = logs.TextFormatter().format(record_with_traceback("formatter-secret-991"))
+    assert "formatter-secret-991" not in text and text.count("***") == 2  # the message and the exception text
+    assert "Traceback (most recent call last)" in text
+    entry = json.loads(logs.JsonFormatter().format(record_with_traceback("formatter-secret-991")))
+    assert "formatter-secret-991" not in json.dumps(entry) and "RuntimeError: ***" in entry["error"]
+
+
+def test_json_records_carry_tenant_and_phase_also_from_worker_threads(capsys) -> None:
+    logs.setup(verbose=False, fmt="json")
+    log = logging.getLogger("audit.test")
+    with logs.context(tenant="contoso", phase="collect"):
+        log.info("in the tenant's thread")
+        with ThreadPoolExecutor(2, initializer=logs.adopt, initargs=(logs.current(),)) as pool:
+            list(pool.map(lambda n: log.info("worker %d", n), range(2)))
+        with logs.context(phase="checks"):
+            log.info("checking")
+    log.info("after the tenant")
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    tags = [(r.get("tenant"), r.get("phase")) for r in records]
+    assert tags == [("contoso", "collect")] * 3 + [("contoso", "checks"), (None, None)]

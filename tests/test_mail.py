@@ -456,36 +456,38 @@ class Hook(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def webhook() -> Iterator[tuple[type[Hook], str]]:
+def webhook(pki) -> Iterator[tuple[type[Hook], str]]:
+    """An HTTPS webhook on 127.0.0.1, with a certificate from the `pki` fixture's CA."""
     handler = type("TestHook", (Hook,), {"posts": [], "answer": 200})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = pki[1].wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield handler, f"http://127.0.0.1:{server.server_address[1]}/hooks/abc-secret-token"
+        yield handler, f"https://127.0.0.1:{server.server_address[1]}/hooks/abc-secret-token"
     finally:
         server.shutdown()
         server.server_close()
 
 
-def test_webhook_posts_the_summary_line(webhook, monkeypatch) -> None:
+def test_webhook_posts_the_summary_line(webhook, pki, monkeypatch) -> None:
     hook, url = webhook
     monkeypatch.setenv("ETD_WEBHOOK", url)
-    assert post_webhook("ETD_WEBHOOK", "etd-audit: contoso — 1 finding") is True
+    assert post_webhook("ETD_WEBHOOK", "etd-audit: contoso — 1 finding", verify=str(pki[0])) is True
     assert hook.posts == [("/hooks/abc-secret-token", {"text": "etd-audit: contoso — 1 finding"})]
 
 
-def test_webhook_failure_is_logged_without_the_url(webhook, monkeypatch, caplog) -> None:
+def test_webhook_failure_is_logged_without_the_url(webhook, pki, monkeypatch, caplog) -> None:
     hook, url = webhook
     hook.answer = 500
     monkeypatch.setenv("ETD_WEBHOOK", url)
     with caplog.at_level(logging.INFO, logger="audit"):
-        assert post_webhook("ETD_WEBHOOK", "hello") is False
+        assert post_webhook("ETD_WEBHOOK", "hello", verify=str(pki[0])) is False
     assert "answered 500" in caplog.text and "ETD_WEBHOOK" in caplog.text
     assert "abc-secret-token" not in caplog.text
 
 
-def test_failed_mail_still_posts_the_webhook_then_raises(reports, webhook, monkeypatch) -> None:
+def test_failed_mail_still_posts_the_webhook_then_raises(reports, webhook, pki, monkeypatch) -> None:
     hook, url = webhook
     monkeypatch.setenv("ETD_WEBHOOK", url)
     result, files = reports
@@ -497,7 +499,8 @@ def test_failed_mail_still_posts_the_webhook_then_raises(reports, webhook, monke
             smtp_port=free_port(),
             smtp_security="none",
             webhook_url_env="ETD_WEBHOOK",
-        )
+        ),
+        ca_bundle=pki[0],
     )
     with pytest.raises(MailError):
         send_report(result, files, cfg, timeout=10)

@@ -518,7 +518,13 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         token = secrets.token_urlsafe(24)
         with self.mail_lock:
             self.downloads[token] = (req.tenant, period.upper(), time.monotonic() + 300)
-        return Response.empty(302, {"Content-Type": "text/plain", "Location": f"{self.url}/reports-download/{token}"})
+        return Response.empty(
+            302,
+            {
+                "Content-Type": "text/plain",
+                "Location": f"{self.faults.download_base or self.url}/reports-download/{token}",
+            },
+        )
 
     def download(self, token: str) -> Response:
         with self.mail_lock:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 from .catalog import SERVICE_OF_PLAN
+from .limits import FaultSpec
 from .odata import (
     GraphFail,
     Request,
@@ -47,6 +48,7 @@ def _known(items: list[dict], hidden: frozenset[str], entity: str) -> dict[str, 
 
 class DirectoryHandlers:
     url: str  # the simulator's base URL, set by the owner
+    faults: FaultSpec  # set by the owner too
 
     # ------------------------------------------------------------------------------------- paging
     def collection(
@@ -89,7 +91,8 @@ class DirectoryHandlers:
         if offset + top < len(matched):
             next_state = {"k": kind, "s": select, "t": top, "f": raw_filter, "o": offset + top}
             body["@odata.nextLink"] = (
-                f"{self.url}/v1.0{quote(req.path)}?$top={top}&$skiptoken={encode_skiptoken(next_state)}"
+                f"{self.faults.next_link_base or self.url}/v1.0{quote(req.path)}"
+                f"?$top={top}&$skiptoken={encode_skiptoken(next_state)}"
             )
         body["value"] = [project(x, select) if select else default(x) for x in chunk]
         return Response.json(200, body)

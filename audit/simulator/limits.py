@@ -33,6 +33,9 @@ class FaultSpec:
     instead), as a failing gateway or proxy may send.
     Like drops they hit whole requests, never $batch items, and only routes that answer JSON; they
     carry a Retry-After drawn like a 429's, so a client honouring it retries at the pace tests choose.
+    `next_link_base` and `download_base` (URLs such as https://127.0.0.1:9) replace the simulator's own
+    address in every `@odata.nextLink`, or in the usage report's download Location: a foreign host a
+    client must not send its token to, or a download URL that cannot be reached.
     """
 
     throttle: float = 0.0
@@ -44,8 +47,22 @@ class FaultSpec:
     token_ttl: float | None = None
     latency: float = 0.0
     seed: int = 0
+    next_link_base: str | None = None
+    download_base: str | None = None
 
-    _KEYS = ("429", "retry_after", "5xx", "drop", "bad_json", "no_value", "token_ttl", "latency", "seed")
+    _KEYS = (
+        "429",
+        "retry_after",
+        "5xx",
+        "drop",
+        "bad_json",
+        "no_value",
+        "token_ttl",
+        "latency",
+        "seed",
+        "next_link_base",
+        "download_base",
+    )
 
     @classmethod
     def parse(cls, spec: str) -> FaultSpec:
@@ -75,6 +92,10 @@ class FaultSpec:
                     values[key] = number
                 elif key == "seed":
                     values["seed"] = int(raw)
+                elif key in ("next_link_base", "download_base"):
+                    if not raw.startswith(("https://", "http://")):
+                        raise ValueError
+                    values[key] = raw.rstrip("/")
                 else:
                     raise KeyError(key)
             except KeyError:
@@ -82,7 +103,7 @@ class FaultSpec:
             except ValueError:
                 raise ValueError(
                     f"fault spec {spec!r}: bad value {raw!r} for {key!r} "
-                    "(ratios are 0..1, durations are seconds >= 0, retry_after is N or LOW-HIGH)"
+                    "(ratios are 0..1, durations are seconds >= 0, retry_after is N or LOW-HIGH, bases are URLs)"
                 ) from None
         return cls(**values)  # type: ignore[arg-type]
 
