@@ -120,7 +120,9 @@ def probe_from_item(status: int, body: dict | None) -> MailboxProbe:
     """Classify one mailboxSettings answer the way the remediation would experience the mailbox."""
     if status == 200:
         purpose = (body or {}).get("userPurpose")
-        if isinstance(purpose, dict):  # v1.0 wraps it: {"value": "shared"}
+        # v1.0 metadata: an enum member name ("shared"); the older example of api/user-get-mailboxsettings.md
+        # wraps it ({"value": "shared"}). Both are read.
+        if isinstance(purpose, dict):
             purpose = purpose.get("value")
         return MailboxProbe("mailbox", purpose=purpose or "user")
     code = ((body or {}).get("error") or {}).get("code") or str(status)

@@ -16,7 +16,8 @@ few simulator-only keys: on users `mailbox` (null, or {"purpose": "user|shared|r
 "location": "cloud|onprem"}); `clients` (the app registrations that may get tokens, with `secret`,
 `certificate_pem`, `roles` and, for generated tenants, `private_key_pem` and `thumbprint`);
 `appRoleAssignments` / `oauth2PermissionGrants` on service principals; `members` on groups;
-`unverified_domains`; `usage_report` {"refresh_date", "concealed"}.
+`unverified_domains`; `usage_report` {"refresh_date", "concealed"}; `user_purpose_shape` ("object" serves
+mailboxSettings.userPurpose as the older documented {"value": ...} instead of v1.0's plain member name).
 """
 
 from .generate import (
