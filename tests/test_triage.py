@@ -344,7 +344,7 @@ def test_semicolon_bom_quoted_mixed_case_headers_are_read():
     [
         ("empty.csv", "empty"),
         ("binary.csv", "binary"),
-        ("no-address-column.csv", "no mailbox address column among 'Subject', 'Remediation Error', 'Status'"),
+        ("no-address-column.csv", "no address column among 'Subject', 'Remediation Error', 'Status'"),
     ],
 )
 def test_unusable_files_are_refused_before_any_lookup(name, says, tmp_path):
