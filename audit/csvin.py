@@ -17,9 +17,7 @@ from pathlib import Path
 # filled cells mostly hold addresses is used.
 ADDRESS_COLUMNS = (
     "address",
-    "mailbox",
     "email",
-    "upn",
     "e-mail",
     "mail",
     "smtp address",
@@ -27,8 +25,10 @@ ADDRESS_COLUMNS = (
     "email address",
     "recipient",
     "recipient address",
+    "mailbox",
     "user principal name",
     "userprincipalname",
+    "upn",
     "mailbox address",
     "user",
     "user email",
@@ -36,6 +36,20 @@ ADDRESS_COLUMNS = (
     "recipients",
     "email id",
     "smtp",
+)
+# Header names of the column holding the error text in a remediation error log (triage).
+ERROR_COLUMNS = (
+    "remediation error",
+    "error",
+    "error message",
+    "error reason",
+    "remediation error message",
+    "failure reason",
+    "reason",
+    "remediation failure reason",
+    "errors",
+    "error details",
+    "details",
 )
 ADDRESS_HINT = "Name the column holding the mailbox addresses 'Address' (or 'Mailbox', 'Email', 'UPN')."
 EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -55,7 +55,7 @@ from audit.checks import catalogue, run_checks
 from audit.checks._facts import SkuIndex, describe_licences, describe_probe, normalize_address, user_addresses
 from audit.collect import collect_tenant
 from audit.config import Config, TenantConfig
-from audit.csvin import ADDRESS_HINT, InputError, Table, address_column, content_column, read_table
+from audit.csvin import ADDRESS_HINT, ERROR_COLUMNS, InputError, Table, address_column, content_column, read_table
 from audit.graph import GraphClient, GraphError
 from audit.models import (
     MAILBOX_INACTIVE,
@@ -84,21 +84,6 @@ log = logging.getLogger("audit")
 STEM_PREFIX = "etd-audit-triage-"
 FORMATS = ("xlsx", "json", "csv")
 
-# Header names (normalised like csvin does) that hold the remediation error; the mailbox column follows
-# the rule of every mailbox list (csvin.ADDRESS_COLUMNS).
-ERROR_COLUMNS = (
-    "remediation error",
-    "error",
-    "error message",
-    "error reason",
-    "remediation error message",
-    "failure reason",
-    "reason",
-    "remediation failure reason",
-    "errors",
-    "error details",
-    "details",
-)
 EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 EMAIL_INSIDE = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+\.[A-Za-z]{2,63}")
 
