@@ -136,3 +136,13 @@ def test_plain_progress_lines_carry_totals_and_are_not_repeated(caplog) -> None:
 def test_progress_on_a_non_terminal_stream_is_plain(tmp_path: Path) -> None:
     with (tmp_path / "log").open("w") as stream:
         assert Progress(stream).live is False
+
+
+def test_the_readme_lists_the_columns_triage_and_recipients_accept() -> None:
+    from audit.csvin import ADDRESS_COLUMNS, ERROR_COLUMNS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in (*ADDRESS_COLUMNS, *ERROR_COLUMNS) if f"`{name}`" not in readme]
+    assert not missing, f"README does not name the accepted columns {missing}"
+    for outcome in ("fix in the tenant", "nothing to fix", "no cause found", "unknown error", "not assessed"):
+        assert f"`{outcome}`" in readme
