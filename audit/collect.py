@@ -408,6 +408,10 @@ class MailboxProber:
         self._candidates += sum(1 for u in users if should_probe(u))
         self._pages.put(users)
 
+    def listed(self) -> None:
+        """Every page is in: from now on the progress of the probes has a total."""
+        self._listed = True
+
     def close(self) -> dict[str, MailboxProbe]:
         """Wait for the last probe; re-raise what stopped the thread (a GraphError for a whole batch)."""
         self._listed = True
@@ -562,6 +566,8 @@ def collect_tenant(
                     prober.add(users.value or [])
             else:
                 users = Dataset(c.users("/users", USER_FIELDS, "users", on_page=prober.add if prober else None))
+            if prober:
+                prober.listed()
         except GraphError as err:
             if prober:
                 prober.abandon()

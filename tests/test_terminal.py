@@ -86,7 +86,7 @@ def test_a_terminal_shows_live_progress_lines_with_totals(on_a_terminal) -> None
     # Totals and percentages where the total is known: the directory's user count ($count).
     lines = [line for f in seen for line in f]
     assert any(re.search(r"contoso: users +\S+ +\d+/2500 +\d+%", line) for line in lines)
-    assert any(re.search(r"mailboxes +\S+ +\d+/\d+ +\d+%", line) for line in lines)
+    assert any(re.search(r"(fabrikam|contoso|northwind): mailboxes +\S+ +\d+/\d+ +\d+%", line) for line in lines)
     assert any("writing the report" in line for line in lines)
 
 
