@@ -10,7 +10,7 @@ Elsewhere (cron, containers, a pipe, --log-format json): an INFO log line per te
 every `interval` seconds, and one when a phase with a known total completes.
 
 Events come as progress(phase, done, total, tenant): `total` None when unknown. A tenant's phase "done"
-ends its line; phases without a tenant ("tenants", "writing the workbook", ...) are about the run.
+ends its line; phases without a tenant ("tenants", "writing the report", ...) are about the run.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger("audit")
 
 DONE = "done"
-LABELS = {"probes": "mailboxes", "deleted users": "deleted users"}
+LABELS = {"probes": "mailboxes"}  # phase names as the admin reads them
 
 
 @dataclass
@@ -41,6 +41,8 @@ def _count(done: int, total: int | None) -> str:
 
 
 class Progress:
+    """A context manager and the progress callback of runner.run(); `live` None: bars on a terminal only."""
+
     def __init__(self, stream=None, interval: float = 15.0, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         if live is None:
