@@ -145,7 +145,9 @@ def probe_from_item(status: int, body: dict | None) -> MailboxProbe:
     """Classify one mailboxSettings answer the way the remediation would experience the mailbox."""
     if status == 200:
         purpose = (body or {}).get("userPurpose")
-        if isinstance(purpose, dict):  # v1.0 wraps it: {"value": "shared"}
+        # v1.0 metadata: an enum member name ("shared"); the older example of api/user-get-mailboxsettings.md
+        # wraps it ({"value": "shared"}). Both are read.
+        if isinstance(purpose, dict):
             purpose = purpose.get("value")
         return MailboxProbe("mailbox", purpose=purpose or "user")
     code = ((body or {}).get("error") or {}).get("code") or str(status)
@@ -250,6 +252,7 @@ class Collector:
         self.config = config
         self.progress = progress or (lambda phase, done, total: None)
         self.problems: list[str] = []
+        self.user_total: int | None = None  # the directory's user count, once read: the total for progress
 
     def _missing(self, dataset: str, what: str, err: GraphError) -> Dataset:
         if err.status in (401, 403):
@@ -277,7 +280,7 @@ class Collector:
             users.extend(records)
             if on_page:
                 on_page(records)
-            self.progress(phase, len(users), None)
+            self.progress(phase, len(users), self.user_total if phase == "users" else None)
         return users
 
     def lookup_users(self, addresses: list[str]) -> list[User]:
@@ -311,7 +314,8 @@ class Collector:
     def count_users(self) -> int | None:
         try:
             text = self.client.get_text("/users/$count", headers={"ConsistencyLevel": "eventual"})
-            return int(text.strip().lstrip("\ufeff"))
+            self.user_total = int(text.strip().lstrip("\ufeff"))
+            return self.user_total
         except (GraphError, ValueError) as err:
             log.info("%s: the directory did not say how many users it holds: %s", self.tenant.name, err)
             return None
@@ -613,6 +617,9 @@ class MailboxProber:
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
         self.answered = False  # Exchange Online answered at least one probe about a mailbox (200 or 404)
+        self._candidates = 0  # users should_probe() selects, settled by the report or probed
+        self._settled = 0
+        self._listed = False  # every page is in: _candidates is the total
         self._window = OUTLOOK_CONCURRENCY  # lanes: probes in flight
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -624,14 +631,21 @@ class MailboxProber:
         self._thread.start()
 
     def add(self, users: list[User]) -> None:
+        self._candidates += sum(1 for u in users if should_probe(u))
         self._pages.put(users)
+
+    def listed(self) -> None:
+        """Every page is in: from now on the progress of the probes has a total."""
+        self._listed = True
 
     def close(self) -> dict[str, MailboxProbe]:
         """Wait for the last probe; re-raise what stopped the thread (a GraphError for a whole batch)."""
+        self._listed = True
         self._pages.put(None)
         self._thread.join()
         if self._error is not None:
             raise self._error
+        self._report_progress()
         failed = sum(1 for p in self._out.values() if p.outcome == "failed")
         if failed:
             self.collector.problems.append(
@@ -665,6 +679,7 @@ class MailboxProber:
                         targets.append(user)
                     else:
                         self._out[user.id] = known
+                        self._settled += 1
                 self._probe(targets)
         except BaseException as err:  # noqa: BLE001 - handed to close(), in the collecting thread
             self._error = err
@@ -690,7 +705,11 @@ class MailboxProber:
         else:
             self._window = min(OUTLOOK_CONCURRENCY, self._window + 1)
         self._probed += len(targets)
-        self.collector.progress("probes", self._probed, None)
+        self._report_progress()
+
+    def _report_progress(self) -> None:
+        assessed = self._probed + self._settled
+        self.collector.progress("probes", assessed, self._candidates if self._listed else None)
 
     def _probe_one(self, user: User) -> tuple[User, MailboxProbe]:
         client = self.client
@@ -739,6 +758,8 @@ def collect_tenant(
     ) as pool:
         # SKUs first: the probes that run while the user list is read need them to trust the usage report.
         skus_f = pool.submit(c._read, "subscribed_skus", "subscribed SKUs", lambda: c.all_items("/subscribedSkus"))
+        # The user count next: it is the total the progress display shows while the user list pages in.
+        count_f = pool.submit(c.count_users) if addresses is None else None
         prober = None
         if probe != "none":
             # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
@@ -774,7 +795,6 @@ def collect_tenant(
         )
         application_f = pool.submit(_application, c, config)
         app_scope_f = pool.submit(c.app_scope)
-        count_f = pool.submit(c.count_users) if addresses is None else None
         try:
             if addresses is not None:
                 users = Dataset(c.lookup_users(addresses))
@@ -782,6 +802,8 @@ def collect_tenant(
                     prober.add(users.value or [])
             else:
                 users = Dataset(c.users("/users", USER_FIELDS, "users", on_page=prober.add if prober else None))
+            if prober:
+                prober.listed()
         except GraphError as err:
             if prober:
                 prober.abandon()

@@ -7,9 +7,14 @@ Anything we cannot read becomes an InputError that says which file and what to d
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# One rule for every file that lists mailboxes (a recipients list, a remediation error log): the column
+# is found by its header, in any case, spaces or underscores alike; failing that, the only column whose
+# filled cells mostly hold addresses is used.
 ADDRESS_COLUMNS = (
     "address",
     "email",
@@ -24,7 +29,30 @@ ADDRESS_COLUMNS = (
     "user principal name",
     "userprincipalname",
     "upn",
+    "mailbox address",
+    "user",
+    "user email",
+    "recipient email",
+    "recipients",
+    "email id",
+    "smtp",
 )
+# Header names of the column holding the error text in a remediation error log (triage).
+ERROR_COLUMNS = (
+    "remediation error",
+    "error",
+    "error message",
+    "error reason",
+    "remediation error message",
+    "failure reason",
+    "reason",
+    "remediation failure reason",
+    "errors",
+    "error details",
+    "details",
+)
+ADDRESS_HINT = "Name the column holding the mailbox addresses 'Address' (or 'Mailbox', 'Email', 'UPN')."
+EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_BYTES = 50 * 1024 * 1024
 
 
@@ -46,6 +74,38 @@ class Table:
             if _norm(name) in normalised:
                 return normalised[_norm(name)]
         return None
+
+
+def looks_like_address(cell: str) -> bool:
+    text = cell.strip()
+    if text[:5].lower() == "smtp:":
+        text = text[5:].strip()
+    return bool(EMAIL_LIKE.match(text))
+
+
+def content_column(table: Table, test: Callable[[str], object], exclude: Sequence[str] = ()) -> str | None:
+    """The only column whose filled cells mostly pass `test` (for files with unusual header names)."""
+    best: list[tuple[float, str]] = []
+    for header in table.header:
+        if header in exclude:
+            continue
+        values = [row.get(header, "") for row in table.rows if row.get(header, "")]
+        if values:
+            share = sum(1 for v in values if test(v)) / len(values)
+            if share >= 0.6:
+                best.append((share, header))
+    best.sort(reverse=True)
+    if len(best) == 1 or (len(best) > 1 and best[0][0] > best[1][0]):
+        return best[0][1]
+    return None
+
+
+def address_column(table: Table, exclude: Sequence[str] = ()) -> str | None:
+    """The column holding the mailbox addresses, by ADDRESS_COLUMNS' rule; None when there is none."""
+    named = table.column(ADDRESS_COLUMNS)
+    if named is not None and named not in exclude:
+        return named
+    return content_column(table, looks_like_address, exclude)
 
 
 def _norm(name: str) -> str:
@@ -100,12 +160,10 @@ def _rows(reader, header: list[str]) -> tuple[list[dict[str, str]], list[tuple[i
 def read_recipients(path: str | Path) -> list[str]:
     """The addresses of a recipients list: one column named like an address column."""
     table = read_table(path)
-    column = table.column(ADDRESS_COLUMNS)
+    column = address_column(table)
     if column is None:
-        raise InputError(
-            f"{table.path}: no address column among {', '.join(table.header) or '(none)'}. "
-            "Name the column holding the e-mail addresses 'address'."
-        )
+        headers = ", ".join(f"'{h}'" for h in table.header) or "(none)"
+        raise InputError(f"{table.path}: no address column among {headers}. {ADDRESS_HINT}")
     addresses = [row[column] for row in table.rows if row[column]]
     if not addresses:
         raise InputError(f"{table.path}: the '{column}' column holds no addresses.")

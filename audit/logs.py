@@ -282,35 +282,3 @@ def setup(verbose: bool = False, fmt: str = "text") -> None:
     logging.captureWarnings(True)  # Python warnings become records, formatted (and redacted) like the rest
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
-
-
-class Progress:
-    """A progress line on a terminal; periodic plain log lines elsewhere (cron, containers)."""
-
-    def __init__(self, stream=None, interval: float = 15.0):
-        self.stream = stream or sys.stderr
-        # JSON logs are for collectors: plain periodic records there, never a redrawn line.
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty() and _format != "json"
-        self.interval = interval
-        self.last: dict[str, float] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, phase: str, done: int, total: int | None, tenant: str = "") -> None:
-        label = f"{tenant}: {phase}" if tenant else phase
-        with self.lock:
-            if self.tty:
-                if total:
-                    width = 30
-                    filled = int(width * done / total) if total else 0
-                    bar = "#" * filled + "-" * (width - filled)
-                    self.stream.write(f"\r{label:<32} [{bar}] {done}/{total}   ")
-                else:
-                    self.stream.write(f"\r{label:<32} {done}   ")
-                if total and done >= total:
-                    self.stream.write("\n")
-                self.stream.flush()
-                return
-            now = time.monotonic()
-            if now - self.last.get(label, 0.0) >= self.interval or (total and done >= total):
-                self.last[label] = now
-                logging.getLogger("audit").info("%s: %s%s", label, done, f"/{total}" if total else "")

@@ -121,6 +121,8 @@ def _audit_tenant(
 
     ctx = check_context(tenant, config, started)
     logs.adopt({"tenant": tenant.name, "phase": "checks"})
+    if tenant_progress:
+        tenant_progress("checks", 0, None)
     findings, not_evaluated = run_checks(snapshot, ctx)
     probes = snapshot.probes.value or {}
     not_assessed: dict[str, int] = {}
@@ -162,10 +164,22 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     started = datetime.now(UTC)
     workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
+    finished: list[str] = []
+
+    def one(tenant: TenantConfig) -> TenantResult:
+        try:
+            return audit_tenant(tenant, config, options, recipients=recipients, progress=progress)
+        finally:
+            if progress:
+                progress("done", 0, None, tenant.name)
+                finished.append(tenant.name)
+                if len(tenants) > 1:
+                    progress("tenants", len(finished), len(tenants))
+
     try:
-        results = list(
-            pool.map(lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants)
-        )
+        if progress and len(tenants) > 1:
+            progress("tenants", 0, len(tenants))
+        results = list(pool.map(one, tenants))
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): start no queued tenant and do not wait for those in flight.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -210,6 +224,8 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     audit = config.audit
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
     formats = options.formats or audit.formats
+    if progress:
+        progress("writing the report", 0, None)
     with logs.context(phase="report"):
         log.info("writing the report (%s) to %s", ", ".join(formats), out_dir)
         files = write_reports(
@@ -222,7 +238,9 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
         )
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
-    if options.email:
+    if options.email and config.email and config.email.to:
+        if progress:
+            progress("mailing the report", 0, None)
         mail_report(outcome, config)
     log_finished(outcome)
     return outcome

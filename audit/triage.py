@@ -55,7 +55,7 @@ from audit.checks import catalogue, run_checks
 from audit.checks._facts import SkuIndex, describe_licences, describe_probe, normalize_address, user_addresses
 from audit.collect import collect_tenant
 from audit.config import Config, TenantConfig
-from audit.csvin import ADDRESS_COLUMNS, InputError, Table, read_table
+from audit.csvin import ADDRESS_HINT, ERROR_COLUMNS, InputError, Table, address_column, content_column, read_table
 from audit.graph import GraphClient, GraphError
 from audit.models import (
     MAILBOX_INACTIVE,
@@ -84,30 +84,6 @@ log = logging.getLogger("audit")
 STEM_PREFIX = "etd-audit-triage-"
 FORMATS = ("xlsx", "json", "csv")
 
-# Header names (normalised like csvin does) that hold the mailbox and the remediation error.
-TRIAGE_ADDRESS_COLUMNS = (
-    *ADDRESS_COLUMNS,
-    "mailbox address",
-    "user",
-    "user email",
-    "recipient email",
-    "recipients",
-    "email id",
-    "smtp",
-)
-ERROR_COLUMNS = (
-    "remediation error",
-    "error",
-    "error message",
-    "error reason",
-    "remediation error message",
-    "failure reason",
-    "reason",
-    "remediation failure reason",
-    "errors",
-    "error details",
-    "details",
-)
 EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 EMAIL_INSIDE = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+\.[A-Za-z]{2,63}")
 
@@ -202,36 +178,14 @@ class ErrorLog:
     error_column: str
 
 
-def _content_column(table: Table, test, exclude: Sequence[str] = ()) -> str | None:
-    """The only column whose filled cells mostly pass `test` (for files with unusual header names)."""
-    best: list[tuple[float, str]] = []
-    for header in table.header:
-        if header in exclude:
-            continue
-        values = [row.get(header, "") for row in table.rows if row.get(header, "")]
-        if values:
-            share = sum(1 for v in values if test(v)) / len(values)
-            if share >= 0.6:
-                best.append((share, header))
-    best.sort(reverse=True)
-    if len(best) == 1 or (len(best) > 1 and best[0][0] > best[1][0]):
-        return best[0][1]
-    return None
-
-
 def read_error_log(path: str | Path) -> ErrorLog:
     """The log as a table with its address and error columns found, or InputError saying what to do."""
     table = read_table(path)
     headers = ", ".join(f"'{h}'" for h in table.header) or "(none)"
-    error_column = table.column(ERROR_COLUMNS) or _content_column(table, error_kind)
-    address_column = table.column(TRIAGE_ADDRESS_COLUMNS) or _content_column(
-        table, lambda v: bool(EMAIL_LIKE.match(normalize_address(v))), exclude=[error_column or ""]
-    )
-    if address_column is None:
-        raise InputError(
-            f"{table.path}: no mailbox address column among {headers}. Name the column holding "
-            "the mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN')."
-        )
+    error_column = table.column(ERROR_COLUMNS) or content_column(table, error_kind)
+    mailbox_column = address_column(table, exclude=[error_column or ""])
+    if mailbox_column is None:
+        raise InputError(f"{table.path}: no address column among {headers}. {ADDRESS_HINT}")
     if error_column is None:
         raise InputError(
             f"{table.path}: no remediation error column among {headers}. Name the column "
@@ -239,7 +193,7 @@ def read_error_log(path: str | Path) -> ErrorLog:
         )
     if not table.rows and not table.bad_rows:
         raise InputError(f"{table.path}: the file has a header but no rows to triage.")
-    return ErrorLog(table, address_column, error_column)
+    return ErrorLog(table, mailbox_column, error_column)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def healthy(name: str) -> TenantBuilder:
 
 
 def test_demo_reports_every_check_with_evidence(tmp_path, capsys):
-    code = main(["demo", "--users", "300", "--out", str(tmp_path), "--no-email"])
+    code = main(["demo", "--users", "300", "--out", str(tmp_path)])
     assert code == 1  # the demo tenants hold critical findings, above the default fail_on = high
     files = sorted(p.name for p in tmp_path.iterdir())
     assert len(files) == 2 and all(re.fullmatch(r"etd-audit-\d{8}T\d{6}Z\.(json|xlsx)", f) for f in files)

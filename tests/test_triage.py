@@ -6,6 +6,7 @@ Hand-written tenants, one exact case per user; hand-written logs in tests/data/t
 from __future__ import annotations
 
 import json
+import re
 import stat
 import uuid
 from dataclasses import replace
@@ -344,7 +345,7 @@ def test_semicolon_bom_quoted_mixed_case_headers_are_read():
     [
         ("empty.csv", "empty"),
         ("binary.csv", "binary"),
-        ("no-address-column.csv", "no mailbox address column among 'Subject', 'Remediation Error', 'Status'"),
+        ("no-address-column.csv", "no address column among 'Subject', 'Remediation Error', 'Status'"),
     ],
 )
 def test_unusable_files_are_refused_before_any_lookup(name, says, tmp_path):
@@ -607,6 +608,14 @@ def test_cli_triage_prints_files_and_exit_code(sim_factory, make_config, three_t
     printed = capsys.readouterr().out
     assert code == 0
     assert "wrote " in printed and "etd-audit-triage-" in printed
+    # A short table of the rows and their likely causes, then a count per outcome.
+    lines = printed.splitlines()
+    assert re.fullmatch(r" row +mailbox +outcome +likely cause", lines[0])
+    data_rows = len((DATA / "two-tenants.csv").read_text(encoding="utf-8").strip().splitlines()) - 1
+    rows = lines[1 : 1 + data_rows]
+    outcomes = "|".join(o.value for o in Outcome)
+    assert all(re.match(rf"^ +\d+ +\S+@\S+ +({outcomes}) +\S", line) for line in rows), rows
+    assert re.fullmatch(rf"{data_rows} rows: \d+ ({outcomes}).*", lines[1 + data_rows])
     assert len(list((tmp_path / "cli-out").glob("etd-audit-triage-*.json"))) == 1
     assert cli.main(["triage", "--config", str(config.path), str(DATA / "empty.csv")]) == 2
 

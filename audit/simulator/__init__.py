@@ -19,7 +19,8 @@ few simulator-only keys: on users `mailbox` (null, or {"purpose": "user|shared|r
 `unverified_domains`; `usage_report` {"refresh_date", "concealed", "recipient_type" (the beta column)};
 `exchange_online` (false: the tenant has no Exchange Online organisation); `administrative_units` (with
 `members`); `rbac` (Exchange RBAC for Applications grants of the remediation app, which
-`demo_rbac_exports` turns into PowerShell-shaped exports).
+`demo_rbac_exports` turns into PowerShell-shaped exports); `user_purpose_shape` ("object" serves
+mailboxSettings.userPurpose as the older documented {"value": ...} instead of v1.0's plain member name).
 """
 
 from .generate import (

@@ -66,6 +66,14 @@ def _item_id(seed: str) -> str:
     return "AAMkA" + base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, seed).bytes * 2).decode().rstrip("=")
 
 
+def _canonical_body(message: dict) -> dict:
+    """A request may write the body type in any case ("HTML"); an answer carries the bodyType member name."""
+    body = message.get("body")
+    if isinstance(body, dict) and isinstance(body.get("contentType"), str):
+        return {"body": {**body, "contentType": body["contentType"].lower()}}
+    return {}
+
+
 class MailHandlers:
     url: str
     sent_mail: list[dict]
@@ -118,7 +126,10 @@ class MailHandlers:
                 "endTime": "17:00:00.0000000",
                 "timeZone": {"name": "UTC"},
             },
-            "userPurpose": {"value": purpose},
+            # v1.0 metadata types userPurpose as the enum graph.userPurpose: a plain member name (resource
+            # page resources/mailboxsettings.md, JSON representation). The older example response of
+            # api/user-get-mailboxsettings.md wraps it, {"value": "user"}: served when the tenant asks.
+            "userPurpose": {"value": purpose} if req.tenant.spec.get("user_purpose_shape") == "object" else purpose,
             "dateFormat": "M/d/yyyy",
             "timeFormat": "h:mm tt",
             "delegateMeetingMessageDeliveryOptions": "sendToDelegateOnly",
@@ -198,6 +209,7 @@ class MailHandlers:
         message_id = _item_id(f"{user['id']}/{uuid.uuid4()}")
         draft = {
             **message,
+            **_canonical_body(message),
             "id": message_id,
             "isDraft": True,
             "createdDateTime": _now_iso(),

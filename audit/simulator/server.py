@@ -12,6 +12,7 @@ import tempfile
 import threading
 import uuid
 import weakref
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .odata import Response
 from .pki import make_server_pki
 
 log = logging.getLogger("audit.simulator")
+OnResponse = Callable[[str, str, bytes, Response], None]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -51,6 +53,8 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return
         response: Response = result
+        if server.on_response is not None:
+            server.on_response(self.command, self.path, body, response)
         server.app.counters.status(response.status)
         self.send_response(response.status)
         for name, value in response.headers.items():
@@ -71,9 +75,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address, app: SimApp, context: ssl.SSLContext) -> None:
+    def __init__(self, address, app: SimApp, context: ssl.SSLContext, on_response: OnResponse | None = None) -> None:
         super().__init__(address, _Handler)
-        self.app, self.context = app, context
+        self.app, self.context, self.on_response = app, context, on_response
         self.open_sockets: set[ssl.SSLSocket] = set()
         self.sockets_lock = threading.Lock()
 
@@ -116,7 +120,9 @@ class Simulator:
     """A local Microsoft Graph + Entra token endpoint over HTTPS, serving several tenants at once.
 
     Use as a context manager or call start()/stop(). `url` is both the authority host and the Graph
-    endpoint; clients trust `ca_path`. `counters` and `sent_mail` record what happened.
+    endpoint; clients trust `ca_path`. `counters` and `sent_mail` record what happened. `on_response`,
+    when given, is called with (method, path with query, request body, Response) for every answer sent
+    (the contract tests record what the audit received with it).
     """
 
     def __init__(
@@ -127,6 +133,7 @@ class Simulator:
         limits: Limits | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        on_response: OnResponse | None = None,
     ) -> None:
         if isinstance(faults, str):
             faults = FaultSpec.parse(faults)
@@ -134,6 +141,7 @@ class Simulator:
         self.faults = faults or FaultSpec()
         self.limits = limits
         self.host, self.port = host, port
+        self.on_response = on_response
         self.app = SimApp(tenants, self.faults, limits)
         self._dir = Path(tempfile.mkdtemp(prefix="etd-sim-"))
         weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
@@ -162,7 +170,7 @@ class Simulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(cert_file, key_file)
-        self._server = _Server((self.host, self.port), self.app, context)
+        self._server = _Server((self.host, self.port), self.app, context, self.on_response)
         self.port = self._server.server_address[1]
         self.url = f"https://{self.host}:{self.port}"
         self.app.url = self.url

@@ -238,8 +238,8 @@ ROWS: list[tuple[str, tuple[str, ...], Callable[[Case], list[str]], int, str]] =
         (),
         recipients(b"Name,Department\nAnn,Sales\n"),
         2,
-        "recipients.csv: no address column among Name, Department. Name the column holding the e-mail addresses "
-        "'address'.",
+        "recipients.csv: no address column among 'Name', 'Department'. Name the column holding the mailbox "
+        "addresses 'Address' (or 'Mailbox', 'Email', 'UPN').",
     ),
     (
         "recipients-header-only",
@@ -261,8 +261,8 @@ ROWS: list[tuple[str, tuple[str, ...], Callable[[Case], list[str]], int, str]] =
         (),
         error_log(b"Name,Remediation Error\nAnn,Resource is Not Found\n"),
         2,
-        "errors.csv: no mailbox address column among 'Name', 'Remediation Error'. Name the column holding the "
-        "mailbox addresses 'Mailbox' (or 'Address', 'Email', 'UPN').",
+        "errors.csv: no address column among 'Name', 'Remediation Error'. Name the column holding the "
+        "mailbox addresses 'Address' (or 'Mailbox', 'Email', 'UPN').",
     ),
     (
         "error-log-no-error-column",

@@ -43,7 +43,7 @@ def test_cloud_mailboxes_answer_with_their_purpose(graph, tenant, purpose):
     response = graph.get(f"/users/{user['id']}/mailboxSettings")
     assert response.status_code == 200
     body = response.json()
-    assert body["userPurpose"] == {"value": purpose}
+    assert body["userPurpose"] == purpose  # v1.0: an enum member name (resources/mailboxsettings.md)
     assert body["@odata.context"].endswith(f"users('{user['id']}')/mailboxSettings")
     assert {"timeZone", "language", "workingHours", "automaticRepliesSetting"} <= set(body)
     sub = graph.get(f"/users/{user['userPrincipalName']}/mailboxSettings/userPurpose").json()
@@ -269,7 +269,16 @@ def test_batch_item_with_a_body_needs_a_content_type(graph, tenant):
     assert with_type["status"] == 202 and "body" not in with_type
 
 
+def test_user_purpose_as_an_object_when_the_tenant_asks(tenant):
+    """The older example of api/user-get-mailboxsettings.md (v1.0) shows "userPurpose": {"value": "user"}."""
+    old = {**tenant, "user_purpose_shape": "object"}
+    user = kind(old, _box("shared"))
+    with Simulator([old]) as running:
+        body = Graph(running, old).get(f"/users/{user['id']}/mailboxSettings").json()
+    assert body["userPurpose"] == {"value": "shared"}
+
+
 def test_mailbox_settings_select(graph, tenant):
     user = kind(tenant, _box("room"))
     body = graph.get(f"/users/{user['id']}/mailboxSettings", {"$select": "userPurpose"}).json()
-    assert body["userPurpose"] == {"value": "room"} and set(body) == {"@odata.context", "userPurpose"}
+    assert body["userPurpose"] == "room" and set(body) == {"@odata.context", "userPurpose"}
