@@ -59,15 +59,34 @@ def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
     return temp
 
 
+# Held while one report's files are renamed into place. A stop that ends the process while some other
+# thread may be writing a report (the scheduler runs its job in a thread of its own, where signals are
+# not held) takes it first, for good: see hold_commits_for_exit.
+_COMMITS = threading.Lock()
+EXIT_WAIT_SECONDS = 60.0
+
+
 def commit(staged: list[tuple[Path, Path]]) -> None:
     """Rename each staged temp file over its target, in order, then make the renames durable.
 
-    SIGTERM and SIGINT wait until all renames are done: a report is never left half-renamed."""
-    with _signals_held():
+    SIGTERM and SIGINT wait until all renames are done, and so does a process exit that goes through
+    hold_commits_for_exit: a report is never left half-renamed, whichever thread writes it."""
+    with _signals_held(), _COMMITS:
         for temp, target in staged:
             os.replace(temp, target)
     if staged:
         _fsync_dir(staged[0][1].parent)
+
+
+def hold_commits_for_exit(timeout: float = EXIT_WAIT_SECONDS) -> bool:
+    """Wait for a report being renamed into place, then let no other start: call it just before exiting.
+
+    Never released: the process is about to end, and a thread left behind must not begin renaming a
+    report that the exit would cut in half. Returns False when a rename hung for `timeout` seconds."""
+    if _COMMITS.acquire(timeout=timeout):
+        return True
+    log.error("a report was still being renamed into place after %g s; exiting anyway", timeout)
+    return False
 
 
 @contextlib.contextmanager
