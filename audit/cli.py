@@ -11,7 +11,8 @@ import threading
 from pathlib import Path
 
 from audit import __version__, logs
-from audit.runner import ExitCode, RunOptions
+from audit.exitcodes import ExitCode
+from audit.runner import RunOptions
 
 log = logging.getLogger("audit")
 
@@ -37,6 +38,15 @@ def _formats(text: str) -> tuple[str, ...]:
     return formats
 
 
+def _stem(text: str) -> str:
+    from audit.report.writer import check_stem
+
+    try:
+        return check_stem(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _hours(text: str):
     from datetime import timedelta
 
@@ -51,7 +61,7 @@ def _hours(text: str):
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="folder for the report (default: audit.out_dir)")
-    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--stem", type=_stem, help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
     p.add_argument(
         "--probe",
@@ -131,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the shards' config: exceptions, keep, formats, fail_on, email; configured tenants "
         "that no shard report holds count as failed",
     )
-    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--stem", type=_stem, help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
     p.add_argument(
         "--max-age",
@@ -164,10 +174,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(128 + signal.SIGTERM)
+        from audit.report.files import hold_commits_for_exit
+
+        hold_commits_for_exit()  # a report another thread is renaming into place lands whole first
+        os._exit(ExitCode.TERMINATED)
     except KeyboardInterrupt:
         print("etd-audit: interrupted; no partial report was written", file=sys.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - a crash must not exit 1, which means "findings"
+        print(
+            f"etd-audit: internal error, the command did not finish ({type(err).__name__}: {logs.redact(str(err))}). "
+            f"Exit code {int(ExitCode.CRASH)}; run again with --verbose for the traceback.",
+            file=sys.stderr,
+        )
+        log.debug("traceback of the internal error", exc_info=True)
+        return ExitCode.CRASH
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
