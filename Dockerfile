@@ -25,6 +25,8 @@ FROM python:3.11-slim
 ENV PATH=/opt/etd-audit/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# The scheduler's heartbeat (and nothing else so far) lives in $XDG_STATE_HOME/etd-audit, created 0700.
+ENV XDG_STATE_HOME=/var/lib/etd-audit/state
 RUN groupadd --system --gid 10001 etd-audit \
  && useradd --system --uid 10001 --gid etd-audit --home-dir /var/lib/etd-audit --shell /usr/sbin/nologin etd-audit \
  && mkdir -p /etc/etd-audit /var/lib/etd-audit/reports \
@@ -35,9 +37,9 @@ USER 10001:10001
 WORKDIR /var/lib/etd-audit
 
 # The scheduler rewrites its heartbeat every 30 s and after each run; keep this path in step with
-# [schedule] heartbeat_file (its default is /tmp/etd-audit.heartbeat).
+# [schedule] heartbeat_file (by default $XDG_STATE_HOME/etd-audit/heartbeat).
 HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
-  CMD ["python", "-m", "audit.schedule", "--check-heartbeat", "/tmp/etd-audit.heartbeat", "--max-age", "120"]
+  CMD ["python", "-m", "audit.schedule", "--check-heartbeat", "/var/lib/etd-audit/state/etd-audit/heartbeat", "--max-age", "120"]
 
 # SIGTERM (docker stop) lets a run in progress finish; give it time: docker stop -t 600, or
 # stop_grace_period in compose.

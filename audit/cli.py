@@ -14,7 +14,8 @@ from pathlib import Path
 
 from audit import __version__, logs
 from audit.console import Progress
-from audit.runner import ExitCode, RunOptions
+from audit.exitcodes import ExitCode
+from audit.runner import RunOptions
 
 log = logging.getLogger("audit")
 
@@ -38,6 +39,15 @@ def _formats(text: str) -> tuple[str, ...]:
     if unknown or not formats:
         raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or '(none)'}; use xlsx,json,csv")
     return formats
+
+
+def _stem(text: str) -> str:
+    from audit.report.writer import check_stem
+
+    try:
+        return check_stem(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _hours(text: str):
@@ -103,7 +113,7 @@ def _global_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 def _run_options(p: argparse.ArgumentParser, *, demo: bool = False) -> None:
     p.add_argument("--out", type=Path, help="folder for the report (default: audit.out_dir)")
-    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--stem", type=_stem, help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
     p.add_argument(
         "--probe",
@@ -230,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the shards' config: exceptions, keep, formats, fail_on, email; configured tenants "
         "that no shard report holds count as failed",
     )
-    p.add_argument("--stem", help="file name stem (default: etd-audit-<UTC timestamp>)")
+    p.add_argument("--stem", type=_stem, help="file name stem (default: etd-audit-<UTC timestamp>)")
     p.add_argument("--format", type=_formats, help="outputs, e.g. xlsx,json,csv (default xlsx,json)")
     p.add_argument(
         "--max-age",
@@ -257,16 +267,27 @@ def main(argv: list[str] | None = None) -> int:
         logs.fatal(str(err), exit_code=ExitCode.USAGE)
         return ExitCode.USAGE
     except Terminated:
-        print("etd-audit: stopped by SIGTERM; no partial report was written", file=sys.stderr)
+        logs.fatal("stopped by SIGTERM; no partial report was written", exit_code=ExitCode.TERMINATED)
         # Tenant threads still reading Graph would hold the exit until their tenant is done; their
         # results are thrown away anyway, and the report writer has already removed its temp files.
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(128 + signal.SIGTERM)
+        from audit.report.files import hold_commits_for_exit
+
+        hold_commits_for_exit()  # a report another thread is renaming into place lands whole first
+        os._exit(ExitCode.TERMINATED)
     except KeyboardInterrupt:
-        print("etd-audit: interrupted; no partial report was written", file=sys.stderr)
-        return 130
+        logs.fatal("interrupted; no partial report was written", exit_code=ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - a crash must not exit 1, which means "findings"
+        logs.fatal(
+            f"internal error, the command did not finish ({type(err).__name__}: {err}). "
+            f"Exit code {int(ExitCode.CRASH)}; run again with --verbose for the traceback.",
+            exit_code=ExitCode.CRASH,
+        )
+        log.debug("traceback of the internal error", exc_info=True)
+        return ExitCode.CRASH
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

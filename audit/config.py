@@ -86,7 +86,7 @@ class ScheduleConfig:
     cron: str = "0 6 * * 1"
     timezone: str = "UTC"
     misfire_grace_seconds: int = 3600
-    heartbeat_file: Path = Path("/tmp/etd-audit.heartbeat")
+    heartbeat_file: Path | None = None  # None: a private folder (audit.schedule.default_heartbeat_file)
 
 
 @dataclass(frozen=True)
@@ -678,7 +678,7 @@ def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
         cron=" ".join(cron.split()),
         timezone=zone,
         misfire_grace_seconds=ld.take_int(t, w, "misfire_grace_seconds", defaults.misfire_grace_seconds, 1),
-        heartbeat_file=ld.take_path(t, w, "heartbeat_file", '"/var/tmp/etd-audit.heartbeat"')
+        heartbeat_file=ld.take_path(t, w, "heartbeat_file", '"/var/lib/etd-audit/heartbeat"')
         or defaults.heartbeat_file,
     )
 

@@ -7,7 +7,9 @@ Anything we cannot read becomes an InputError that says which file and what to d
 from __future__ import annotations
 
 import csv
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,11 +117,9 @@ def _norm(name: str) -> str:
 def read_table(path: str | Path) -> Table:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = _read_capped(path)
     except OSError as err:
         raise InputError(f"{path}: cannot read the file ({err.strerror}). Check the path and permissions.") from None
-    if len(raw) > MAX_BYTES:
-        raise InputError(f"{path}: the file is larger than {MAX_BYTES // 1024 // 1024} MB; split it.")
     if b"\x00" in raw[:4096]:
         raise InputError(
             f"{path}: this is not a text CSV file (it contains binary data). Export the list as CSV (UTF-8)."
@@ -144,6 +144,24 @@ def read_table(path: str | Path) -> Table:
             f"{path}: cannot be read as CSV near line {reader.line_num} ({err}). Export it again as CSV (UTF-8)."
         ) from None
     return Table(path, header, rows, bad)
+
+
+def _read_capped(path: Path) -> bytes:
+    """A regular file's bytes, refused unread when it is larger than MAX_BYTES (or is a device, FIFO, ...)."""
+    too_big = InputError(f"{path}: the file is larger than {MAX_BYTES // 1024 // 1024} MB; split it.")
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then tells what was opened.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
+            raise InputError(f"{path}: {kind}. Give the path of a CSV file.")
+        if st.st_size > MAX_BYTES:
+            raise too_big
+        raw = fh.read(MAX_BYTES + 1)  # bounded even when the file grows while it is read
+    if len(raw) > MAX_BYTES:
+        raise too_big
+    return raw
 
 
 def _rows(reader, header: list[str]) -> tuple[list[dict[str, str]], list[tuple[int, str]]]:

@@ -16,6 +16,7 @@ wrote no workbook leaves its users out, and the report's notes say so.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,16 @@ USERS, TENANT = "Users", "Tenant"
 USERS_FINDINGS = len(USER_COLUMNS) - 1  # the Findings column, recomputed here
 USERS_OBJECT_ID = [c.header for c in USER_COLUMNS].index("Object id")
 TENANT_ID = [c.header for c in TENANT_COLUMNS].index("Tenant id")
+
+
+# A shard's workbook is a zip of XML parts that openpyxl inflates as it reads them; a few hundred KB can
+# hold gigabytes. Checked from the zip's directory before anything is inflated (Python's zipfile never
+# returns more than a member's declared size, and fails its CRC check when the data disagrees). A real
+# workbook's Users sheet takes about 1.2 KB a user and its parts compress between 2 and 20 times.
+MAX_MEMBER_BYTES = 1024 * 1024 * 1024
+MAX_WORKBOOK_BYTES = 2 * MAX_MEMBER_BYTES
+MAX_RATIO = 100
+RATIO_FROM_BYTES = 1024 * 1024  # tiny parts may compress far better than that; their size does not matter
 
 
 class MergeError(Exception):
@@ -75,9 +86,40 @@ def read_shard(source: Path) -> ShardReport:
         # Never fall back to an older report of the folder: that would merge last week's shard silently.
         raise MergeError(str(err)) from None
     workbook = path.with_suffix(".xlsx")
+    workbook_found = workbook.is_file()
+    if workbook_found:
+        check_workbook_size(workbook)
     return ShardReport(
-        source, path, workbook if workbook.is_file() else None, result, accepted=len(result.findings) - len(counted)
+        source, path, workbook if workbook_found else None, result, accepted=len(result.findings) - len(counted)
     )
+
+
+def check_workbook_size(path: Path) -> None:
+    """Refuse a workbook whose parts would inflate beyond what a real report holds, before openpyxl reads it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile) as err:
+        raise MergeError(f"{path}: not a readable workbook ({type(err).__name__}: {err})") from None
+    total = 0
+    for member in members:
+        total += member.file_size
+        if member.file_size > MAX_MEMBER_BYTES:
+            raise MergeError(
+                f"{path}: its part {member.filename} would inflate to {member.file_size:,} bytes, more than "
+                f"{MAX_MEMBER_BYTES // 2**20} MiB; not a workbook etd-audit wrote (or split the shard further)"
+            )
+        if member.file_size > RATIO_FROM_BYTES and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise MergeError(
+                f"{path}: its part {member.filename} inflates {member.file_size / max(member.compress_size, 1):,.0f} "
+                f"times (from {member.compress_size:,} to {member.file_size:,} bytes; a report's parts stay under "
+                f"{MAX_RATIO} times): refused as a zip bomb"
+            )
+    if total > MAX_WORKBOOK_BYTES:
+        raise MergeError(
+            f"{path}: its parts would inflate to {total:,} bytes, more than {MAX_WORKBOOK_BYTES // 2**20} MiB "
+            "together; not a workbook etd-audit wrote (or split the shard further)"
+        )
 
 
 @dataclass(frozen=True)
@@ -202,15 +244,28 @@ class _Workbooks:
         self._open: dict[Path, object] = {}
 
     def get(self, path: Path):
-        from openpyxl import load_workbook
+        from openpyxl import DEFUSEDXML, load_workbook
 
         if path not in self._open:
+            if not DEFUSEDXML:
+                log.warning(
+                    "openpyxl is not using defusedxml (not installed, or OPENPYXL_DEFUSEDXML is not True): %s "
+                    "is parsed without protection against XML entity expansion",
+                    path,
+                )
             self._open[path] = load_workbook(path, read_only=True, data_only=True)
         return self._open[path]
 
     def close(self) -> None:
         for wb in self._open.values():
             wb.close()
+
+
+def _why(err: BaseException) -> str:
+    """The error, and the one openpyxl wrapped in it (e.g. defusedxml's EntitiesForbidden), on one line."""
+    cause = err.__cause__
+    text = " ".join(str(err).split())
+    return f"{text} ({type(cause).__name__}: {cause})" if cause is not None else text
 
 
 class _SheetRows:
@@ -226,9 +281,9 @@ class _SheetRows:
             rows = self.books.get(self.path)[self.sheet].iter_rows(values_only=True)
             header = [h for h in next(rows, ()) if h is not None]
         except (OSError, KeyError, ValueError) as err:
-            raise MergeError(f"{self.path}: cannot read its {self.sheet} sheet: {err}") from None
+            raise MergeError(f"{self.path}: cannot read its {self.sheet} sheet: {_why(err)}") from None
         except Exception as err:  # noqa: BLE001 - zipfile and openpyxl raise many kinds for a damaged file
-            raise MergeError(f"{self.path}: not a readable workbook ({type(err).__name__}: {err})") from None
+            raise MergeError(f"{self.path}: not a readable workbook ({type(err).__name__}: {_why(err)})") from None
         if header != self.columns:
             raise MergeError(
                 f"{self.path}: its {self.sheet} sheet has other columns than this version writes "

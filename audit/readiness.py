@@ -6,8 +6,9 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from audit.config import Config
+from audit.exitcodes import ExitCode
 from audit.models import TenantResult, TenantStatus
-from audit.runner import ExitCode, RunOptions, audit_tenant, select_tenants
+from audit.runner import RunOptions, audit_tenant, select_tenants
 
 # Roles the audit's own app needs, with what each is for; Directory.Read.All covers the directory ones.
 AUDIT_ROLES = {

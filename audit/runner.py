@@ -21,18 +21,12 @@ from audit.checks import run_checks
 from audit.collect import collect_tenant
 from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
+from audit.exitcodes import ExitCode
 from audit.graph import GraphError
 from audit.models import RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
 log = logging.getLogger("audit")
-
-
-class ExitCode:
-    OK = 0
-    FINDINGS = 1  # findings at or above fail_on, or not ready
-    USAGE = 2  # usage, config or auth error
-    PARTIAL = 3  # some tenant failed or could not be fully assessed
 
 
 @dataclass(frozen=True)
@@ -191,7 +185,7 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     )
 
 
-def exit_code(result: RunResult, counted_findings, fail_on: str) -> int:
+def exit_code(result: RunResult, counted_findings, fail_on: str) -> ExitCode:
     statuses = [t.status for t in result.tenants]
     if (
         statuses

@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import signal
+import stat
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +36,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from audit.config import Config, ConfigError, ScheduleConfig
 from audit.config import cron_trigger as config_cron_trigger
+from audit.exitcodes import ExitCode, stopped_by
 
 log = logging.getLogger("audit")
 
 BEAT_SECONDS = 30.0
-CRASHED = 70  # last_exit when the job raised instead of returning an exit code (sysexits EX_SOFTWARE)
-ABANDONED = 1  # serve's return code when a second signal abandoned a run in progress
+PRIVATE_DIR_MODE = 0o700
+# Docker's HEALTHCHECK reads these two (https://docs.docker.com/reference/dockerfile/#healthcheck): they
+# are its protocol, not etd-audit's exit codes.
+HEALTHY, UNHEALTHY = 0, 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -83,6 +88,29 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
+def default_heartbeat_file(environ: dict[str, str] | None = None) -> Path:
+    """Where the heartbeat goes unless the config names a file: a folder of this user's own.
+
+    $XDG_STATE_HOME/etd-audit/heartbeat, or ~/.local/state/etd-audit/heartbeat when that variable is
+    unset or not an absolute path (the XDG Base Directory rule). Never a shared folder such as /tmp,
+    where another user could plant the file or a link in its place.
+    """
+    env = os.environ if environ is None else environ
+    state = env.get("XDG_STATE_HOME", "")
+    base = Path(state) if os.path.isabs(state) else Path(env.get("HOME") or Path.home()) / ".local" / "state"
+    return base / "etd-audit" / "heartbeat"
+
+
+def _private_dir(folder: Path) -> None:
+    """Create the heartbeat's default folder 0700, or narrow it to 0700 when it is this user's own."""
+    folder.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise OSError(f"{folder} is not a folder of this user's own; name another in schedule.heartbeat_file")
+    if stat.S_IMODE(st.st_mode) != PRIVATE_DIR_MODE:
+        os.chmod(folder, PRIVATE_DIR_MODE)
+
+
 def write_heartbeat(
     path: Path,
     *,
@@ -99,10 +127,17 @@ def write_heartbeat(
         "next_run": _iso(next_run),
         "pid": os.getpid(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(beat) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    # mkstemp opens a new random name with O_EXCL (mode 0600): a file or link planted beside the
+    # heartbeat is never written through, and the rename replaces a link at `path` instead of following it.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(beat) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def heartbeat_ok(path: Path, max_age: float, *, now: datetime | None = None) -> bool:
@@ -129,6 +164,7 @@ class _State:
     running: bool = False
     abandon: bool = False
     stop_signals: int = 0
+    last_signal: int = signal.SIGTERM
 
 
 class _Service:
@@ -168,7 +204,7 @@ class _Service:
             if self.state.abandon:
                 log.warning("scheduled audit abandoned on a second stop signal")
                 return
-        code = outcome[0] if outcome else CRASHED
+        code = outcome[0] if outcome else ExitCode.CRASH
         with self.lock:
             self.state.last_run, self.state.last_exit, self.state.running = started, code, False
         log.info("scheduled audit finished with exit code %d", code)
@@ -181,7 +217,7 @@ class _Service:
         except Exception as exc:  # a crash is logged and recorded; the scheduler keeps serving
             log.error("scheduled audit crashed: %s: %s", type(exc).__name__, exc)
             log.debug("traceback of the crashed audit", exc_info=True)
-            outcome.append(CRASHED)
+            outcome.append(ExitCode.CRASH)
         finally:
             finished.set()
 
@@ -193,6 +229,7 @@ class _Service:
     def on_signal(self, signum: int, _frame: object) -> None:
         # Only plain assignments here: a handler must never wait on a lock the main thread may hold.
         self.state.stop_signals += 1
+        self.state.last_signal = signum
         if self.state.stop_signals > 1:
             self.state.abandon = True
 
@@ -208,15 +245,26 @@ def serve(
     """Run `job` on `config.schedule.cron` until SIGTERM/SIGINT; return 0 after a clean stop.
 
     job: runs one audit and returns its exit code (it writes the report before it returns).
-    run_now: also run once right away. heartbeat: file to keep fresh (default: schedule.heartbeat_file).
-    Returns ABANDONED (1) when a second signal abandoned a run in progress. Raises ConfigError for a
-    bad cron expression or time zone.
+    run_now: also run once right away. heartbeat: file to keep fresh (default: schedule.heartbeat_file,
+    else default_heartbeat_file()). When a second signal abandons a run in progress, returns 128 + that
+    signal's number (130 for SIGINT, 143 for SIGTERM), after any report that run was renaming into place
+    has landed whole. Raises ConfigError for a bad cron expression or time zone.
     """
+    from audit.report.files import hold_commits_for_exit  # here: the health check needs none of the report
+
     schedule = config.schedule
     trigger = cron_trigger(schedule, str(config.path))
     zone = _zone(schedule, str(config.path))
     scheduler = BackgroundScheduler(timezone=zone)
-    service = _Service(job, scheduler, Path(heartbeat or schedule.heartbeat_file))
+    if heartbeat or schedule.heartbeat_file:
+        beat_file = Path(heartbeat or schedule.heartbeat_file)
+    else:
+        beat_file = default_heartbeat_file()
+        try:
+            _private_dir(beat_file.parent)
+        except OSError as exc:
+            log.warning("the heartbeat folder %s is not private: %s", beat_file.parent, exc)
+    service = _Service(job, scheduler, beat_file)
 
     scheduler.add_job(
         service.run_audit,
@@ -248,9 +296,12 @@ def serve(
         while service.state.running and not service.state.abandon:
             time.sleep(0.2)
         if service.state.abandon and service.state.running:
-            return ABANDONED
+            # The job's thread is left behind and the process ends; it must not be cut off between
+            # renaming a report's workbook and its JSON into place.
+            hold_commits_for_exit()
+            return stopped_by(service.state.last_signal)
         log.info("scheduler stopped")
-        return 0
+        return ExitCode.OK
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -269,9 +320,9 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-age", metavar="SECONDS", type=float, default=120.0)
     args = parser.parse_args(argv)
     if heartbeat_ok(args.check_heartbeat, args.max_age):
-        return 0
+        return HEALTHY
     print(f"heartbeat {args.check_heartbeat} is missing, unreadable or older than {args.max_age:g} s")
-    return 1
+    return UNHEALTHY
 
 
 if __name__ == "__main__":

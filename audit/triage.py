@@ -56,6 +56,7 @@ from audit.checks._facts import SkuIndex, describe_licences, describe_probe, nor
 from audit.collect import collect_tenant
 from audit.config import Config, TenantConfig
 from audit.csvin import ADDRESS_HINT, ERROR_COLUMNS, InputError, Table, address_column, content_column, read_table
+from audit.exitcodes import ExitCode
 from audit.graph import GraphClient, GraphError
 from audit.models import (
     MAILBOX_INACTIVE,
@@ -76,7 +77,7 @@ from audit.report.tables import Column
 from audit.report.tables import Table as SheetTable
 from audit.report.workbook import SheetWriter, new_workbook, section, text_lines, write_table
 from audit.report.writer import write_csv
-from audit.runner import ExitCode, RunOptions, select_tenants
+from audit.runner import RunOptions, select_tenants
 from audit.session import check_context, connect
 
 log = logging.getLogger("audit")

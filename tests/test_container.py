@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from audit.config import ScheduleConfig, load_config
-from audit.schedule import heartbeat_ok, write_heartbeat
+from audit.schedule import default_heartbeat_file, heartbeat_ok, write_heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -234,7 +234,11 @@ def test_healthcheck_reads_the_default_heartbeat_and_works(tmp_path: Path) -> No
     argv = healthcheck_argv()
     assert argv[:3] == ["python", "-m", "audit.schedule"]
     path_at = argv.index("--check-heartbeat") + 1
-    assert argv[path_at] == str(ScheduleConfig().heartbeat_file)  # where the scheduler writes by default
+    assert ScheduleConfig().heartbeat_file is None  # so the scheduler writes to default_heartbeat_file()
+    image_env = dict(
+        word.split("=", 1) for name, args in instructions() if name == "ENV" for word in args.split() if "=" in word
+    )
+    assert argv[path_at] == str(default_heartbeat_file({"XDG_STATE_HOME": image_env["XDG_STATE_HOME"]}))
     beat = tmp_path / "beat.json"
     argv = [sys.executable, *argv[1:path_at], str(beat), *argv[path_at + 1 :]]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -10,12 +10,13 @@ shard, --tenant) are left out altogether.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from audit.models import Finding, RunResult, TenantStatus
+from audit.models import Finding, RunResult, TenantResult, TenantStatus
 from audit.report.cells import iso
+from audit.report.files import is_regular_file
 from audit.report.jsonreport import ReportError, read_json_report
 
 log = logging.getLogger("audit")
@@ -43,23 +44,50 @@ def previous_reports(out_dir: Path, stem: str) -> list[Path]:
     found = [
         p
         for p in out_dir.glob(f"{FAMILY}*.json")
-        if p.stem != stem and p.is_file() and not p.name.startswith(OTHER_FAMILIES)
+        if p.stem != stem and not p.name.startswith(OTHER_FAMILIES) and is_regular_file(p)  # no link followed
     ]
-    return sorted(found, key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    return sorted(found, key=lambda p: (p.lstat().st_mtime, p.name), reverse=True)
 
 
-def load_previous(out_dir: Path, stem: str) -> tuple[Path | None, RunResult | None, list[str]]:
-    """The newest readable earlier report; notes name any newer one that could not be read."""
+def load_previous(
+    out_dir: Path, stem: str, tenant_ids: Collection[str] | None = None
+) -> tuple[Path | None, RunResult | None, list[str]]:
+    """The earlier run to compare with; notes name any newer report that could not be read.
+
+    Without tenant_ids: the newest readable earlier report. With them: each tenant is taken from the newest
+    report that covered it (listed it, and did not fail to read it), so a run of only some tenants
+    (--tenant, a demo in the same folder) does not hide the others' history. The returned path is then
+    the newest report used; its findings have first_seen filled in from their own report where missing.
+    """
     notes: list[str] = []
+    wanted = None if tenant_ids is None else {t.lower() for t in tenant_ids}
+    found: dict[str, tuple[Path, TenantResult]] = {}
+    newest: tuple[Path, RunResult] | None = None
     for path in previous_reports(out_dir, stem):
+        if wanted is not None and not wanted - found.keys():
+            break
         try:
             previous, _ = read_json_report(path)
         except ReportError as err:
             log.warning("skipping an unreadable earlier report: %s", err)
             notes.append(f"Earlier report skipped: {err}")
             continue
-        return path, previous, notes
-    return None, None, notes
+        if wanted is None:
+            return path, previous, notes
+        fallback = iso(previous.started)
+        for tenant in previous.tenants:
+            tid = tenant.tenant_id.lower()
+            if tid in wanted and tid not in found and tenant.status != TenantStatus.FAILED:
+                stamped = [f if f.first_seen else replace(f, first_seen=fallback) for f in tenant.findings]
+                found[tid] = (path, replace(tenant, findings=stamped))
+                newest = newest or (path, previous)
+    if newest is None:
+        return None, None, notes
+    path, run = newest
+    older = [f"{t.name} with {p.name}" for p, t in found.values() if p != path]
+    if older:
+        notes.append(f"Compared {', '.join(older)}: the newest earlier report that covered each tenant.")
+    return path, replace(run, tenants=[t for _, t in found.values()]), notes
 
 
 def compare(

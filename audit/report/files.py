@@ -12,8 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import secrets
 import signal
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -59,15 +61,34 @@ def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
     return temp
 
 
+# Held while one report's files are renamed into place. A stop that ends the process while some other
+# thread may be writing a report (the scheduler runs its job in a thread of its own, where signals are
+# not held) takes it first, for good: see hold_commits_for_exit.
+_COMMITS = threading.Lock()
+EXIT_WAIT_SECONDS = 60.0
+
+
 def commit(staged: list[tuple[Path, Path]]) -> None:
     """Rename each staged temp file over its target, in order, then make the renames durable.
 
-    SIGTERM and SIGINT wait until all renames are done: a report is never left half-renamed."""
-    with _signals_held():
+    SIGTERM and SIGINT wait until all renames are done, and so does a process exit that goes through
+    hold_commits_for_exit: a report is never left half-renamed, whichever thread writes it."""
+    with _signals_held(), _COMMITS:
         for temp, target in staged:
             os.replace(temp, target)
     if staged:
         _fsync_dir(staged[0][1].parent)
+
+
+def hold_commits_for_exit(timeout: float = EXIT_WAIT_SECONDS) -> bool:
+    """Wait for a report being renamed into place, then let no other start: call it just before exiting.
+
+    Never released: the process is about to end, and a thread left behind must not begin renaming a
+    report that the exit would cut in half. Returns False when a rename hung for `timeout` seconds."""
+    if _COMMITS.acquire(timeout=timeout):
+        return True
+    log.error("a report was still being renamed into place after %g s; exiting anyway", timeout)
+    return False
 
 
 @contextlib.contextmanager
@@ -121,24 +142,53 @@ def remove_stale_temps(out_dir: Path, family: str, now: float | None = None) -> 
 TRIAGE_PREFIX = "etd-audit-triage-"  # triage results share the folder but are not audit reports
 
 
+# The shape of a default stem: the family, the run's UTC start and, when two runs share a second, -2, -3...
+STAMP = r"\d{8}T\d{6}Z(?:-\d+)?"
+
+
+def is_regular_file(path: Path) -> bool:
+    """A regular file itself, not a link to one (lstat): what the writer made, and may replace or delete."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def report_stems(out_dir: Path, family: str) -> dict[str, list[Path]]:
+    """Files named exactly <family><UTC stamp>.<xlsx|json|csv>, regular files only, grouped by stem."""
+    name = re.compile(re.escape(family) + STAMP)
     stems: dict[str, list[Path]] = {}
     for path in out_dir.glob(f"{family}*"):
-        if path.suffix in REPORT_SUFFIXES and path.is_file() and not path.name.startswith(TRIAGE_PREFIX):
+        if (
+            path.suffix in REPORT_SUFFIXES
+            and name.fullmatch(path.stem)
+            and not path.name.startswith(TRIAGE_PREFIX)
+            and is_regular_file(path)
+        ):
             stems.setdefault(path.stem, []).append(path)
     return stems
 
 
-def prune(out_dir: Path, family: str, current: str, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` earlier reports of the family (the current one is never counted)."""
+def prune(
+    out_dir: Path, family: str, current: str, keep: int, is_report: Callable[[Path], bool] | None = None
+) -> list[Path]:
+    """Delete all but the newest `keep` earlier reports of the family (the current one is never counted).
+
+    Only files the writer would have named (see report_stems) are candidates. With `is_report`, a stem whose
+    JSON file it rejects is left alone, all of its files: whatever it is, this run did not write it.
+    """
     stems = report_stems(out_dir, family)
     stems.pop(current, None)
 
     def age(item: tuple[str, list[Path]]) -> tuple[float, str]:
-        return max(p.stat().st_mtime for p in item[1]), item[0]
+        return max(p.lstat().st_mtime for p in item[1]), item[0]
 
     removed: list[Path] = []
-    for _, paths in sorted(stems.items(), key=age, reverse=True)[max(keep, 0) :]:
+    for stem, paths in sorted(stems.items(), key=age, reverse=True)[max(keep, 0) :]:
+        json_file = next((p for p in paths if p.suffix == ".json"), None)
+        if is_report is not None and json_file is not None and not is_report(json_file):
+            log.warning("not pruning %s: its JSON is not an etd-audit report", stem)
+            continue
         for path in paths:
             try:
                 path.unlink()

@@ -17,6 +17,8 @@ Keys may be added; none is ever removed or renamed.
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +37,9 @@ from audit.report.cells import iso, parse_time
 from audit.report.exceptions import AcceptedException
 
 SCHEMA = 1
+# Larger than any report a real run writes (about 1 KB a finding: a quarter of a million findings), small
+# enough that parsing stays within a worker's memory. A merge reads files other machines wrote.
+MAX_REPORT_BYTES = 256 * 1024 * 1024
 
 
 class ReportError(Exception):
@@ -105,14 +110,18 @@ def read_json_report(path: str | Path) -> tuple[RunResult, list[Finding]]:
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_capped(path).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ReportError(f"{path}: not a readable JSON report: {err}") from None
+    except RecursionError:
+        raise ReportError(f"{path}: not an etd-audit report: its JSON is nested too deeply to read") from None
     try:
+        _need(data, (dict,), "the top level")
         if data.get("schema") != SCHEMA:
             raise ReportError(
                 f"{path}: unsupported report schema {data.get('schema')!r} (this version reads schema {SCHEMA})"
             )
+        _check_types(data)
         run = data["run"]
         counted = [_finding(d) for d in data["findings"]]
         accepted = [_finding(d) for d in data.get("accepted", [])]
@@ -130,9 +139,98 @@ def read_json_report(path: str | Path) -> tuple[RunResult, list[Finding]]:
         )
     except ReportError:
         raise
+    except _WrongType as err:
+        raise ReportError(f"{path}: not a valid etd-audit report: {err}") from None
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ReportError(f"{path}: not a valid etd-audit report ({type(err).__name__}: {err})") from None
     return result, counted
+
+
+def _read_capped(path: Path) -> bytes:
+    """The file's bytes: only a regular file, and only up to MAX_REPORT_BYTES (checked before reading)."""
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; the fstat below then refuses it.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ReportError(f"{path}: not a regular file; give the report's JSON file itself")
+        if st.st_size > MAX_REPORT_BYTES:
+            raise ReportError(
+                f"{path}: {st.st_size:,} bytes, more than a report may have ({MAX_REPORT_BYTES // 2**20} MiB); "
+                "this is not a report this version wrote"
+            )
+        data = fh.read(MAX_REPORT_BYTES + 1)
+    if len(data) > MAX_REPORT_BYTES:  # it grew while being read
+        raise ReportError(f"{path}: larger than a report may be ({MAX_REPORT_BYTES // 2**20} MiB)")
+    return data
+
+
+TEXT, OPTIONAL_TEXT, COUNT = (str,), (str, type(None)), (int, type(None))
+FINDING_TYPES = {
+    **{name: TEXT for name in ("tenant_id", "check_id", "severity", "predicted_error", "cause", "fix", "evidence")},
+    **{name: OPTIONAL_TEXT for name in ("user_principal_name", "user_id", "display_name", "first_seen")},
+}
+TENANT_TYPES = {
+    "name": TEXT,
+    "tenant_id": TEXT,
+    "status": TEXT,
+    "error": OPTIONAL_TEXT,
+    "users_scanned": COUNT,
+    "users_in_directory": COUNT,
+    "mailboxes_probed": COUNT,
+    "not_assessed": (dict, type(None)),
+    "not_evaluated": (list, type(None)),
+    "not_assessed_users": (list, type(None)),
+}
+
+
+class _WrongType(ValueError):
+    pass
+
+
+def _need(value, types: tuple[type, ...], where: str):
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        wanted = " or ".join("null" if t is type(None) else _JSON_NAMES[t] for t in types)
+        raise _WrongType(f"{where} is {_json_type(value)}, not {wanted}")
+    return value
+
+
+_JSON_NAMES = {str: "a string", int: "an integer", bool: "true/false", dict: "an object", list: "an array"}
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return _JSON_NAMES.get(type(value), "a number" if isinstance(value, float) else type(value).__name__)
+
+
+def _check_types(data) -> None:
+    """Refuse values of the wrong JSON type before anything uses them (an integer tenant_id, say)."""
+    run = _need(data.get("run"), (dict,), "run")
+    for name in ("started", "finished", "version"):
+        _need(run.get(name), TEXT, f"run.{name}")
+    _need(run.get("probes"), (bool,), "run.probes")
+    for section in ("findings", "accepted"):
+        items = data.get(section, [])
+        for i, d in enumerate(_need(items, (list,), section)):
+            _need(d, (dict,), f"{section}[{i}]")
+            for name, types in FINDING_TYPES.items():
+                _need(d.get(name), types, f"{section}[{i}].{name}")
+    for i, t in enumerate(_need(data.get("tenants"), (list,), "tenants")):
+        where = f"tenants[{i}]"
+        _need(t, (dict,), where)
+        for name, types in TENANT_TYPES.items():
+            _need(t.get(name), types, f"{where}.{name}")
+        for key, count in (t.get("not_assessed") or {}).items():
+            _need(count, (int,), f"{where}.not_assessed[{key!r}]")
+        for j, n in enumerate(t.get("not_evaluated") or []):
+            _need(n, (dict,), f"{where}.not_evaluated[{j}]")
+            _need(n.get("check_id"), TEXT, f"{where}.not_evaluated[{j}].check_id")
+            _need(n.get("reason"), TEXT, f"{where}.not_evaluated[{j}].reason")
+        for j, user in enumerate(t.get("not_assessed_users") or []):
+            _need(user, TEXT, f"{where}.not_assessed_users[{j}]")
 
 
 def _finding(d: dict) -> Finding:

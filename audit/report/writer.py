@@ -16,7 +16,7 @@ from audit.report import files as fs
 from audit.report.cells import iso, text_cell
 from audit.report.changes import FAMILY, Changes, compare, load_previous
 from audit.report.exceptions import AcceptedException, apply_exceptions
-from audit.report.jsonreport import dump, report_json
+from audit.report.jsonreport import ReportError, dump, read_json_report, report_json
 from audit.report.tables import (
     Lookups,
     Table,
@@ -56,6 +56,22 @@ def default_stem(now: datetime) -> str:
     return f"{FAMILY}{now.astimezone(UTC):%Y%m%dT%H%M%SZ}"
 
 
+STEM_REFUSED = frozenset("/\\*?[]:\0")
+
+
+def check_stem(stem: str) -> str:
+    """A file name stem that stays a plain name in the out folder; ValueError saying why otherwise."""
+    if not stem:
+        raise ValueError("the stem is empty")
+    refused = sorted({c for c in stem if c in STEM_REFUSED or not c.isprintable()})
+    if refused:
+        shown = " ".join(repr(c) for c in refused)
+        raise ValueError(f"'{stem}' holds {shown}; use letters, digits, '-', '_' and '.' (no path, no wildcard)")
+    if stem.startswith("."):
+        raise ValueError(f"'{stem}' starts with '.': that would be a hidden file, like the writer's temporary ones")
+    return stem
+
+
 def _catalogue() -> list[CheckInfo]:
     try:
         from audit.checks import catalogue
@@ -86,6 +102,8 @@ def write_reports(
         raise ValueError(
             f"unknown report format {unknown[0] if unknown else '(none)'}; choose from {', '.join(FORMATS)}"
         )
+    if stem is not None:
+        check_stem(stem)
     now = (now or datetime.now(UTC)).astimezone(UTC)
     out_dir = Path(out_dir)
     fs.ensure_dir(out_dir)
@@ -100,7 +118,7 @@ def write_reports(
 
     names = tenant_names(result)
     triage = apply_exceptions(result.findings, exceptions, now.date(), names)
-    previous_path, previous, notes = load_previous(out_dir, stem)
+    previous_path, previous, notes = load_previous(out_dir, stem, [t.tenant_id for t in result.tenants])
     originals = triage.counted + [f for f, _ in triage.accepted]
     changes, stamped = compare(result, originals, previous, previous_path, notes)
     counted = stamped[: len(triage.counted)]
@@ -138,7 +156,7 @@ def write_reports(
         raise
     written = {target.suffix[1:]: target for _, target in staged}
     if stem.startswith(FAMILY):
-        for path in fs.prune(out_dir, FAMILY, stem, keep):
+        for path in fs.prune(out_dir, FAMILY, stem, keep, is_report=_reads_as_report):
             log.info("pruned old report %s", path.name)
     return ReportFiles(
         xlsx=written.get("xlsx"),
@@ -150,6 +168,14 @@ def write_reports(
         findings=counted,
         verdict=judged,
     )
+
+
+def _reads_as_report(path: Path) -> bool:
+    try:
+        read_json_report(path)
+    except ReportError:
+        return False
+    return True
 
 
 def _notes(expired, exceptions, triage, changes: Changes) -> list[str]:

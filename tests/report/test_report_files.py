@@ -99,6 +99,18 @@ def test_default_stem_is_a_utc_timestamp_and_never_overwrites(write):
     assert two.json.name == "etd-audit-20250303T070809Z-2.json" and one.json.exists()
 
 
+# The smallest JSON an earlier run could have written: no tenant, no finding.
+EMPTY_REPORT = json.dumps(
+    {
+        "schema": 1,
+        "run": {"started": "2024-01-01T00:00:00Z", "finished": "2024-01-01T00:01:00Z", "version": "0", "probes": True},
+        "tenants": [],
+        "findings": [],
+        "accepted": [],
+    }
+)
+
+
 def make_old_reports(folder: Path, n: int) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     stems = []
@@ -106,7 +118,7 @@ def make_old_reports(folder: Path, n: int) -> list[str]:
         stem = f"etd-audit-2024010{i}T000000Z"
         for suffix in (".xlsx", ".json"):
             path = folder / f"{stem}{suffix}"
-            path.write_text("{}" if suffix == ".json" else "old")
+            path.write_text(EMPTY_REPORT if suffix == ".json" else "old")
             os.utime(path, (1_700_000_000 + i * 100, 1_700_000_000 + i * 100))
         stems.append(stem)
     return stems
@@ -246,7 +258,7 @@ def test_triage_results_are_neither_pruned_nor_taken_as_previous_reports(tmp_pat
 
     (tmp_path / "etd-audit-triage-20260101T000000Z.json").write_text("{}")
     (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").write_bytes(b"x")
-    (tmp_path / "etd-audit-20260101T000000Z.json").write_text("{}")
+    (tmp_path / "etd-audit-20260101T000000Z.json").write_text(EMPTY_REPORT)
     assert [p.name for p in previous_reports(tmp_path, "etd-audit-20260201T000000Z")] == [
         "etd-audit-20260101T000000Z.json"
     ]

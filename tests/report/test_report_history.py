@@ -1,0 +1,84 @@
+"""History across runs of only some tenants: each tenant is compared with the newest report that covered it.
+
+Real commands against the simulator: a full run, then `run --tenant contoso`, then a full run again. Before,
+the middle report (contoso only) was "previous" for the third run, so every fabrikam finding came out new
+and its first_seen was reset to the third run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from audit.cli import main
+from audit.simulator import generate_tenant
+
+
+def reports(out: Path) -> list[dict]:
+    paths = sorted(out.glob("etd-audit-*.json"), key=lambda p: p.stat().st_mtime)
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def first_seen(report: dict, tenant_id: str) -> dict[tuple, str]:
+    return {
+        (f["check_id"], f["user_id"] or f["user_principal_name"] or f["evidence"]): f["first_seen"]
+        for f in report["findings"]
+        if f["tenant_id"] == tenant_id
+    }
+
+
+def test_a_single_tenant_run_does_not_reset_the_others_history(sim_factory, tmp_path, monkeypatch):
+    contoso = generate_tenant("contoso", 40, seed=5, scenario="home")
+    fabrikam = generate_tenant("fabrikam", 40, seed=6, scenario="disabled")
+    sim = sim_factory([contoso, fabrikam])
+    for name, value in sim.secrets_env().items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "reports"
+    config = tmp_path / "etd-audit.toml"
+    config.write_text(sim.config_toml(str(out)))
+    run = ["run", "--config", str(config), "--no-email", "--format", "json"]
+
+    main(run)
+    main([*run, "--tenant", "contoso"])
+    main(run)
+
+    first, middle, third = reports(out)
+    assert {t["name"] for t in middle["tenants"]} == {"contoso"}
+    before = first_seen(first, fabrikam["tenant_id"])
+    assert before and set(before.values()) == {first["run"]["started"]}
+    after = first_seen(third, fabrikam["tenant_id"])
+    assert after == before  # same findings, first seen in the first run: none of them new
+    # contoso's history runs through the middle report as before.
+    assert first_seen(third, contoso["tenant_id"]) == first_seen(first, contoso["tenant_id"])
+
+
+def test_a_failed_tenant_is_compared_with_the_report_before(tmp_path):
+    """A report in which the tenant failed holds none of its findings: it did not cover that tenant."""
+    from conftest import STARTED, sample_result
+
+    from audit.models import RunResult, TenantResult, TenantStatus
+    from audit.report.changes import load_previous
+    from audit.report.jsonreport import dump, report_json
+
+    earlier = sample_result()
+    tenant = earlier.tenants[0]
+    assert tenant.findings
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    first = folder / "etd-audit-20250101T000000Z.json"
+    first.write_bytes(dump(report_json(earlier, earlier.findings, [])))
+    os.utime(first, (1_700_000_000, 1_700_000_000))
+    failed = RunResult(
+        started=STARTED,
+        finished=STARTED,
+        version=earlier.version,
+        probes=True,
+        tenants=[TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error="AADSTS7000215")],
+    )
+    later = folder / "etd-audit-20250108T000000Z.json"
+    later.write_bytes(dump(report_json(failed, [], [])))  # newer than the first one
+
+    path, previous, notes = load_previous(folder, "etd-audit-20250115T000000Z", [tenant.tenant_id])
+    assert path == first
+    assert {f.key for f in previous.findings} == {f.key for f in tenant.findings}
