@@ -29,7 +29,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from requests.adapters import HTTPAdapter
 
 from audit.clouds import CLOUDS
-from audit.config import TenantConfig
+from audit.config import GUID_RE, TenantConfig
 from audit.logs import register_secret
 
 log = logging.getLogger("audit")
@@ -254,6 +254,7 @@ class TokenProvider:
         with self._lock:
             if self.tenant.managed_identity:
                 result = self._managed_token()
+                self._check_managed_tenant(result)
             else:
                 app = self._application()
                 try:
@@ -316,6 +317,17 @@ class TokenProvider:
     @property
     def federated(self) -> bool:
         return bool(self.tenant.federated_token_file or self.tenant.federated_token_from_env)
+
+    def _check_managed_tenant(self, result: dict) -> None:
+        """A managed identity lives in the tenant of its Azure subscription and signs in there only."""
+        t = self.tenant
+        tid = token_claims(result.get("access_token") or "").get("tid")
+        if tid and GUID_RE.match(t.tenant_id) and tid.lower() != t.tenant_id.lower():
+            raise AuthError(
+                f"tenant '{t.name}': the managed identity belongs to tenant {tid}, not {t.tenant_id}. A managed "
+                "identity signs in to its own tenant only: use it for the audit's home tenant and a federated "
+                "credential of a multi-tenant audit app (federated_token_file) for the others."
+            )
 
     def _managed_token(self) -> dict:
         """A token from the managed identity of the Azure resource this runs on (its own tenant only)."""
@@ -388,6 +400,12 @@ class TokenProvider:
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
             what = f"the sign-in service at {host} answered HTTP {exc.response.status_code}. Try again later"
             return AuthError(self._message(aadsts_code(exc.response.text), what))
+        if isinstance(exc, requests.RequestException) and self.tenant.managed_identity:
+            what = (
+                f"cannot reach the managed identity endpoint ({type(exc).__name__}). managed_identity works only "
+                "on an Azure resource with that identity assigned (Container Apps, App Service, a VM)"
+            )
+            return AuthError(self._message(None, what))
         if isinstance(exc, requests.RequestException):
             what = (
                 f"cannot reach the sign-in service at {host} ({type(exc).__name__}). "
