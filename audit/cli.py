@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from audit.auth import AuthError
     from audit.config import ConfigError
     from audit.csvin import InputError
+    from audit.report.files import FolderBusy, ReportWriteError
 
     previous = _stop_on_sigterm()
     try:
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError, AuthError) as err:
         print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
         return ExitCode.USAGE
+    except (FolderBusy, ReportWriteError) as err:
+        print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
+        return ExitCode.PARTIAL if getattr(err, "written", None) else ExitCode.USAGE
     except Terminated:
         print("etd-audit: stopped by SIGTERM; no partial report was written", file=sys.stderr)
         # Tenant threads still reading Graph would hold the exit until their tenant is done; their

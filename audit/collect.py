@@ -470,7 +470,7 @@ class MailboxProber:
             try:
                 body = client.get(f"/users/{user.id}/mailboxSettings")
             except GraphError as err:
-                if err.status == 401 or err.code == "TLSError":
+                if err.status == 401 or err.code in ("TLSError", "SignInFailed"):
                     raise  # not about this mailbox: no probe can work
                 return user, probe_from_item(err.status, {"error": {"code": err.code}})
             if any(not key.startswith("@") for key in body):

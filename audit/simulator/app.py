@@ -276,7 +276,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         rest = "/".join(parts[1:]).lower()
         if len(parts) >= 2 and rest == "v2.0/.well-known/openid-configuration" and method == "GET":
             self.counters.count(IDENTITY, "openid")
-            return self.openid_configuration(parts[0])
+            host = headers.get("host")
+            return self.openid_configuration(parts[0], f"https://{host}" if host else None)
         if len(parts) >= 2 and rest == "oauth2/v2.0/token" and method == "POST":
             self.counters.count(IDENTITY, "token")
             response, claims = self.token(parts[0], headers, body)

@@ -67,11 +67,12 @@ class IdentityHandlers:
     def resolve_tenant(self, segment: str) -> TenantState | None:  # provided by the owner
         raise NotImplementedError
 
-    def openid_configuration(self, segment: str) -> Response:
+    def openid_configuration(self, segment: str, url: str | None = None) -> Response:
+        """`url`: the host the client asked (from its Host header), as Entra names itself in the answer."""
         tenant = self.resolve_tenant(segment)
         if tenant is None:
             return entra_error(_unknown_tenant(segment), None)
-        base = f"{self.url}/{segment}"
+        base = f"{url or self.url}/{segment}"
         return Response.json(
             200,
             {
