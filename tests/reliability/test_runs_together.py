@@ -68,6 +68,7 @@ def hold_lock(folder: Path, seconds: float) -> subprocess.Popen:
         [sys.executable, "-c", HOLD, str(folder), str(seconds)], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     assert child.stdout is not None and child.stdout.readline().strip() == "locked"
+    child.stdout.close()
     return child
 
 
@@ -123,8 +124,8 @@ def test_overlapping_runs_take_turns_and_each_compares_with_the_one_before(setup
         )
         for _ in range(runs)
     ]
-    codes = [c.wait(180) for c in children]
-    assert all(code in (0, 1) for code in codes), [c.stderr.read() for c in children if c.stderr]
+    outputs = [c.communicate(timeout=180)[1] for c in children]
+    assert all(c.returncode in (0, 1) for c in children), outputs
 
     written = sorted(reports.glob("etd-audit-*.json"), key=lambda p: p.stat().st_mtime_ns)
     assert len(written) == runs  # none overwrote another: each got its own name under the lock
