@@ -107,3 +107,32 @@ def test_every_tenant_without_a_credential_is_still_exit_2_with_a_report(two_ten
 
     assert run(config) == 2  # no tenant could sign in: the job's setup is wrong, as before
     assert {t["status"] for t in tenants_in_report(tmp_path / "reports").values()} == {"failed"}
+
+
+MAIL = """
+[email]
+to = ["secops@contoso.com"]
+sender = "etd-audit@contoso.com"
+smtp_host = "127.0.0.1"
+smtp_username_env = "ETD_TEST_SMTP_USER_UNSET"
+smtp_password_env = "ETD_TEST_SMTP_PASSWORD_UNSET"
+"""
+
+
+def test_commands_that_never_sign_in_or_mail_need_none_of_those_secrets(two_tenants, tmp_path, monkeypatch) -> None:
+    sim, config = two_tenants
+    config.write_text(config.read_text() + MAIL)
+    monkeypatch.delenv("ETD_TEST_SMTP_PASSWORD_UNSET", raising=False)
+    # A shard with --no-email: the tenants' secrets, no mail secret.
+    assert run(config, "--out", str(tmp_path / "shard-0")) in (0, 1)
+    # The merge: no tenant secret in its environment (the merge pod holds none); here it does not mail
+    # either, so no mail secret is needed.
+    for name in sim.secrets_env():
+        monkeypatch.delenv(name)
+
+    code = main(
+        ["merge", str(tmp_path / "shard-0"), "--out", str(tmp_path / "merged"), "--config", str(config), "--no-email"]
+    )
+
+    assert code in (0, 1)
+    assert {t["status"] for t in tenants_in_report(tmp_path / "merged").values()} == {"ok"}
