@@ -280,3 +280,26 @@ def test_the_sign_in_service_going_away_mid_run_makes_only_its_tenant_partial(
     assert "a new access token could not be obtained" in tenants["contoso"]["error"]
     assert f"cannot reach the sign-in service at 127.0.0.1:{relay.port}" in tenants["contoso"]["error"]
     assert tenants["fabrikam"]["status"] == "ok", tenants["fabrikam"]
+
+
+def test_a_write_that_fails_after_part_of_the_report_appeared_names_what_was_written(tmp_path) -> None:
+    folder = tmp_path / "reports"
+    (folder / "etd-audit-part.json").mkdir(parents=True)  # the JSON cannot take its name: the rename fails
+    (folder / "etd-audit-part.json" / "keep").write_text("x")
+
+    with pytest.raises(ReportWriteError, match="written before the error: etd-audit-part.xlsx") as caught:
+        write_reports(sample_result(), folder, stem="etd-audit-part")
+
+    assert [p.name for p in caught.value.written] == ["etd-audit-part.xlsx"]
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_command_exits_3_when_part_of_the_report_was_written(setup, capsys) -> None:
+    sim, config, reports = setup
+    (reports / "etd-audit-part.json").mkdir(parents=True)
+    (reports / "etd-audit-part.json" / "keep").write_text("x")
+
+    code = main(command(config, "--stem", "etd-audit-part"))
+
+    assert code == 3
+    assert "written before the error: etd-audit-part.xlsx" in " ".join(capsys.readouterr().err.split())
