@@ -86,6 +86,14 @@ FEDERATION_HINTS: dict[str, str] = {
         "only for a multi-tenant audit app, which an administrator of this tenant has consented to"
     ),
 }
+# The same refusals as for a secret in a variable, worded for a secret read from client_secret_file.
+SECRET_FILE_HINTS: dict[str, str] = {
+    "7000215": (
+        "The client secret is wrong: check the value in {env} (it must be the secret's Value, not its Secret ID), "
+        "or create a new secret for the app and put it there"
+    ),
+    "7000222": "The client secret has expired: create a new secret for the app and put it in {env}",
+}
 GENERIC_HINT = "Look the code up in Microsoft Entra's list of sign-in error codes"
 KEY_RE = re.compile(r"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----.+?-----END \1-----", re.S)
 CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
@@ -370,6 +378,8 @@ class TokenProvider:
     def _message(self, code: str | None, what: str) -> str:
         t = self.tenant
         hints = {**HINTS, **FEDERATION_HINTS} if self.federated else HINTS
+        if t.client_secret_file:
+            hints = {**HINTS, **SECRET_FILE_HINTS}
         hint = hints.get(code or "", GENERIC_HINT if code else "")
         env = t.client_secret_env or (f"the file {t.client_secret_file}" if t.client_secret_file else None)
         token_file = t.federated_token_file or "AZURE_FEDERATED_TOKEN_FILE"

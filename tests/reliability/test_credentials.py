@@ -136,3 +136,20 @@ def test_commands_that_never_sign_in_or_mail_need_none_of_those_secrets(two_tena
 
     assert code in (0, 1)
     assert {t["status"] for t in tenants_in_report(tmp_path / "merged").values()} == {"ok"}
+
+
+def test_a_wrong_secret_in_a_file_names_the_file(two_tenants, tmp_path) -> None:
+    sim, config = two_tenants
+    secret = tmp_path / "contoso-secret"
+    secret.write_text("Wrong~Secret.Value-123\n")
+    config.write_text(
+        config.read_text().replace('client_secret_env = "ETD_SIM_SECRET_CONTOSO"', f'client_secret_file = "{secret}"')
+    )
+
+    assert run(config) == 3
+    error = tenants_in_report(tmp_path / "reports")["contoso"]["error"]
+    assert (
+        f"sign-in failed with AADSTS7000215: Invalid client secret provided. The client secret is wrong: check the value in the file {secret}"
+        in error
+    )
+    assert "Wrong~Secret" not in error
