@@ -9,11 +9,13 @@ one, and what to do. The text never carries the secret, the private key or the s
 from __future__ import annotations
 
 import base64
+import errno
 import functools
 import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from datetime import UTC, datetime
@@ -441,13 +443,21 @@ class TokenProvider:
 SECRET_FILE_LIMIT = 64 * 1024
 
 
+def _read_small_file(path: Path) -> bytes:
+    """At most SECRET_FILE_LIMIT + 1 bytes of a regular file (a FIFO or device would block or never end).
+    Symlinks are followed: Kubernetes mounts secrets and projected tokens as links into a data folder."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(errno.EINVAL, "not a regular file")
+    with open(path, "rb") as f:
+        return f.read(SECRET_FILE_LIMIT + 1)
+
+
 def read_secret_file(tenant: TenantConfig) -> str:
     """The client secret in client_secret_file (a mounted secret): its text without the line end."""
     path = tenant.client_secret_file
     where = f"tenant '{tenant.name}': client_secret_file {path}"
     try:
-        with open(path, "rb") as f:  # type: ignore[arg-type]
-            raw = f.read(SECRET_FILE_LIMIT + 1)
+        raw = _read_small_file(path)  # type: ignore[arg-type]
     except FileNotFoundError:
         raise AuthError(f"{where} does not exist. Mount the secret there or fix client_secret_file.") from None
     except OSError as exc:
@@ -479,8 +489,7 @@ def read_federated_token(tenant: TenantConfig, *, now: float | None = None) -> s
     path = federated_token_path(tenant)
     where = f"tenant '{tenant.name}': federated token file {path}"
     try:
-        with open(path, "rb") as f:
-            raw = f.read(SECRET_FILE_LIMIT + 1)
+        raw = _read_small_file(path)
     except FileNotFoundError:
         raise AuthError(
             f"{where} does not exist. Mount the projected service-account token there (see deploy/cronjob.yaml)."

@@ -8,6 +8,7 @@ known when that tenant signs in.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -151,3 +152,16 @@ def test_a_wrong_secret_in_a_file_names_the_file(two_tenants, tmp_path) -> None:
     assert "sign-in failed with AADSTS7000215: Invalid client secret provided." in error
     assert f"The client secret is wrong: check the value in the file {secret} (it must be" in error
     assert "Wrong~Secret" not in error
+
+
+def test_a_secret_file_that_is_a_fifo_is_refused_without_blocking(two_tenants, tmp_path) -> None:
+    sim, config = two_tenants
+    fifo = tmp_path / "secret-pipe"
+    os.mkfifo(fifo)
+    config.write_text(
+        config.read_text().replace('client_secret_env = "ETD_SIM_SECRET_CONTOSO"', f'client_secret_file = "{fifo}"')
+    )
+
+    assert run(config) == 3
+    error = tenants_in_report(tmp_path / "reports")["contoso"]["error"]
+    assert f"client_secret_file {fifo} cannot be read (not a regular file)" in error
