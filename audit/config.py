@@ -484,8 +484,10 @@ def _federated_token_file(ld: _Loader, t: dict, w: str) -> tuple[Path | None, bo
 
 def _managed_identity(ld: _Loader, t: dict, w: str) -> str | None:
     value = ld.take(t, w, "managed_identity", str, '"system"')
-    if value is None or value.lower() == "system":
-        return value and "system"
+    if value is None:
+        return None
+    if value.lower() == "system":
+        return "system"
     ld.check(
         bool(GUID_RE.match(value)),
         f"{w}.managed_identity",

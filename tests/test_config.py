@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -530,3 +531,30 @@ def test_any_text_gives_config_or_config_error(folder: Path, text: str) -> None:
         load_config(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("federated_token_file = false", "tenants[0].federated_token_file: false is not a token file"),
+        ("federated_token_file = 3", "tenants[0].federated_token_file: expected a string, got a number"),
+        ('managed_identity = "mine"', "tenants[0].managed_identity: 'mine' is neither \"system\" nor a client id"),
+    ],
+)
+def test_passwordless_credential_keys_are_checked(tmp_path: Path, line: str, says: str) -> None:
+    path = tmp_path / "c.toml"
+    text = (REPO / "deploy" / "etd-audit.toml").read_text()
+    path.write_text(re.sub(r"^federated_token_file = true$", line, text, count=1, flags=re.M))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert says in str(caught.value)
+
+
+def test_passwordless_credentials_load(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    text = (REPO / "deploy" / "etd-audit.toml").read_text()
+    text = re.sub(r"^federated_token_file = true$", 'federated_token_file = "tokens/azure"', text, count=1, flags=re.M)
+    path.write_text(re.sub(r"^federated_token_file = true$", 'managed_identity = "SYSTEM"', text, count=1, flags=re.M))
+    contoso, fabrikam = load_config(path).tenants
+    assert contoso.federated_token_file == tmp_path / "tokens" / "azure" and not contoso.federated_token_from_env
+    assert fabrikam.managed_identity == "system"
