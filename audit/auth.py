@@ -251,6 +251,17 @@ class TokenProvider:
             # The platform's sign-in host (the workload identity webhook sets it for the cluster's cloud).
             host = os.environ["AZURE_AUTHORITY_HOST"].rstrip("/")
             self.authority = f"{host}/{tenant.tenant_id}"
+        platform_client = os.environ.get("AZURE_CLIENT_ID", "")
+        if tenant.federated_token_from_env and platform_client and platform_client.lower() != tenant.client_id.lower():
+            log.warning(
+                "tenant %s: the pod's AZURE_CLIENT_ID is %s but the tenant's client_id is %s; the token file is "
+                "accepted only by an app with a federated credential for this service account, so that app must "
+                "be %s",
+                tenant.name,
+                platform_client,
+                tenant.client_id,
+                tenant.client_id,
+            )
 
     def __repr__(self) -> str:
         return f"TokenProvider(tenant={self.tenant.name!r}, authority={self.authority!r})"

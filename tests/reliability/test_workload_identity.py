@@ -133,6 +133,20 @@ def test_the_platform_variables_name_the_token_file_and_sign_in_host(federated, 
     assert {t["status"] for t in report_tenants(tmp_path / "reports").values()} == {"ok"}
 
 
+def test_a_different_platform_client_id_is_warned_about(federated, monkeypatch, caplog) -> None:
+    sim, config, token_file = federated
+    config.write_text(
+        config.read_text().replace(f'federated_token_file = "{token_file}"', "federated_token_file = true")
+    )
+    monkeypatch.setenv("AZURE_CLIENT_ID", "99999999-9999-9999-9999-999999999999")
+    tenant = load_config(config).tenants[0]
+
+    TokenProvider(tenant, verify=str(sim.ca_path))
+
+    other = "99999999-9999-9999-9999-999999999999"
+    assert f"the pod's AZURE_CLIENT_ID is {other} but the tenant's client_id is {tenant.client_id}" in caplog.text
+
+
 def test_true_without_the_platform_variable_says_what_is_missing(federated, tmp_path, monkeypatch) -> None:
     sim, config, token_file = federated
     config.write_text(
