@@ -259,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from audit.auth import AuthError
     from audit.config import ConfigError
     from audit.csvin import InputError
+    from audit.report.files import FolderBusy, ReportWriteError
 
     previous = _stop_on_sigterm()
     try:
@@ -266,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, InputError, AuthError) as err:
         logs.fatal(str(err), exit_code=ExitCode.USAGE)
         return ExitCode.USAGE
+    except (FolderBusy, ReportWriteError) as err:
+        print(f"etd-audit: {logs.redact(str(err))}", file=sys.stderr)
+        return ExitCode.PARTIAL if getattr(err, "written", None) else ExitCode.USAGE
     except Terminated:
         logs.fatal("stopped by SIGTERM; no partial report was written", exit_code=ExitCode.TERMINATED)
         # Tenant threads still reading Graph would hold the exit until their tenant is done; their

@@ -717,7 +717,7 @@ class MailboxProber:
             try:
                 body = client.get(f"/users/{user.id}/mailboxSettings")
             except GraphError as err:
-                if err.status == 401 or err.code == "TLSError":
+                if err.status == 401 or err.code in ("TLSError", "SignInFailed"):
                     raise  # not about this mailbox: no probe can work
                 self.answered = self.answered or err.status == 404  # Exchange answered about this mailbox
                 return user, probe_from_item(err.status, {"error": {"code": err.code}})

@@ -32,12 +32,18 @@ class TenantConfig:
     tenant_id: str
     client_id: str
     client_secret_env: str | None = None  # name of the environment variable holding the secret
+    client_secret_file: Path | None = None  # a file holding the secret (a mounted Kubernetes secret)
     certificate_path: Path | None = None  # PEM with the private key (and optionally the certificate)
     certificate_thumbprint: str | None = None  # SHA-1 hex of the certificate
     cloud: str = "global"
     domains: tuple[str, ...] = ()  # domains the remediation product is set up for in this tenant
     authority_host: str | None = None  # override of the cloud's login host (simulator, proxies)
     graph_endpoint: str | None = None  # override of the cloud's Graph root
+    # Workload identity federation: a platform-signed token file sent as the client assertion. With
+    # federated_token_from_env the path comes from AZURE_FEDERATED_TOKEN_FILE when signing in.
+    federated_token_file: Path | None = None
+    federated_token_from_env: bool = False
+    managed_identity: str | None = None  # "system", or the client id of a user-assigned identity
 
 
 @dataclass(frozen=True)
@@ -224,7 +230,7 @@ class _Loader:
             raise self.fail(f"{where}.{key}", f"{value} is out of range", f"use a whole number {bound}")
         return value
 
-    def take_env(self, data: dict, where: str, key: str, example: str, must_be_set: bool = True) -> str | None:
+    def take_env(self, data: dict, where: str, key: str, example: str, must_be_set: bool = False) -> str | None:
         """A key naming an environment variable: refuse values that look like the secret itself."""
         at = f"{where}.{key}"
         if key not in data:
@@ -315,8 +321,11 @@ TENANT_KEYS = (
     "tenant_id",
     "client_id",
     "client_secret_env",
+    "client_secret_file",
     "certificate_path",
     "certificate_thumbprint",
+    "federated_token_file",
+    "managed_identity",
     "cloud",
     "domains",
     "authority_host",
@@ -388,16 +397,33 @@ def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
             required=True,
         )
         client_id = ld.take_id(t, w, "client_id", "use the audit app's application (client) ID, a GUID", required=True)
+        # Whether a secret variable is set, or a secret or token file exists, is checked when the tenant
+        # signs in: one tenant's missing credential fails that tenant, not the whole run.
         secret_env = ld.take_env(t, w, "client_secret_env", '"CONTOSO_AUDIT_SECRET"')
-        cert_path = ld.take_path(t, w, "certificate_path", '"certs/audit.pem"', must_exist=True)
+        secret_file = ld.take_path(t, w, "client_secret_file", '"/var/run/secrets/etd-audit/contoso"')
+        cert_path = ld.take_path(t, w, "certificate_path", '"certs/audit.pem"')
         thumbprint = ld.take(t, w, "certificate_thumbprint", str, '"<40 hex digits>"')
-        if (secret_env is None) == (cert_path is None):
+        token_file, token_from_env = _federated_token_file(ld, t, w)
+        managed = _managed_identity(ld, t, w)
+        given = [
+            key
+            for key, value in (
+                ("client_secret_env", secret_env),
+                ("client_secret_file", secret_file),
+                ("certificate_path", cert_path),
+                ("federated_token_file", token_file or token_from_env or None),
+                ("managed_identity", managed),
+            )
+            if value is not None
+        ]
+        if len(given) != 1:
             raise ld.fail(
                 w,
-                "needs exactly one credential, client_secret_env or certificate_path"
-                + (" (both are set)" if secret_env else " (neither is set)"),
-                "keep client_secret_env for a secret, or certificate_path with certificate_thumbprint"
-                " for a certificate",
+                f"needs exactly one credential, one of {', '.join(CREDENTIAL_KEYS)}"
+                + (f" ({' and '.join(given)} are set)" if given else " (none is set)"),
+                "keep federated_token_file (workload identity) or managed_identity to sign in without a stored"
+                " secret; client_secret_env or client_secret_file for a secret; or certificate_path with"
+                " certificate_thumbprint for a certificate",
             )
         if cert_path is not None and thumbprint is None:
             raise ld.fail(
@@ -435,15 +461,58 @@ def _tenants(ld: _Loader, data: dict) -> tuple[TenantConfig, ...]:
                 tenant_id=tenant_id,
                 client_id=client_id,
                 client_secret_env=secret_env,
+                client_secret_file=secret_file,
                 certificate_path=cert_path,
                 certificate_thumbprint=thumbprint,
                 cloud=cloud or "global",
                 domains=tuple(d.lower() for d in domains),
                 authority_host=ld.take_url(t, w, "authority_host", ("https",)),
                 graph_endpoint=ld.take_url(t, w, "graph_endpoint", ("https",)),
+                federated_token_file=token_file,
+                federated_token_from_env=token_from_env,
+                managed_identity=managed,
             )
         )
     return tuple(tenants)
+
+
+CREDENTIAL_KEYS = (
+    "federated_token_file",
+    "managed_identity",
+    "client_secret_env",
+    "client_secret_file",
+    "certificate_path",
+)
+
+
+def _federated_token_file(ld: _Loader, t: dict, w: str) -> tuple[Path | None, bool]:
+    """federated_token_file: a path, or true for the file the platform names in AZURE_FEDERATED_TOKEN_FILE."""
+    value = t.get("federated_token_file")
+    if value is True:
+        return None, True
+    if value is False:
+        raise ld.fail(
+            f"{w}.federated_token_file",
+            "false is not a token file",
+            "remove the key, or set it to true (the platform's AZURE_FEDERATED_TOKEN_FILE) or to a path",
+        )
+    return ld.take_path(t, w, "federated_token_file", "true"), False
+
+
+def _managed_identity(ld: _Loader, t: dict, w: str) -> str | None:
+    value = ld.take(t, w, "managed_identity", str, '"system"')
+    if value is None:
+        return None
+    if value.lower() == "system":
+        return "system"
+    ld.check(
+        bool(GUID_RE.match(value)),
+        f"{w}.managed_identity",
+        f"'{value}' is neither \"system\" nor a client id",
+        'write managed_identity = "system" for the system-assigned identity, or the client id (a GUID) of a'
+        " user-assigned one",
+    )
+    return value.lower()
 
 
 def _remediation_app(ld: _Loader, data: dict) -> RemediationAppConfig:

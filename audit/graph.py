@@ -7,6 +7,7 @@ so tests can check what was waited without waiting.
 from __future__ import annotations
 
 import email.utils
+import functools
 import json
 import logging
 import random
@@ -462,7 +463,7 @@ class GraphClient:
         refused: set[str] = set()  # tokens Graph refused as expired during this call
         while True:
             attempt += 1
-            access_token = self.token.token() if auth else ""
+            access_token = self._bearer() if auth else ""
             send_headers = {"Authorization": f"Bearer {access_token}"} if auth else {}
             send_headers["Accept"] = "application/json"
             send_headers.update(headers or {})
@@ -512,7 +513,7 @@ class GraphClient:
                     ):
                         refused.add(access_token)
                         attempt -= 1  # a token refresh is not a retry of a fault
-                        self._refresh(access_token)
+                        self._bearer(functools.partial(self._refresh, access_token))
                         continue
                     raise
             if fault.error.status == 429:
@@ -527,6 +528,16 @@ class GraphClient:
             self.stats.add("retries")
             self.sleep(delay)
             waited += delay
+
+    def _bearer(self, get: Callable[[], Any] | None = None) -> Any:
+        """A token (or a refresh, `get`). Signing in again failing mid-run (the sign-in service gone, the
+        secret revoked) fails this Graph call, so the tenant is partial with the reason, not aborted."""
+        from audit.auth import AuthError
+
+        try:
+            return (get or self.token.token)()
+        except AuthError as err:
+            raise GraphError(0, "SignInFailed", f"a new access token could not be obtained: {err}") from err
 
     def _refresh(self, failed_token: str) -> None:
         """Get a new token once, even when several threads saw the old one rejected at the same time."""

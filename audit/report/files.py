@@ -10,6 +10,8 @@ ones are in place.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import re
@@ -28,6 +30,35 @@ FILE_MODE = 0o640
 DIR_MODE = 0o750
 REPORT_SUFFIXES = (".xlsx", ".json", ".csv")
 STALE_TEMP_SECONDS = 3600
+LOCK_NAME = ".etd-audit.lock"
+LOCK_WAIT_SECONDS = 600.0  # writing and pruning take seconds; a holder longer than this is stuck
+
+
+class FolderBusy(Exception):
+    """Another run kept the report folder's lock for longer than we wait."""
+
+
+class ReportWriteError(Exception):
+    """The report could not be written (disk full, read-only folder). `written` lists what did appear."""
+
+    def __init__(self, message: str, written: list[Path]):
+        super().__init__(message)
+        self.written = written
+
+
+def write_failure(out_dir: Path, err: OSError, written: list[Path]) -> ReportWriteError:
+    reason = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is used up",
+        errno.EROFS: "the folder is on a read-only file system",
+        errno.EACCES: "permission denied",
+    }.get(err.errno or 0, err.strerror or str(err))
+    done = f"; written before the error: {', '.join(p.name for p in written)}" if written else ""
+    return ReportWriteError(
+        f"cannot write the report into {out_dir}: {reason}. Earlier reports are untouched and no temporary file "
+        f"was left{done}. Free space or make the folder writable, then run again.",
+        written,
+    )
 
 
 def ensure_dir(path: Path) -> None:
@@ -43,6 +74,56 @@ def check_writable(path: Path) -> None:
     probe = path / f".write-check.{secrets.token_hex(4)}.tmp"
     os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     probe.unlink()
+
+
+@contextlib.contextmanager
+def folder_lock(out_dir: Path, wait: float = LOCK_WAIT_SECONDS):
+    """Hold the report folder's advisory lock (flock) while the previous report is read, the new one written
+    and old ones pruned: two runs into one folder take turns, and none prunes a report another compares with.
+
+    The lock is on the folder itself, so it leaves nothing behind. NFS cannot lock a folder (flock(2):
+    an exclusive lock there needs a file open for writing); there a hidden lock file in the folder is
+    used. Either way the lock belongs to an open descriptor and ends with the process, however it ends.
+    """
+    fd = _lock_descriptor(out_dir)
+    try:
+        deadline = time.monotonic() + wait
+        told = False
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise FolderBusy(
+                    f"another etd-audit run has been writing into {out_dir} for over {wait:.0f} s. "
+                    "Wait for it to finish (or stop it), then run again."
+                )
+            if not told:
+                log.info("another etd-audit run is writing into %s; waiting for it to finish", out_dir)
+                told = True
+            time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _lock_descriptor(out_dir: Path) -> int:
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY | cloexec)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # can this file system lock a folder at all?
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return fd
+    except BlockingIOError:
+        return fd  # it can: another run holds it now
+    except OSError:
+        os.close(fd)
+    return os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | cloexec, FILE_MODE)
 
 
 def stage(target: Path, write: Callable[[BinaryIO], None]) -> Path:
@@ -68,14 +149,17 @@ _COMMITS = threading.Lock()
 EXIT_WAIT_SECONDS = 60.0
 
 
-def commit(staged: list[tuple[Path, Path]]) -> None:
+def commit(staged: list[tuple[Path, Path]], done: list[Path] | None = None) -> None:
     """Rename each staged temp file over its target, in order, then make the renames durable.
 
     SIGTERM and SIGINT wait until all renames are done, and so does a process exit that goes through
-    hold_commits_for_exit: a report is never left half-renamed, whichever thread writes it."""
+    hold_commits_for_exit: a report is never left half-renamed, whichever thread writes it. `done`
+    collects the targets renamed so far, for the caller to name when a rename fails."""
     with _signals_held(), _COMMITS:
         for temp, target in staged:
             os.replace(temp, target)
+            if done is not None:
+                done.append(target)
     if staged:
         _fsync_dir(staged[0][1].parent)
 

@@ -82,9 +82,26 @@ def _catalogue() -> list[CheckInfo]:
 
 
 def write_reports(
+    result: RunResult, out_dir: Path, *, lock_wait: float = fs.LOCK_WAIT_SECONDS, **options
+) -> ReportFiles:
+    """Write the chosen reports of a run to out_dir (see _write_reports), holding the folder's lock.
+
+    A full disk or a read-only folder raises ReportWriteError: earlier reports stay, no temp file stays."""
+    out_dir = Path(out_dir)
+    written: list[Path] = []
+    try:
+        fs.ensure_dir(out_dir)
+        with fs.folder_lock(out_dir, lock_wait):
+            return _write_reports(result, out_dir, written=written, **options)
+    except OSError as err:
+        raise fs.write_failure(out_dir, err, written) from err
+
+
+def _write_reports(
     result: RunResult,
     out_dir: Path,
     *,
+    written: list[Path],
     stem: str | None = None,
     formats: Iterable[str] = ("xlsx", "json"),
     keep: int = 12,
@@ -149,7 +166,7 @@ def write_reports(
             if fmt in formats:
                 target = out_dir / f"{stem}.{fmt}"
                 staged.append((fs.stage(target, writers[fmt]), target))
-        fs.commit(staged)
+        fs.commit(staged, written)
     except BaseException:
         fs.discard(staged)
         fs.discard_stem(out_dir, stem)

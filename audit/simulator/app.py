@@ -39,6 +39,7 @@ from .odata import GraphFail, Request, Response, fail_response, graph_error
 from .pki import new_key
 from .reports import PERIODS, mailbox_usage_csv
 from .state import TenantState
+from .workload import FEDERATION_PATH, MANAGED_IDENTITY_PATH, WorkloadIdentity, federated_credentials_answer
 
 log = logging.getLogger("audit.simulator")
 DROP = object()  # answer: close the connection without a response
@@ -255,6 +256,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         self.gate = OutlookGate(limits.outlook_concurrency if limits else None, self.counters)
         self.signing_key = new_key()
         self.key_id = secrets.token_urlsafe(12)
+        self.workload = WorkloadIdentity()
         self.sent_mail: list[dict] = []
         self.mail_lock = threading.Lock()
         self.upload_sessions: dict[str, dict] = {}
@@ -284,6 +286,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             if path.startswith("/reports-download/") and method == "GET":
                 self.counters.count(OTHER, "reports.download")
                 return self.download(path[len("/reports-download/") :])
+            if method == "GET" and (path == MANAGED_IDENTITY_PATH or path.startswith(FEDERATION_PATH + "/")):
+                return self.workload_request(path, query, headers)
             return self.identity(method, path, headers, body)
         except GraphFail as err:
             return fail_response(err, Request(method, path, query, headers, body))
@@ -293,7 +297,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         rest = "/".join(parts[1:]).lower()
         if len(parts) >= 2 and rest == "v2.0/.well-known/openid-configuration" and method == "GET":
             self.counters.count(IDENTITY, "openid")
-            return self.openid_configuration(parts[0])
+            host = headers.get("host")
+            return self.openid_configuration(parts[0], f"https://{host}" if host else None)
         if len(parts) >= 2 and rest == "oauth2/v2.0/token" and method == "POST":
             self.counters.count(IDENTITY, "token")
             response, claims = self.token(parts[0], headers, body)
@@ -303,6 +308,16 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             return response
         self.counters.count(OTHER, "unknown")
         return Response.text(404, "Not Found")
+
+    def workload_request(self, path: str, query: dict[str, str], headers: dict[str, str]) -> Response:
+        self.counters.count(IDENTITY, "managed_identity" if path == MANAGED_IDENTITY_PATH else "federation")
+        if path != MANAGED_IDENTITY_PATH:
+            return federated_credentials_answer(self.workload, self.url, path) or Response.text(404, "Not Found")
+        response, claims = self.managed_identity_token(query, headers)
+        self.counters.add("tokens_issued" if claims else "token_errors")
+        if claims:
+            self.issued[claims["uti"]] = time.time()
+        return response
 
     # ------------------------------------------------------------------------------------- graph
     def match(self, method: str, path: str) -> tuple[Route, dict] | Response:

@@ -20,6 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .odata import Response
 from .pki import load_cert, x5t
 from .state import TenantState
+from .workload import (
+    WorkloadIdentity,
+    check_federated_assertion,
+    managed_identity_client,
+    managed_identity_error,
+)
 
 TOKEN_LIFETIME = 3599
 NOT_REGISTERED = "The certificate with identifier used to sign the client assertion is not registered on application."
@@ -56,15 +62,18 @@ class IdentityHandlers:
     url: str
     signing_key: rsa.RSAPrivateKey
     key_id: str
+    workload: WorkloadIdentity
+    tenants: list[TenantState]
 
     def resolve_tenant(self, segment: str) -> TenantState | None:  # provided by the owner
         raise NotImplementedError
 
-    def openid_configuration(self, segment: str) -> Response:
+    def openid_configuration(self, segment: str, url: str | None = None) -> Response:
+        """`url`: the host the client asked (from its Host header), as Entra names itself in the answer."""
         tenant = self.resolve_tenant(segment)
         if tenant is None:
             return entra_error(_unknown_tenant(segment), None)
-        base = f"{self.url}/{segment}"
+        base = f"{url or self.url}/{segment}"
         return Response.json(
             200,
             {
@@ -172,8 +181,11 @@ class IdentityHandlers:
                 7000218,
                 "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
             )
+        return self.app_claims(tenant, client, scopes[0][: -len("/.default")], credential_type)
+
+    def app_claims(self, tenant: TenantState, client: dict, resource: str, credential_type: str) -> dict:
+        """The claims of an app-only access token for this client in this tenant."""
         now = int(time.time())
-        resource = scopes[0][: -len("/.default")]
         sp = tenant.service_principal(app_id=client["client_id"])
         object_id = sp["id"] if sp else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant.id}/{client['client_id']}"))
         claims = {
@@ -197,6 +209,31 @@ class IdentityHandlers:
             claims["roles"] = list(client["roles"])
         return claims
 
+    def managed_identity_token(self, query: dict[str, str], headers: dict[str, str]) -> tuple[Response, dict | None]:
+        """The App Service style managed-identity endpoint: a token for the resource's own identity."""
+        if not hmac.compare_digest(
+            headers.get("x-identity-header", "").encode(), self.workload.identity_header.encode()
+        ):
+            return managed_identity_error(401, "The X-IDENTITY-HEADER header is missing or wrong."), None
+        resource = query.get("resource", "")
+        if not resource:
+            return managed_identity_error(400, "The resource parameter is required."), None
+        found = managed_identity_client(self.tenants, query.get("client_id"))
+        if found is None:
+            which = f"client_id {query['client_id']}" if query.get("client_id") else "the system-assigned identity"
+            return managed_identity_error(400, f"No managed identity found for {which}."), None
+        tenant, client = found
+        claims = self.app_claims(tenant, client, resource.rstrip("/"), "2")
+        token = jwt.encode(claims, self.signing_key, algorithm="RS256", headers={"kid": self.key_id})
+        body = {
+            "access_token": token,
+            "expires_on": str(claims["exp"]),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": client["client_id"],
+        }
+        return Response.json(200, body), claims
+
     def _check_assertion(self, segment: str, tenant: TenantState, client: dict, form: dict[str, str]) -> None:
         def bad(text: str, code: int = 700027) -> TokenError:
             return TokenError(401, "invalid_client", code, text)
@@ -204,6 +241,15 @@ class IdentityHandlers:
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise TokenError(400, "invalid_request", 50027, f"client_assertion_type must be '{ASSERTION_TYPE}'.")
         assertion = form["client_assertion"]
+        try:
+            signed_with_certificate = any(k in jwt.get_unverified_header(assertion) for k in ("x5t", "x5t#S256"))
+        except jwt.PyJWTError:
+            signed_with_certificate = True  # unreadable: the certificate path below says so
+        if client.get("federated_credentials") and not signed_with_certificate:
+            problem = check_federated_assertion(self.workload, self.url, client, assertion)
+            if problem:
+                raise bad(problem[1], problem[0])
+            return
         pem = client.get("certificate_pem")
         if not pem:
             raise bad(NOT_REGISTERED)

@@ -205,6 +205,17 @@ class Simulator:
             raise KeyError(key)
         return state.spec
 
+    def federated_token(self, **claims) -> str:
+        """A token as the cluster's issuer would mount it for the pod (see workload.WorkloadIdentity.mint)."""
+        return self.app.workload.mint(self.url, **claims)
+
+    def managed_identity_env(self) -> dict[str, str]:
+        """The variables App Service and Container Apps set for msal's managed-identity client."""
+        return {
+            "IDENTITY_ENDPOINT": self.url + "/msi/token",
+            "IDENTITY_HEADER": self.app.workload.identity_header,
+        }
+
     @staticmethod
     def secret_env_name(tenant_name: str) -> str:
         return "ETD_SIM_SECRET_" + re.sub(r"[^A-Z0-9]", "_", tenant_name.upper())

@@ -150,8 +150,8 @@ ROWS: list[tuple[str, tuple[str, ...], Callable[[Case], list[str]], int, str]] =
         (),
         lambda c: run(c.config(lambda t: t.replace("ETD_SIM_SECRET_CONTOSO", "ETD_TEST_UNSET_SECRET"))),
         2,
-        "tenants[0].client_secret_env: environment variable ETD_TEST_UNSET_SECRET is not set (or is empty). "
-        "Set ETD_TEST_UNSET_SECRET in the job's environment before running",
+        "tenant 'contoso': environment variable ETD_TEST_UNSET_SECRET (client_secret_env) is not set. "
+        "Set it to the app's client secret in the job's environment.",
     ),
     ("unreadable-certificate", (), unreadable_certificate, 2, "cannot be read (it is not a text PEM file)"),
     ("mismatched-thumbprint", (), mismatched_thumbprint, 2, "does not match the certificate in the file"),
