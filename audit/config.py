@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from audit.clouds import CLOUDS
+from audit.cron import CRON_HINT, cron_trigger
 from audit.logs import register_secret
 from audit.models import Severity
 
@@ -122,7 +123,6 @@ SECRET_KEYS = frozenset(
 SECRET_HINT = "put the secret in an environment variable and name that variable in client_secret_env"
 SEVERITIES = tuple(s.value for s in Severity)
 FORMATS = ("xlsx", "json", "csv")
-CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 class _Loader:
@@ -672,7 +672,7 @@ def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
         raise ld.fail(
             f"{w}.cron",
             f"'{cron}' is not a valid cron expression ({exc})",
-            'use five fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1" = Mondays 06:00',
+            CRON_HINT,
         ) from None
     return ScheduleConfig(
         cron=" ".join(cron.split()),
@@ -681,49 +681,6 @@ def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
         heartbeat_file=ld.take_path(t, w, "heartbeat_file", '"/var/lib/etd-audit/heartbeat"')
         or defaults.heartbeat_file,
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Cron: standard crontab meaning, also for the day of the week
-
-
-def crontab_weekdays(field_text: str) -> str:
-    """Rewrite a crontab day-of-week field with numbers (0 or 7 = Sunday) into day names.
-
-    APScheduler 3.x reads a numeric day of week with 0 = Monday, so "0 6 * * 1" would fire on Tuesdays.
-    Names mean the same to both, so numbers are expanded to names. Fields with names pass unchanged.
-    """
-    text = field_text.strip().lower()
-    if text in ("*", "?") or re.search(r"[a-z]", text):
-        return text
-    days: list[int] = []
-    for part in text.split(","):
-        m = re.fullmatch(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?", part)
-        if not m:
-            raise ValueError(f"cannot read day-of-week part '{part}'")
-        start_s, end_s, step_s = m.groups()
-        if start_s == "*":
-            start, end = 0, 6
-        else:
-            start = int(start_s)
-            end = int(end_s) if end_s is not None else (7 if step_s else start)
-        step = int(step_s) if step_s else 1
-        if not (0 <= start <= 7 and 0 <= end <= 7) or start > end or step < 1:
-            raise ValueError(f"day-of-week part '{part}' is out of range (0-7, 0 and 7 are Sunday)")
-        days.extend(d % 7 for d in range(start, end + 1, step))
-    ordered = sorted(set(days))
-    return ",".join(CRON_WEEKDAYS[d] for d in ordered)
-
-
-def cron_trigger(cron: str, timezone: str = "UTC") -> Any:
-    """An APScheduler CronTrigger for a crontab expression, with crontab's day-of-week numbering."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields_ = cron.split()
-    if len(fields_) != 5:
-        raise ValueError(f"expected 5 fields, got {len(fields_)}")
-    fields_[4] = crontab_weekdays(fields_[4])
-    return CronTrigger.from_crontab(" ".join(fields_), timezone=ZoneInfo(timezone))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -784,7 +741,5 @@ __all__ = [
     "RemediationAppConfig",
     "ScheduleConfig",
     "TenantConfig",
-    "cron_trigger",
-    "crontab_weekdays",
     "load_config",
 ]
