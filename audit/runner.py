@@ -232,12 +232,18 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
         )
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
-    if options.email and config.email and config.email.to:
+    if options.email and delivery_configured(config):
         if progress:
             progress("mailing the report", 0, None)
         mail_report(outcome, config)
     log_finished(outcome)
     return outcome
+
+
+def delivery_configured(config: Config) -> bool:
+    from audit.delivery import configured
+
+    return bool(configured(config))
 
 
 def log_finished(outcome: RunOutcome) -> None:
@@ -274,10 +280,10 @@ def log_finished(outcome: RunOutcome) -> None:
 
 
 def mail_report(outcome: RunOutcome, config: Config) -> None:
-    """Mail a written report when the config asks for it; a failed send is logged and makes the run partial."""
-    if not (config.email and config.email.to):
+    """Deliver a written report on the channels the config names; a failed send is logged and makes the run partial."""
+    if not delivery_configured(config):
         return
-    from audit.mail import MailError, send_report
+    from audit.delivery import MailError, send_report
 
     try:
         with logs.context(phase="mail"):
