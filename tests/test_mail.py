@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import openpyxl
 import pytest
@@ -29,8 +30,10 @@ from aiosmtpd.smtp import AuthResult
 
 from audit.config import AuditConfig, Config, ConfigError, EmailConfig, RemediationAppConfig, WebhookConfig, load_config
 from audit.delivery import (
+    CHANNELS,
     UPLOAD_CHUNK,
     XLSX_TYPE,
+    Delivery,
     MailError,
     build_message,
     configured,
@@ -528,6 +531,32 @@ def test_webhook_only_on_change_skips_an_unchanged_report(tmp_path: Path, webhoo
     cfg = replace(config(None, ca_bundle=pki[0]), webhook=WebhookConfig(url_env="ETD_WEBHOOK", only_on_change=True))
     assert send_report(same, files, cfg) is False
     assert hook.posts == []
+
+
+def test_every_channel_has_the_same_interface() -> None:
+    for name, channel in CHANNELS.items():
+        assert channel.NAME == name
+        assert all(callable(getattr(channel, f)) for f in ("configured", "only_on_change", "deliver"))
+
+
+def test_a_new_channel_is_one_table_entry(reports, monkeypatch) -> None:
+    """A throw-away channel added to the table alone is configured, delivered to, and its failure raised."""
+    result, files = reports
+    handed: list[Delivery] = []
+
+    def deliver(delivery: Delivery) -> None:
+        handed.append(delivery)
+        raise MailError("the pager did not answer")
+
+    pager = SimpleNamespace(
+        NAME="pager", configured=lambda cfg: True, only_on_change=lambda cfg: False, deliver=deliver
+    )
+    monkeypatch.setitem(CHANNELS, "pager", pager)
+    cfg = config(None)
+    assert configured(cfg) == ["pager"]
+    with pytest.raises(MailError, match="pager did not answer"):
+        send_report(result, files, cfg, environ={})
+    assert [(d.result, d.files, d.config) for d in handed] == [(result, files, cfg)]
 
 
 def _config_file(folder: Path, email: str, webhook: str = "") -> Path:
