@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import os
 import re
 import tomllib
@@ -18,8 +19,11 @@ from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from audit.clouds import CLOUDS
+from audit.cron import CRON_HINT, cron_trigger
 from audit.logs import register_secret
 from audit.models import Severity
+
+log = logging.getLogger("audit")
 
 
 class ConfigError(Exception):
@@ -84,7 +88,13 @@ class EmailConfig:
     smtp_username_env: str | None = None
     smtp_password_env: str | None = None
     only_on_change: bool = False
-    webhook_url_env: str | None = None
+    webhook_url_env: str | None = None  # deprecated spelling of [webhook] url_env, still read
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    url_env: str  # environment variable holding the incoming webhook's https:// URL (itself a credential)
+    only_on_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,7 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     email: EmailConfig | None = None
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    webhook: WebhookConfig | None = None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,7 +139,6 @@ SECRET_KEYS = frozenset(
 SECRET_HINT = "put the secret in an environment variable and name that variable in client_secret_env"
 SEVERITIES = tuple(s.value for s in Severity)
 FORMATS = ("xlsx", "json", "csv")
-CRON_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 class _Loader:
@@ -315,7 +325,7 @@ def _is_tenant_ref(value: str) -> bool:
 # ---------------------------------------------------------------------------------------------------
 # Sections
 
-TOP_KEYS = ("tenants", "remediation_app", "audit", "email", "schedule")
+TOP_KEYS = ("tenants", "remediation_app", "audit", "email", "schedule", "webhook")
 TENANT_KEYS = (
     "name",
     "tenant_id",
@@ -365,6 +375,7 @@ EMAIL_KEYS = (
     "only_on_change",
     "webhook_url_env",
 )
+WEBHOOK_KEYS = ("url_env", "only_on_change")
 SCHEDULE_KEYS = ("cron", "timezone", "misfire_grace_seconds", "heartbeat_file")
 GUID_EXAMPLE = '"00000000-0000-0000-0000-000000000000"'
 
@@ -686,17 +697,7 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
             'use smtp_security = "starttls" (port 587) or "tls" (port 465); "none" is only accepted without '
             "smtp_username_env/smtp_password_env, or for a relay on this machine (localhost, 127.0.0.1)",
         )
-    webhook_env = ld.take_env(t, w, "webhook_url_env", '"AUDIT_WEBHOOK_URL"')
-    if webhook_env is not None:
-        url = os.environ.get(webhook_env, "")
-        register_secret(url)
-        ld.check(
-            is_https_url(url),
-            f"{w}.webhook_url_env",
-            f"the URL in environment variable {webhook_env} is not an https:// URL (the URL itself grants "
-            "posting, so it must not travel in clear)",
-            f"put the webhook's https:// URL in {webhook_env}",
-        )
+    webhook_env = _webhook_url_env(ld, t, w, "webhook_url_env")
     return EmailConfig(
         to=tuple(to),
         transport=transport,
@@ -710,6 +711,61 @@ def _email(ld: _Loader, data: dict, tenants: tuple[TenantConfig, ...]) -> EmailC
         only_on_change=bool(ld.take(t, w, "only_on_change", bool, "false")),
         webhook_url_env=webhook_env,
     )
+
+
+def _webhook_url_env(ld: _Loader, t: dict, w: str, key: str) -> str | None:
+    """A key naming the variable with the webhook URL, which must be https:// (the URL grants posting)."""
+    webhook_env = ld.take_env(t, w, key, '"AUDIT_WEBHOOK_URL"')
+    if webhook_env is not None:
+        url = os.environ.get(webhook_env, "")
+        register_secret(url)
+        ld.check(
+            is_https_url(url),
+            f"{w}.{key}",
+            f"the URL in environment variable {webhook_env} is not an https:// URL (the URL itself grants "
+            "posting, so it must not travel in clear)",
+            f"put the webhook's https:// URL in {webhook_env}",
+        )
+    return webhook_env
+
+
+_DEPRECATIONS_LOGGED: set[str] = set()
+
+
+def _deprecated(ld: _Loader, key: str, message: str) -> None:
+    """Log a deprecation once per file and key in a process (the scheduler reloads the config every run)."""
+    seen = f"{ld.path}:{key}"
+    if seen not in _DEPRECATIONS_LOGGED:
+        _DEPRECATIONS_LOGGED.add(seen)
+        log.warning("%s: %s", ld.path, message)
+
+
+def _webhook(ld: _Loader, data: dict, email: EmailConfig | None) -> WebhookConfig | None:
+    """[webhook] url_env; the older [email] webhook_url_env is still read, with a deprecation warning."""
+    w = "webhook"
+    t = ld.sub_table(data, w, required=False)
+    old = email.webhook_url_env if email else None
+    if t is None:
+        if old is None:
+            return None
+        _deprecated(
+            ld,
+            "email.webhook_url_env",
+            f'email.webhook_url_env is deprecated; move it to a [webhook] section as url_env = "{old}" '
+            "(it is still read for now)",
+        )
+        return WebhookConfig(url_env=old, only_on_change=bool(email and email.only_on_change))
+    ld.table(t, w, WEBHOOK_KEYS)
+    ld.check(
+        old is None,
+        "email.webhook_url_env",
+        "is set as well as the [webhook] section",
+        "remove email.webhook_url_env; [webhook] url_env replaces it",
+    )
+    url_env = _webhook_url_env(ld, t, w, "url_env")
+    if url_env is None:
+        raise ld.fail(w, "required key 'url_env' is missing", 'add url_env = "AUDIT_WEBHOOK_URL"')
+    return WebhookConfig(url_env=url_env, only_on_change=bool(ld.take(t, w, "only_on_change", bool, "false")))
 
 
 def is_https_url(url: str) -> bool:
@@ -741,7 +797,7 @@ def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
         raise ld.fail(
             f"{w}.cron",
             f"'{cron}' is not a valid cron expression ({exc})",
-            'use five fields (minute hour day-of-month month day-of-week), e.g. "0 6 * * 1" = Mondays 06:00',
+            CRON_HINT,
         ) from None
     return ScheduleConfig(
         cron=" ".join(cron.split()),
@@ -750,49 +806,6 @@ def _schedule(ld: _Loader, data: dict) -> ScheduleConfig:
         heartbeat_file=ld.take_path(t, w, "heartbeat_file", '"/var/lib/etd-audit/heartbeat"')
         or defaults.heartbeat_file,
     )
-
-
-# ---------------------------------------------------------------------------------------------------
-# Cron: standard crontab meaning, also for the day of the week
-
-
-def crontab_weekdays(field_text: str) -> str:
-    """Rewrite a crontab day-of-week field with numbers (0 or 7 = Sunday) into day names.
-
-    APScheduler 3.x reads a numeric day of week with 0 = Monday, so "0 6 * * 1" would fire on Tuesdays.
-    Names mean the same to both, so numbers are expanded to names. Fields with names pass unchanged.
-    """
-    text = field_text.strip().lower()
-    if text in ("*", "?") or re.search(r"[a-z]", text):
-        return text
-    days: list[int] = []
-    for part in text.split(","):
-        m = re.fullmatch(r"(\*|\d+)(?:-(\d+))?(?:/(\d+))?", part)
-        if not m:
-            raise ValueError(f"cannot read day-of-week part '{part}'")
-        start_s, end_s, step_s = m.groups()
-        if start_s == "*":
-            start, end = 0, 6
-        else:
-            start = int(start_s)
-            end = int(end_s) if end_s is not None else (7 if step_s else start)
-        step = int(step_s) if step_s else 1
-        if not (0 <= start <= 7 and 0 <= end <= 7) or start > end or step < 1:
-            raise ValueError(f"day-of-week part '{part}' is out of range (0-7, 0 and 7 are Sunday)")
-        days.extend(d % 7 for d in range(start, end + 1, step))
-    ordered = sorted(set(days))
-    return ",".join(CRON_WEEKDAYS[d] for d in ordered)
-
-
-def cron_trigger(cron: str, timezone: str = "UTC") -> Any:
-    """An APScheduler CronTrigger for a crontab expression, with crontab's day-of-week numbering."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    fields_ = cron.split()
-    if len(fields_) != 5:
-        raise ValueError(f"expected 5 fields, got {len(fields_)}")
-    fields_[4] = crontab_weekdays(fields_[4])
-    return CronTrigger.from_crontab(" ".join(fields_), timezone=ZoneInfo(timezone))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -835,13 +848,15 @@ def load_config(path: str | Path) -> Config:
     ld = _Loader(file)
     ld.table(data, "", TOP_KEYS)
     tenants = _tenants(ld, data)
+    app, audit, email = _remediation_app(ld, data), _audit(ld, data), _email(ld, data, tenants)
     return Config(
         path=file,
         tenants=tenants,
-        remediation_app=_remediation_app(ld, data),
-        audit=_audit(ld, data),
-        email=_email(ld, data, tenants),
+        remediation_app=app,
+        audit=audit,
+        email=email,
         schedule=_schedule(ld, data),
+        webhook=_webhook(ld, data, email),
     )
 
 
@@ -853,7 +868,6 @@ __all__ = [
     "RemediationAppConfig",
     "ScheduleConfig",
     "TenantConfig",
-    "cron_trigger",
-    "crontab_weekdays",
+    "WebhookConfig",
     "load_config",
 ]

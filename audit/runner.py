@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from audit import __version__, logs
-from audit.auth import AuthError
+from audit.auth import AuthError, TokenProvider
 from audit.checks import run_checks
 from audit.collect import collect_tenant
 from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
 from audit.exitcodes import ExitCode
-from audit.graph import GraphError
+from audit.graph import GraphClient, GraphError
 from audit.models import RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
@@ -76,10 +76,25 @@ def audit_tenant(
     *,
     recipients: list[str] | None,
     progress: Callable | None = None,
+    addresses: list[str] | None = None,
+    connection: tuple[TokenProvider, GraphClient] | None = None,
+    now: datetime | None = None,
 ) -> TenantResult:
-    """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
+    """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed.
+
+    addresses: read only the users owning these (a triage); connection: an existing sign-in to reuse.
+    """
     with logs.context(tenant=tenant.name, phase="sign-in"):
-        return _audit_tenant(tenant, config, options, recipients=recipients, progress=progress)
+        return _audit_tenant(
+            tenant,
+            config,
+            options,
+            recipients=recipients,
+            progress=progress,
+            addresses=addresses,
+            connection=connection,
+            now=now,
+        )
 
 
 def _audit_tenant(
@@ -89,12 +104,15 @@ def _audit_tenant(
     *,
     recipients: list[str] | None,
     progress: Callable | None = None,
+    addresses: list[str] | None = None,
+    connection: tuple[TokenProvider, GraphClient] | None = None,
+    now: datetime | None = None,
 ) -> TenantResult:
     audit = config.audit
-    started = datetime.now(UTC)
+    started = now or datetime.now(UTC)
     tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
     try:
-        provider, client = connect(tenant, audit)
+        provider, client = connection or connect(tenant, audit)
         logs.adopt({"tenant": tenant.name, "phase": "collect"})
         snapshot = collect_tenant(
             client,
@@ -105,6 +123,7 @@ def _audit_tenant(
             audit_roles=provider.roles(),
             progress=tenant_progress,
             now=started,
+            addresses=addresses,
         )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
@@ -185,13 +204,14 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     )
 
 
+def sign_in_failed(tenant: TenantResult) -> bool:
+    """The tenant failed because its sign-in did (see _audit_tenant): exit code 2, not 3."""
+    return tenant.status == TenantStatus.FAILED and (tenant.error or "").startswith("authentication")
+
+
 def exit_code(result: RunResult, counted_findings, fail_on: str) -> ExitCode:
     statuses = [t.status for t in result.tenants]
-    if (
-        statuses
-        and all(s == TenantStatus.FAILED for s in statuses)
-        and all((t.error or "").startswith("authentication") for t in result.tenants)
-    ):
+    if statuses and all(sign_in_failed(t) for t in result.tenants):
         return ExitCode.USAGE
     if any(s != TenantStatus.OK for s in statuses):
         return ExitCode.PARTIAL
@@ -232,12 +252,18 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
         )
     code = exit_code(result, files.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
-    if options.email and config.email and config.email.to:
+    if options.email and delivery_configured(config):
         if progress:
             progress("mailing the report", 0, None)
         mail_report(outcome, config)
     log_finished(outcome)
     return outcome
+
+
+def delivery_configured(config: Config) -> bool:
+    from audit.delivery import configured
+
+    return bool(configured(config))
 
 
 def log_finished(outcome: RunOutcome) -> None:
@@ -274,10 +300,10 @@ def log_finished(outcome: RunOutcome) -> None:
 
 
 def mail_report(outcome: RunOutcome, config: Config) -> None:
-    """Mail a written report when the config asks for it; a failed send is logged and makes the run partial."""
-    if not (config.email and config.email.to):
+    """Deliver a written report on the channels the config names; a failed send is logged and makes the run partial."""
+    if not delivery_configured(config):
         return
-    from audit.mail import MailError, send_report
+    from audit.delivery import MailError, send_report
 
     try:
         with logs.context(phase="mail"):

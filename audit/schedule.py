@@ -35,7 +35,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from audit.config import Config, ConfigError, ScheduleConfig
-from audit.config import cron_trigger as config_cron_trigger
+from audit.cron import CRON_HINT
+from audit.cron import cron_trigger as crontab_trigger
 from audit.exitcodes import ExitCode, stopped_by
 
 log = logging.getLogger("audit")
@@ -67,17 +68,11 @@ def cron_trigger(schedule: ScheduleConfig, where: str = "config") -> CronTrigger
     Raises ConfigError naming the key and the fix when the expression or the time zone is not valid.
     """
     _zone(schedule, where)
-    hint = 'Write five crontab fields: minute hour day-of-month month day-of-week, e.g. "0 6 * * 1".'
-    fields = schedule.cron.split()
-    if len(fields) == 5 and fields[2] not in ("*", "?") and fields[4] not in ("*", "?"):
-        raise ConfigError(
-            f"{where}: schedule.cron: {schedule.cron!r} restricts both day of month and day of week; "
-            "system cron runs when either matches, this scheduler only when both do. Restrict one of them."
-        )
     try:
-        return config_cron_trigger(schedule.cron, schedule.timezone)
+        return crontab_trigger(schedule.cron, schedule.timezone)
     except ValueError as exc:
-        raise ConfigError(f"{where}: schedule.cron: {schedule.cron!r} is not valid: {exc}. {hint}") from None
+        hint = CRON_HINT[:1].upper() + CRON_HINT[1:]
+        raise ConfigError(f"{where}: schedule.cron: {schedule.cron!r} is not valid: {exc}. {hint}.") from None
 
 
 # ---------------------------------------------------------------------------------------------------

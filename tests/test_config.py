@@ -22,10 +22,10 @@ from audit.config import (
     RemediationAppConfig,
     ScheduleConfig,
     TenantConfig,
-    cron_trigger,
-    crontab_weekdays,
     load_config,
 )
+from audit.cron import cron_trigger, crontab_weekdays
+from audit.schedule import cron_trigger as scheduler_trigger
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_ENV = "ETD_TEST_CONTOSO_SECRET"
@@ -385,6 +385,13 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
     ),
     ("cron-range", _set("schedule", cron="0 25 * * 1"), "{file}: schedule.cron: '0 25 * * 1' is not a valid"),
     (
+        # Loaded before, then refused by the scheduler at start: refused at load now, by the same rule.
+        "cron-both-days",
+        _set("schedule", cron="0 6 1 * 1"),
+        "{file}: schedule.cron: '0 6 1 * 1' is not a valid cron expression (it restricts both day of month and "
+        "day of week",
+    ),
+    (
         "timezone",
         _set("schedule", timezone="Mars/Base"),
         "{file}: schedule.timezone: 'Mars/Base' is not a known time zone. Use an IANA name such as "
@@ -520,6 +527,7 @@ def test_any_mutated_config_gives_config_or_config_error(folder: Path, data: dic
         assert str(exc).startswith(f"{path}: ")
     else:
         assert isinstance(result, Config)
+        assert scheduler_trigger(result.schedule, str(path)) is not None  # what loads, the scheduler can run
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

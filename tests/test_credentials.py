@@ -23,8 +23,8 @@ from audit import logs
 from audit.auth import AuthError, TokenProvider, graph_base
 from audit.collect import USAGE_REPORT
 from audit.config import ConfigError, EmailConfig, load_config
+from audit.delivery import MailError, post_webhook, send_smtp
 from audit.graph import GraphClient, GraphError, same_origin
-from audit.mail import MailError, post_webhook, send_smtp
 from audit.session import connect, proxy_url
 from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
@@ -166,6 +166,17 @@ def test_webhook_over_http_is_a_config_error(folder: Path, monkeypatch: pytest.M
     assert "not an https:// URL" in text and "secret-path-123" not in text
     monkeypatch.setenv("ETD_WEBHOOK", "https://chat.contoso.com/hooks/secret-path-123")
     assert load_with(folder, "email", webhook_url_env="ETD_WEBHOOK").email.webhook_url_env == "ETD_WEBHOOK"
+
+
+def test_webhook_section_over_http_is_a_config_error(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ETD_WEBHOOK", "http://chat.contoso.com/hooks/secret-path-123")
+    data = copy.deepcopy(base_config())
+    data["webhook"] = {"url_env": "ETD_WEBHOOK"}
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(folder, data))
+    text = str(caught.value)
+    assert text.startswith(f"{folder / 'audit.toml'}: webhook.url_env: the URL in environment variable")
+    assert "not an https:// URL" in text and "secret-path-123" not in text
 
 
 # ---- 6: a next link to another host is not followed with the token ---------------------------------

@@ -21,18 +21,22 @@ from email.message import EmailMessage
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import openpyxl
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from audit.config import AuditConfig, Config, EmailConfig, RemediationAppConfig
-from audit.mail import (
+from audit.config import AuditConfig, Config, ConfigError, EmailConfig, RemediationAppConfig, WebhookConfig, load_config
+from audit.delivery import (
+    CHANNELS,
     UPLOAD_CHUNK,
     XLSX_TYPE,
+    Delivery,
     MailError,
     build_message,
+    configured,
     has_news,
     post_webhook,
     send_report,
@@ -111,7 +115,7 @@ def reports(tmp_path: Path):
     return result, files
 
 
-def config(email_config: EmailConfig, *, ca_bundle: Path | None = None) -> Config:
+def config(email_config: EmailConfig | None, *, ca_bundle: Path | None = None) -> Config:
     return Config(
         path=Path("etd-audit.toml"),
         tenants=(),
@@ -505,6 +509,99 @@ def test_failed_mail_still_posts_the_webhook_then_raises(reports, webhook, pki, 
     with pytest.raises(MailError):
         send_report(result, files, cfg, timeout=10)
     assert [body["text"] for _, body in hook.posts] == [subject_line(result, files)]
+
+
+def test_webhook_section_alone_posts_the_summary(reports, webhook, pki, monkeypatch) -> None:
+    hook, url = webhook
+    monkeypatch.setenv("ETD_WEBHOOK", url)
+    result, files = reports
+    cfg = replace(config(None, ca_bundle=pki[0]), webhook=WebhookConfig(url_env="ETD_WEBHOOK"))
+    assert configured(cfg) == ["webhook"]
+    assert send_report(result, files, cfg) is True
+    assert [body["text"] for _, body in hook.posts] == [subject_line(result, files)]
+
+
+def test_webhook_only_on_change_skips_an_unchanged_report(tmp_path: Path, webhook, pki, monkeypatch) -> None:
+    hook, url = webhook
+    monkeypatch.setenv("ETD_WEBHOOK", url)
+    out = tmp_path / "reports"
+    write_reports(run_result(FIRST), out, stem="etd-audit-first")
+    same = run_result(FIRST, start=START + timedelta(days=7))
+    files = write_reports(same, out, stem="etd-audit-second")
+    cfg = replace(config(None, ca_bundle=pki[0]), webhook=WebhookConfig(url_env="ETD_WEBHOOK", only_on_change=True))
+    assert send_report(same, files, cfg) is False
+    assert hook.posts == []
+
+
+def test_every_channel_has_the_same_interface() -> None:
+    for name, channel in CHANNELS.items():
+        assert channel.NAME == name
+        assert all(callable(getattr(channel, f)) for f in ("configured", "only_on_change", "deliver"))
+
+
+def test_a_new_channel_is_one_table_entry(reports, monkeypatch) -> None:
+    """A throw-away channel added to the table alone is configured, delivered to, and its failure raised."""
+    result, files = reports
+    handed: list[Delivery] = []
+
+    def deliver(delivery: Delivery) -> None:
+        handed.append(delivery)
+        raise MailError("the pager did not answer")
+
+    pager = SimpleNamespace(
+        NAME="pager", configured=lambda cfg: True, only_on_change=lambda cfg: False, deliver=deliver
+    )
+    monkeypatch.setitem(CHANNELS, "pager", pager)
+    cfg = config(None)
+    assert configured(cfg) == ["pager"]
+    with pytest.raises(MailError, match="pager did not answer"):
+        send_report(result, files, cfg, environ={})
+    assert [(d.result, d.files, d.config) for d in handed] == [(result, files, cfg)]
+
+
+def _config_file(folder: Path, email: str, webhook: str = "") -> Path:
+    path = folder / "etd-audit.toml"
+    path.write_text(
+        "[[tenants]]\n"
+        'name = "contoso"\n'
+        f'tenant_id = "{CONTOSO}"\n'
+        'client_id = "22222222-2222-2222-2222-222222222222"\n'
+        'client_secret_env = "ETD_TEST_SECRET"\n'
+        "[remediation_app]\n"
+        'app_id = "55555555-5555-5555-5555-555555555555"\n'
+        "[email]\n"
+        'to = ["secops@contoso.com"]\n'
+        'sender = "audit@contoso.com"\n'
+        'smtp_host = "127.0.0.1"\n'
+        f"{email}\n{webhook}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_webhook_section_and_the_old_email_key_both_load(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("ETD_TEST_SECRET", "not-a-real-secret")
+    monkeypatch.setenv("ETD_WEBHOOK", "https://chat.contoso.com/hooks/secret-path-123")
+    new = load_config(_config_file(tmp_path, "", '[webhook]\nurl_env = "ETD_WEBHOOK"\nonly_on_change = true\n'))
+    assert new.webhook == WebhookConfig(url_env="ETD_WEBHOOK", only_on_change=True)
+    assert configured(new) == ["smtp", "webhook"]
+
+    old = _config_file(tmp_path, 'only_on_change = true\nwebhook_url_env = "ETD_WEBHOOK"')
+    with caplog.at_level(logging.WARNING, logger="audit"):
+        first, second = load_config(old), load_config(old)
+    # The old key still works, inheriting the mail's only_on_change as it did, and is flagged once.
+    assert first.webhook == second.webhook == WebhookConfig(url_env="ETD_WEBHOOK", only_on_change=True)
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warnings) == 1 and "email.webhook_url_env" in warnings[0] and "[webhook]" in warnings[0]
+    assert "secret-path-123" not in caplog.text
+
+
+def test_webhook_named_in_both_places_is_a_config_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("ETD_TEST_SECRET", "not-a-real-secret")
+    monkeypatch.setenv("ETD_WEBHOOK", "https://chat.contoso.com/hooks/secret-path-123")
+    path = _config_file(tmp_path, 'webhook_url_env = "ETD_WEBHOOK"', '[webhook]\nurl_env = "ETD_WEBHOOK"\n')
+    with pytest.raises(ConfigError, match=r"email\.webhook_url_env: is set as well as the \[webhook\] section"):
+        load_config(path)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -192,6 +192,31 @@ def discard_stem(out_dir: Path, stem: str) -> None:
     """Remove every temporary file of this report (also one staged but not yet recorded by the caller)."""
     for temp in out_dir.glob(f".{stem}.*.tmp"):
         temp.unlink(missing_ok=True)
+
+
+def free_stem(out_dir: Path, base: str, suffixes: tuple[str, ...] = REPORT_SUFFIXES) -> str:
+    """`base`, or `base-2`, `base-3`...: the first stem of which no file exists yet in out_dir."""
+    stem, n = base, 2
+    while any((out_dir / f"{stem}{suffix}").exists() for suffix in suffixes):
+        stem, n = f"{base}-{n}", n + 1
+    return stem
+
+
+def write_whole(out_dir: Path, stem: str, writers: Mapping[str, Callable[[BinaryIO], None]]) -> list[Path]:
+    """Write `<stem>.<format>` for each format (in order) whole: all staged first, then renamed together.
+
+    When any of them fails, none is left behind, not even a temporary file; the error is raised."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for fmt, write in writers.items():
+            target = out_dir / f"{stem}.{fmt}"
+            staged.append((stage(target, write), target))
+        commit(staged)
+    except BaseException:
+        discard(staged)
+        discard_stem(out_dir, stem)
+        raise
+    return [target for _, target in staged]
 
 
 def discard(staged: list[tuple[Path, Path]]) -> None:

@@ -21,8 +21,8 @@ from dataclasses import replace
 import pytest
 
 from audit.config import EmailConfig
+from audit.delivery import send_report
 from audit.demo import demo_config
-from audit.mail import send_report
 from audit.readiness import check_readiness
 from audit.runner import RunOptions, run
 from audit.simulator import Simulator, demo_tenants
