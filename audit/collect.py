@@ -26,6 +26,7 @@ from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
 from audit.graph import GraphClient, GraphError, backoff_delay
 from audit.models import (
+    PERMISSION,
     READ_IN_HOME_AUDIT,
     AppScope,
     AssignedPlan,
@@ -49,18 +50,6 @@ DELETED_USER_FIELDS = USER_FIELDS + ",deletedDateTime"
 SP_FIELDS = "id,appId,displayName,accountEnabled,signInAudience,appOwnerOrganizationId"
 APP_FIELDS = "id,appId,displayName,signInAudience,passwordCredentials,keyCredentials"
 
-# What the audit's own app must hold to read each dataset (least privileged first).
-PERMISSION = {
-    "users": "User.Read.All",
-    "deleted_users": "User.Read.All",
-    "organization": "Organization.Read.All",
-    "subscribed_skus": "Organization.Read.All",
-    "remediation_sp": "Application.Read.All",
-    "application": "Application.Read.All",
-    "probes": "MailboxSettings.Read",
-    "app_scope": "GroupMember.Read.All",
-    "usage_report": "Reports.Read.All",
-}
 NO_MAILBOX_CODES = {
     "MailboxNotEnabledForRESTAPI",
     "MailboxNotSupportedForRESTAPI",

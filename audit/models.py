@@ -77,6 +77,36 @@ class Finding:
         return (self.tenant_id, self.check_id, self.user_id or self.user_principal_name or self.subject or "")
 
 
+# What the audit's own app must hold to read each snapshot dataset (least privileged first). Collection
+# names it when Graph refuses a read; the report names it in the Checks sheet's Needs column.
+PERMISSION = {
+    "users": "User.Read.All",
+    "deleted_users": "User.Read.All",
+    "organization": "Organization.Read.All",
+    "subscribed_skus": "Organization.Read.All",
+    "remediation_sp": "Application.Read.All",
+    "remediation_roles": "Application.Read.All",
+    "graph_sp_id": "Application.Read.All",
+    "application": "Application.Read.All",
+    "probes": "MailboxSettings.Read",
+    "app_scope": "GroupMember.Read.All",
+    "usage_report": "Reports.Read.All",
+}
+# Datasets that come from the admin rather than from Graph, and where to give them.
+ADMIN_INPUT = {
+    "recipients": "a recipients file (--recipients FILE)",
+    "app_scope": "an access policy export (remediation_app.access_policy_file)",
+}
+
+
+def needs_text(needs: tuple[str, ...]) -> str:
+    """What an admin must provide for a check: permissions first, then files, each once."""
+    perms = dict.fromkeys(PERMISSION[n] for n in needs if n in PERMISSION)
+    inputs = dict.fromkeys(ADMIN_INPUT[n] for n in needs if n in ADMIN_INPUT)
+    unknown = [n for n in needs if n not in PERMISSION and n not in ADMIN_INPUT]
+    return "; ".join([*perms, *inputs, *unknown])
+
+
 # Why the remediation app's registration is not read in a tenant audited in the same run as its home tenant.
 READ_IN_HOME_AUDIT = "is read in that tenant's audit"
 

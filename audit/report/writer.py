@@ -18,12 +18,15 @@ from audit.report.changes import FAMILY, Changes, compare, load_previous
 from audit.report.exceptions import AcceptedException, apply_exceptions
 from audit.report.jsonreport import dump, report_json
 from audit.report.tables import (
+    FINDINGS_PRINTED,
+    FINDINGS_SHEET,
     Lookups,
     Table,
     accepted_table,
     changes_table,
     checks_table,
     findings_table,
+    reordered,
     tenant_names,
     tenant_table,
     users_table,
@@ -193,7 +196,7 @@ def _write_xlsx(
     wb = new_workbook()
     try:
         write_summary(wb, summary)
-        write_table(wb, findings_table(counted, names, expired_hits))
+        write_table(wb, reordered(findings_table(counted, names, expired_hits), FINDINGS_SHEET, FINDINGS_PRINTED))
         write_table(wb, given(users_table(result, counted, summary.accepted, lookups)))
         write_table(wb, given(tenant_table(result)))
         write_table(wb, changes_table(changes, names, {f.key for f in summary.accepted}))
