@@ -13,24 +13,20 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from copy import copy
-from dataclasses import dataclass
 from datetime import date, datetime
 from itertools import chain, islice
 
 from openpyxl import Workbook
 from openpyxl.cell import Cell, WriteOnlyCell
-from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.properties import PageSetupProperties
 
-from audit.models import CheckInfo, Finding, RunResult, TenantStatus
-from audit.report.cells import excel_time, text_cell
+from audit.report.cells import text_cell
 from audit.report.tables import Column, Table
-from audit.report.tally import tally
-from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE, SEVERITIES, Verdict
+from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE
 
 SEVERITY_COLOURS = {  # fill, font
     "critical": ("8B0000", "FFFFFF"),
@@ -108,6 +104,14 @@ def _styles() -> list[NamedStyle]:
                 font=Font(bold=True, size=16, color="FFFFFF"),
                 fill=PatternFill("solid", fgColor=fill),
                 alignment=Alignment(horizontal="center", vertical="center"),
+            )
+        )
+        styles.append(  # the same colours at body size, for a tenant's own verdict
+            NamedStyle(
+                f"etd_tenant_{name}",
+                font=Font(bold=True, color="FFFFFF"),
+                fill=PatternFill("solid", fgColor=fill),
+                alignment=Alignment(horizontal="center", vertical="top"),
             )
         )
     for name, fill in STATUS_COLOURS.items():
@@ -234,43 +238,6 @@ def write_table(wb: Workbook, table: Table) -> int:
     return count
 
 
-@dataclass(frozen=True)
-class SummaryInput:
-    result: RunResult
-    verdict: Verdict
-    counted: Sequence[Finding]
-    accepted: Sequence[Finding]
-    catalogue: Sequence[CheckInfo]
-    previous: str | None  # file name of the report compared with
-    notes: Sequence[str]
-    written: datetime
-
-
-# Summary layout: A label/tenant/check, B value/id/title, C status/severity, D..L numbers, M text.
-SUMMARY_WIDTHS = {
-    "A": 24,
-    "B": 40,
-    "C": 11,
-    "D": 12,
-    "E": 12,
-    "F": 12,
-    "G": 12,
-    "H": 10,
-    "I": 10,
-    "J": 10,
-    "K": 10,
-    "L": 10,
-    "M": 60,
-}
-LAST = "M"
-
-
-def _chars(first: str, last: str) -> int:
-    """About how many characters of body text fit on one line across columns first..last."""
-    cols = range(ord(first), ord(last) + 1)
-    return int(sum(SUMMARY_WIDTHS[chr(c)] for c in cols) * CHARS_PER_WIDTH)
-
-
 class SheetWriter:
     """Appends rows to a write-only sheet while knowing the current row number."""
 
@@ -322,237 +289,6 @@ def _height(*texts: tuple[str | None, int]) -> float | None:
     return 15.0 * lines + 2 if lines > 1 else None
 
 
-def write_summary(wb: Workbook, s: SummaryInput) -> None:
-    ws = wb.create_sheet("Summary")
-    for col, width in SUMMARY_WIDTHS.items():
-        ws.column_dimensions[col].width = width
-    _page_setup(ws, title_row=False)
-    sh = SheetWriter(ws)
-
-    def cell(value, style=None):
-        return _styled(ws, text_cell(value) if isinstance(value, str) else value, style)
-
-    result, verdict = s.result, s.verdict
-    sh.add({"A": cell("Mail remediation readiness audit", "etd_title")}, height=24)
-    sh.add(
-        {"A": cell(verdict.word, f"etd_verdict_{verdict.word}"), "B": cell(verdict.reason, "etd_wrap")},
-        height=max(36.0, _height((verdict.reason, _chars("B", "M"))) or 0),
-        merge="B:M",
-    )
-    sh.blank()
-
-    # Run facts on the left, the chart on the right (anchored at D4).
-    seconds = (result.finished - result.started).total_seconds()
-    duration = int(seconds)
-    facts = [
-        ("Run started (UTC)", cell(excel_time(result.started), "etd_value_time")),
-        ("Run finished (UTC)", cell(excel_time(result.finished), "etd_value_time")),
-        (
-            "Duration",
-            cell(
-                f"{duration // 3600} h {duration % 3600 // 60} min {duration % 60} s"
-                if duration >= 3600
-                else f"{duration // 60} min {duration % 60} s"
-                if duration >= 60
-                else f"{seconds:.1f} s",
-                "etd_value",
-            ),
-        ),
-        ("Tool version", cell(result.version, "etd_value")),
-        ("Mailbox probes", cell("on" if result.probes else "off (directory data only)", "etd_value")),
-        ("Tenants", cell(len(result.tenants), "etd_value")),
-        ("Findings that count", cell(len(s.counted), "etd_value")),
-        ("Accepted by exception", cell(len(s.accepted), "etd_value")),
-        ("Compared with", cell(s.previous or "no earlier report in this folder", "etd_wrap")),
-        ("Report written (UTC)", cell(excel_time(s.written), "etd_value_time")),
-    ]
-    chart_at = sh.row + 1
-    for label, value in facts:
-        sh.add({"A": cell(label, "etd_label"), "B": value})
-    checks = _check_rows(s)
-    chart_height = min(16.0, max(6.5, 1.8 + 0.55 * len(checks)))  # cm
-    sh.blank(max(1, math.ceil(chart_height / 0.53) + 1 - len(facts)))
-
-    _tenants_section(sh, cell, s)
-    _gaps_section(sh, cell, verdict)
-    first, last = _checks_section(sh, cell, checks)
-    _notes_section(sh, cell, s)
-
-    if checks:
-        chart = BarChart()
-        chart.type = "bar"
-        chart.style = 10
-        chart.title = "Findings by check"
-        chart.legend = None
-        chart.y_axis.title = "findings"
-        chart.y_axis.scaling.min = 0
-        chart.y_axis.majorUnit = max(1, math.ceil(max(r.findings for r in checks) / 5))
-        chart.y_axis.number_format = "0"
-        chart.x_axis.delete = False
-        chart.y_axis.delete = False
-        chart.x_axis.scaling.orientation = "maxMin"  # same order as the table, top to bottom
-        chart.add_data(Reference(ws, min_col=4, min_row=first - 1, max_row=last), titles_from_data=True)
-        chart.set_categories(Reference(ws, min_col=1, min_row=first, max_row=last))
-        chart.width, chart.height = 22.0, chart_height
-        ws.add_chart(chart, f"D{chart_at}")
-    ws.print_area = f"A1:{LAST}{sh.row}"
-
-
 def section(sh: SheetWriter, cell, title: str) -> None:
     sh.blank()
     sh.add({"A": cell(title, "etd_section")})
-
-
-def _tenants_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
-    section(sh, cell, "Tenants")
-    headers = {
-        "A": "Tenant",
-        "B": "Tenant id",
-        "C": "Status",
-        "D": "Users in directory",
-        "E": "Users enumerated",
-        "F": "Mailboxes probed",
-        "G": "Not assessed",
-        "H": "Critical",
-        "I": "High",
-        "J": "Medium",
-        "K": "Low",
-        "L": "Accepted",
-        "M": "Problem",
-    }
-    styles = {
-        "H": "etd_sev_critical",
-        "I": "etd_sev_high",
-        "J": "etd_sev_medium",
-        "K": "etd_sev_low",
-        "M": "etd_header_indent",
-    }
-    sh.add({col: cell(text, styles.get(col, "etd_header")) for col, text in headers.items()}, height=30)
-    counts_of = tally(s.counted, s.accepted)
-    for t in s.result.tenants:
-        counts = counts_of.tenant(t.tenant_id)
-        accepted = counts["accepted"]
-        not_assessed = sum(t.not_assessed.values())
-        problems = [t.error] if t.error else []
-        problems += [f"{n} not assessed: {reason}" for reason, n in sorted(t.not_assessed.items()) if n]
-        if t.not_evaluated:
-            problems.append(f"{len(t.not_evaluated)} check(s) not evaluated")
-        failed = t.status == TenantStatus.FAILED
-        problem = "; ".join(problems)
-        sh.add(
-            {
-                "A": cell(t.name, "etd_value"),
-                "B": cell(t.tenant_id, "etd_value"),
-                "C": cell(str(t.status), f"etd_status_{t.status}"),
-                "D": cell(t.users_in_directory if t.users_in_directory is not None else "unknown", "etd_number"),
-                "E": cell("n/a" if failed else t.users_scanned, "etd_number"),
-                "F": cell("n/a" if failed else t.mailboxes_probed, "etd_number"),
-                "G": cell("n/a" if failed else not_assessed, "etd_number"),
-                **{
-                    col: cell("n/a" if failed else counts[sev], "etd_number")
-                    for col, sev in zip("HIJK", SEVERITIES, strict=True)
-                },
-                "L": cell(accepted, "etd_number"),
-                "M": cell(problem or None, "etd_wrap_indent"),
-            },
-            height=_height((problem, _chars("M", "M"))),
-        )
-
-
-def _gaps_section(sh: SheetWriter, cell, verdict: Verdict) -> None:
-    section(sh, cell, "Could not be assessed")
-    if not verdict.gaps:
-        sh.add({"A": cell("Nothing: every tenant was read and every check evaluated.", "etd_value")})
-        return
-    sh.add(
-        {"A": cell("Tenant", "etd_header"), "B": cell("What", "etd_header"), "C": cell("Reason", "etd_header")},
-        merge="C:M",
-    )
-    for gap in verdict.gaps:
-        sh.add(
-            {"A": cell(gap.tenant, "etd_wrap"), "B": cell(gap.what, "etd_wrap"), "C": cell(gap.reason, "etd_wrap")},
-            height=_height((gap.reason, _chars("C", "M")), (gap.what, _chars("B", "B"))),
-            merge="C:M",
-        )
-
-
-@dataclass(frozen=True)
-class _CheckRow:
-    check_id: str
-    title: str
-    severity: str
-    findings: int
-    accepted: int
-    not_evaluated_in: str
-    predicts: str
-
-
-def _check_rows(s: SummaryInput) -> list[_CheckRow]:
-    info = {c.id: c for c in s.catalogue}
-    ids = list(info)
-    for f in chain(s.counted, s.accepted):
-        if f.check_id not in info and f.check_id not in ids:
-            ids.append(f.check_id)
-    rows = []
-    counts = tally(s.counted, s.accepted)
-    for check_id in ids:
-        c = info.get(check_id)
-        sample = next((f for f in chain(s.counted, s.accepted) if f.check_id == check_id), None)
-        missing = [t.name for t in s.result.tenants if any(n.check_id == check_id for n in t.not_evaluated)]
-        rows.append(
-            _CheckRow(
-                check_id=check_id,
-                title=c.title if c else "(not in this version's catalogue)",
-                severity=str(c.severity if c else sample.severity),
-                findings=counts.check(check_id)[0],
-                accepted=counts.check(check_id)[1],
-                not_evaluated_in=", ".join(missing),
-                predicts=c.predicts if c else sample.predicted_error,
-            )
-        )
-    return rows
-
-
-def _checks_section(sh: SheetWriter, cell, rows: Sequence[_CheckRow]) -> tuple[int, int]:
-    section(sh, cell, "Checks")
-    if not rows:
-        sh.add({"A": cell("No check catalogue was available and nothing was found.", "etd_value")})
-        return 0, 0
-    sh.add(
-        {
-            "A": cell("Check", "etd_header"),
-            "B": cell("Title", "etd_header"),
-            "C": cell("Severity", "etd_header"),
-            "D": cell("Findings", "etd_header"),
-            "E": cell("Accepted", "etd_header"),
-            "F": cell("Not evaluated in", "etd_header_indent"),
-            "M": cell("Predicted error", "etd_header_indent"),
-        },
-        merge="F:L",
-    )
-    first = sh.row + 1
-    for r in rows:
-        sh.add(
-            {
-                "A": cell(r.check_id, "etd_value"),
-                "B": cell(r.title, "etd_wrap"),
-                "C": cell(r.severity, f"etd_sev_{r.severity}" if r.severity in SEVERITY_COLOURS else None),
-                "D": cell(r.findings, "etd_number"),
-                "E": cell(r.accepted, "etd_number"),
-                "F": cell(r.not_evaluated_in or None, "etd_wrap_indent"),
-                "M": cell(r.predicts, "etd_wrap_indent"),
-            },
-            height=_height(
-                (r.not_evaluated_in, _chars("F", "L")), (r.title, _chars("B", "B")), (r.predicts, _chars("M", "M"))
-            ),
-            merge="F:L",
-        )
-    return first, sh.row
-
-
-def _notes_section(sh: SheetWriter, cell, s: SummaryInput) -> None:
-    if not s.notes:
-        return
-    section(sh, cell, "Notes")
-    for note in s.notes:
-        sh.add({"A": cell(note, "etd_wrap")}, height=_height((note, _chars("A", LAST))), merge=f"A:{LAST}")

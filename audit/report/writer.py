@@ -17,6 +17,7 @@ from audit.report.cells import iso, text_cell
 from audit.report.changes import FAMILY, Changes, compare, load_previous
 from audit.report.exceptions import AcceptedException, apply_exceptions
 from audit.report.jsonreport import dump, report_json
+from audit.report.summary import SummaryInput, write_summary
 from audit.report.tables import (
     FINDINGS_PRINTED,
     FINDINGS_SHEET,
@@ -31,8 +32,9 @@ from audit.report.tables import (
     tenant_table,
     users_table,
 )
+from audit.report.trend import Point, trend
 from audit.report.verdict import NOT_SAFE, SAFE, Verdict, severity_counts, verdict
-from audit.report.workbook import SummaryInput, abandon, new_workbook, write_summary, write_table
+from audit.report.workbook import abandon, new_workbook, write_table
 
 log = logging.getLogger("audit")
 
@@ -110,6 +112,7 @@ def write_reports(
     accepted = list(zip(stamped[len(triage.counted) :], (e for _, e in triage.accepted), strict=True))
     accepted_findings = [f for f, _ in accepted]
     judged = verdict(result, counted)
+    history = trend(out_dir, Point(f"{stem}.json", result.started, severity_counts(counted)))
 
     summary = SummaryInput(
         result=result,
@@ -120,13 +123,14 @@ def write_reports(
         previous=previous_path.name if previous_path else None,
         notes=[*_notes(triage.expired, exceptions, triage, changes), *extra_notes],
         written=now,
+        trend=history,
     )
     writers = {
         "xlsx": lambda fh: _write_xlsx(
             fh, summary, counted, accepted, changes, triage.expired_hits, lookups, sheet_rows or {}
         ),
         "csv": lambda fh: write_csv(fh, findings_table(counted, names, triage.expired_hits)),
-        "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
+        "json": lambda fh: fh.write(dump(report_json(result, counted, accepted, history))),
     }
     staged: list[tuple[Path, Path]] = []
     try:

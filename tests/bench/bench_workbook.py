@@ -119,6 +119,7 @@ def build_result(tenants: int, users: int):
 
 def bare_sheets(result, written: datetime) -> list[tuple[str, list[list]]]:
     """Each sheet's header and rows as the workbook holds them, built before the clock starts."""
+    from audit.checks import catalogue
     from audit.report.cells import text_cell
     from audit.report.changes import compare
     from audit.report.tables import (
@@ -131,8 +132,6 @@ def bare_sheets(result, written: datetime) -> list[tuple[str, list[list]]]:
         tenant_table,
         users_table,
     )
-
-    from audit.checks import catalogue
 
     names = tenant_names(result)
     changes, stamped = compare(result, result.findings, None, None)
