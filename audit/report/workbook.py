@@ -46,10 +46,11 @@ WIDTH_LIMITS = {
     "wrap": (10, 60),
     "name": (12, 60),  # user principal names: guests' run to 50 characters and more
 }
+FONT = "Calibri"  # the workbook's default body font (openpyxl's); named styles say it too
 TIME_FORMAT = "yyyy-mm-dd hh:mm"
 DATE_FORMAT = "yyyy-mm-dd"
 SAMPLE_ROWS = 500  # rows looked at to size the columns of a sheet
-CHARS_PER_WIDTH = 1.1  # body-text characters per unit of column width (a unit is one digit wide)
+CHARS_PER_WIDTH = 1.2  # body-text characters per unit of column width (a unit is one digit wide; Calibri 11)
 # Paper: a unit of column width is 7 px at 96 dpi. US Letter landscape with 0.3 in side margins has 10.4 in
 # across, 142 units at 100 %; A4 is wider. Printing at no less than 80 % keeps 11 pt text at 8.8 pt or more,
 # so a page across holds 177 units; a wider sheet is printed more pages across instead of smaller.
@@ -64,14 +65,14 @@ def _styles() -> list[NamedStyle]:
     styles = [
         NamedStyle(
             "etd_header",
-            font=Font(bold=True),
+            font=Font(name=FONT, size=11, bold=True),
             fill=PatternFill("solid", fgColor="D9E1F2"),
             border=Border(bottom=thin),
             alignment=Alignment(wrap_text=True, vertical="top"),
         ),
         NamedStyle(
             "etd_header_indent",
-            font=Font(bold=True),
+            font=Font(name=FONT, size=11, bold=True),
             fill=PatternFill("solid", fgColor="D9E1F2"),
             border=Border(bottom=thin),
             alignment=indented,
@@ -80,9 +81,9 @@ def _styles() -> list[NamedStyle]:
         NamedStyle("etd_wrap_indent", alignment=indented),
         NamedStyle("etd_time", number_format=TIME_FORMAT, alignment=top),
         NamedStyle("etd_date", number_format=DATE_FORMAT, alignment=top),
-        NamedStyle("etd_title", font=Font(bold=True, size=16)),
-        NamedStyle("etd_section", font=Font(bold=True, size=12, color="1F3864"), border=Border(bottom=thin)),
-        NamedStyle("etd_label", font=Font(bold=True), alignment=top),
+        NamedStyle("etd_title", font=Font(name=FONT, bold=True, size=16)),
+        NamedStyle("etd_section", font=Font(name=FONT, bold=True, size=12, color="1F3864"), border=Border(bottom=thin)),
+        NamedStyle("etd_label", font=Font(name=FONT, size=11, bold=True), alignment=top),
         NamedStyle("etd_value", alignment=Alignment(horizontal="left", vertical="top")),
         NamedStyle("etd_value_time", number_format=TIME_FORMAT, alignment=Alignment(horizontal="left", vertical="top")),
         NamedStyle("etd_top", alignment=top),
@@ -92,7 +93,7 @@ def _styles() -> list[NamedStyle]:
         styles.append(
             NamedStyle(
                 f"etd_sev_{name}",
-                font=Font(bold=True, color=font),
+                font=Font(name=FONT, size=11, bold=True, color=font),
                 fill=PatternFill("solid", fgColor=fill),
                 alignment=top,
             )
@@ -101,7 +102,7 @@ def _styles() -> list[NamedStyle]:
         styles.append(
             NamedStyle(
                 f"etd_verdict_{name}",
-                font=Font(bold=True, size=16, color="FFFFFF"),
+                font=Font(name=FONT, bold=True, size=16, color="FFFFFF"),
                 fill=PatternFill("solid", fgColor=fill),
                 alignment=Alignment(horizontal="center", vertical="center"),
             )
@@ -109,13 +110,16 @@ def _styles() -> list[NamedStyle]:
         styles.append(  # the same colours at body size, for a tenant's own verdict
             NamedStyle(
                 f"etd_tenant_{name}",
-                font=Font(bold=True, color="FFFFFF"),
+                font=Font(name=FONT, size=11, bold=True, color="FFFFFF"),
                 fill=PatternFill("solid", fgColor=fill),
                 alignment=Alignment(horizontal="center", vertical="top"),
             )
         )
     for name, fill in STATUS_COLOURS.items():
         styles.append(NamedStyle(f"etd_status_{name}", fill=PatternFill("solid", fgColor=fill), alignment=top))
+    for style in styles:  # a style without a font would show in the spreadsheet's own default font
+        if style.font.name is None:
+            style.font = Font(name=FONT, size=11)
     return styles
 
 
