@@ -159,7 +159,7 @@ def _styled(ws, value, style: str | None) -> Cell | object:
     return cell
 
 
-def _converter(ws, column: Column) -> Callable[[object], object]:
+def _converter(ws, column: Column, width: float) -> Callable[[object], object]:
     kind = column.kind
     if kind in ("time", "date"):
         style = f"etd_{kind}"
@@ -177,7 +177,13 @@ def _converter(ws, column: Column) -> Callable[[object], object]:
             ws, text_cell(value), f"etd_sev_{value}" if str(value) in SEVERITY_COLOURS else None
         )
     if kind == "wrap":
-        return lambda value: _styled(ws, text_cell(value), "etd_wrap")
+        chars = int(width * CHARS_PER_WIDTH)
+
+        def wrapped(value):  # only text longer than a line needs the style (a style per cell costs time)
+            text = text_cell(value)
+            return _styled(ws, text, "etd_wrap") if text and len(text) > chars else text
+
+        return wrapped
     return text_cell
 
 
@@ -222,7 +228,7 @@ def write_table(wb: Workbook, table: Table) -> int:
     )
     ws.row_dimensions[1].height = 15.0 * header_lines + 2
     ws.append([_styled(ws, c.header, "etd_header") for c in table.columns])
-    convert = [_converter(ws, c) for c in table.columns]
+    convert = [_converter(ws, c, w) for c, w in zip(table.columns, widths, strict=True)]
     wrapped = [(i, int(widths[i] * CHARS_PER_WIDTH)) for i, c in enumerate(table.columns) if c.kind == "wrap"]
     count = 0
     for row in chain(head, rows):

@@ -147,7 +147,13 @@ def test_first_report_in_a_folder_has_a_one_point_trend_and_says_so(write):
 
 
 def test_findings_sheet_prints_one_page_across_at_a_readable_scale_with_its_header_on_every_page(write):
-    ws = openpyxl.load_workbook(write(sample_result()).xlsx)["Findings"]
+    long = replace(
+        finding(CONTOSO, "no-exchange-license", "critical", user("u-x", "x@contoso.com")),
+        cause="The account holds no enabled Exchange Online plan. " * 6,
+        fix="Assign a licence that includes Exchange Online and tick its Exchange app. " * 6,
+    )
+    ws = openpyxl.load_workbook(write(sample_result(contoso_extra=[long])).xlsx)["Findings"]
+    assert ws["D2"].value == "x@contoso.com"  # the critical finding comes first
     header = [c.value for c in ws[1]]
     assert header[:8] == [
         "Severity",
@@ -164,8 +170,9 @@ def test_findings_sheet_prints_one_page_across_at_a_readable_scale_with_its_head
     assert ws.page_setup.fitToWidth == 1 and ws.page_setup.fitToHeight == 0
     printed = sum(ws.column_dimensions[c].width for c in "ABCDEFGH")
     assert printed <= PAGE_UNITS / MIN_PRINT_SCALE  # fits across at 80 % or more
-    for c in "FGH":  # cause, fix, evidence wrap, top-aligned
-        assert ws[f"{c}3"].alignment.wrap_text and ws[f"{c}3"].alignment.vertical == "top"
+    for c in "FG":  # cause and fix (longer than a line) wrap, top-aligned, in a row tall enough for them
+        assert ws[f"{c}2"].alignment.wrap_text and ws[f"{c}2"].alignment.vertical == "top"
+    assert ws["H2"].alignment.vertical == "top" and ws.row_dimensions[2].height >= 15 * 7
 
 
 def test_users_sheet_fits_guest_upns_and_prints_across_as_many_pages_as_keep_it_readable(write):
