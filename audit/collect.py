@@ -27,6 +27,7 @@ from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
 from audit.graph import GraphClient, GraphError, backoff_delay, odata_string
 from audit.models import (
+    PERMISSION,
     READ_IN_HOME_AUDIT,
     AppScope,
     AssignedPlan,
@@ -56,20 +57,6 @@ APP_FIELDS = (
     "id,appId,displayName,signInAudience,passwordCredentials,keyCredentials,disabledByMicrosoftStatus,isDisabled"
 )
 
-# What the audit's own app must hold to read each dataset (least privileged first).
-PERMISSION = {
-    "users": "User.Read.All",
-    "deleted_users": "User.Read.All",
-    "organization": "Organization.Read.All",
-    "subscribed_skus": "Organization.Read.All",
-    "remediation_sp": "Application.Read.All",
-    "application": "Application.Read.All",
-    "probes": "MailboxSettings.Read",
-    "app_scope": "GroupMember.Read.All",
-    "administrative_units": "AdministrativeUnit.Read.All",
-    "usage_report": "Reports.Read.All",
-    "exchange_online": "MailboxSettings.Read",  # known from the mailbox probes
-}
 # Outlook's answer (401) for a tenant that has no Exchange Online organisation at all: "The tenant for tenant
 # guid '...' does not exist." (issues MicrosoftDocs/azure-docs#32957, O365/python-o365#757). No permission
 # fixes it, so it is reported as its own finding, never as a permission to grant.

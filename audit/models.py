@@ -43,7 +43,8 @@ MAILBOX_INACTIVE = "The Mailbox is either Inactive, Soft-Deleted, or is Hosted O
 
 @dataclass(frozen=True)
 class CheckInfo:
-    """A check's declarative metadata. `needs` names the snapshot datasets it cannot do without."""
+    """A check's declarative metadata. `needs` names the snapshot datasets it cannot do without; `reads`
+    those it uses when they are there (any one of them is enough), so the Checks sheet can name them too."""
 
     id: str
     title: str
@@ -52,6 +53,7 @@ class CheckInfo:
     cause: str
     fix: str
     needs: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,39 @@ class Finding:
     def key(self) -> tuple[str, str, str]:
         """Identity across runs: the same check on the same object in the same tenant."""
         return (self.tenant_id, self.check_id, self.user_id or self.user_principal_name or self.subject or "")
+
+
+# What the audit's own app must hold to read each snapshot dataset (least privileged first). Collection
+# names it when Graph refuses a read; the report names it in the Checks sheet's Needs column.
+PERMISSION = {
+    "users": "User.Read.All",
+    "deleted_users": "User.Read.All",
+    "organization": "Organization.Read.All",
+    "subscribed_skus": "Organization.Read.All",
+    "remediation_sp": "Application.Read.All",
+    "remediation_roles": "Application.Read.All",
+    "graph_sp_id": "Application.Read.All",
+    "application": "Application.Read.All",
+    "probes": "MailboxSettings.Read",
+    "app_scope": "GroupMember.Read.All",
+    "administrative_units": "AdministrativeUnit.Read.All",
+    "usage_report": "Reports.Read.All",
+    "exchange_online": "MailboxSettings.Read",  # known from the mailbox probes
+}
+# Datasets that come from the admin rather than from Graph, and where to give them.
+ADMIN_INPUT = {
+    "recipients": "a recipients file (--recipients FILE)",
+    "app_scope": "an access policy export (remediation_app.access_policy_file)",
+    "rbac": "or RBAC for Applications exports (remediation_app.role_assignments_file, management_scopes_file)",
+}
+
+
+def needs_text(needs: tuple[str, ...]) -> str:
+    """What an admin must provide for a check: permissions first, then files, each once."""
+    perms = dict.fromkeys(PERMISSION[n] for n in needs if n in PERMISSION)
+    inputs = dict.fromkeys(ADMIN_INPUT[n] for n in needs if n in ADMIN_INPUT)
+    unknown = [n for n in needs if n not in PERMISSION and n not in ADMIN_INPUT]
+    return "; ".join([*perms, *inputs, *unknown])
 
 
 # Why the remediation app's registration is not read in a tenant audited in the same run as its home tenant.

@@ -71,7 +71,7 @@ def _validate(checks: Sequence[ModuleType]) -> None:
             raise RuntimeError(f"{info.id}: severity {info.severity!r} is not a Severity")
         if not (info.title and info.predicts and info.cause and info.fix):
             raise RuntimeError(f"{info.id}: title, predicts, cause and fix must not be empty")
-        if unknown := set(info.needs) - _DATASETS:
+        if unknown := set(info.needs + info.reads) - _DATASETS:
             raise RuntimeError(f"{info.id}: needs unknown dataset(s) {', '.join(sorted(unknown))}")
 
 

@@ -9,7 +9,11 @@ Schema 1::
      "findings": [{tenant_id, check_id, severity, user_principal_name, user_id, display_name,
                    predicted_error, cause, fix, evidence, first_seen}],
      "accepted": [{...finding..., "exception": {"check_id", "user", "tenant", "reason", "owner",
-                                                "expires", "source"}}]}
+                                                "expires", "source"}}],
+     "trend": [{"report", "started", "critical", "high", "medium", "low"}]}
+
+"trend" holds the findings that counted, by severity, in up to 11 earlier reports of the same folder and
+in this one (last), oldest first; the Summary sheet charts the same numbers.
 
 Keys may be added; none is ever removed or renamed.
 """
@@ -22,6 +26,7 @@ import stat
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audit.models import (
     FINDING_FIELDS,
@@ -35,6 +40,9 @@ from audit.models import (
 )
 from audit.report.cells import iso, parse_time
 from audit.report.exceptions import AcceptedException
+
+if TYPE_CHECKING:
+    from audit.report.trend import Point
 
 SCHEMA = 1
 # Larger than any report a real run writes (about 1 KB a finding: a quarter of a million findings), small
@@ -54,7 +62,10 @@ def finding_json(finding: Finding) -> dict:
 
 
 def report_json(
-    result: RunResult, counted: Sequence[Finding], accepted: Sequence[tuple[Finding, AcceptedException]]
+    result: RunResult,
+    counted: Sequence[Finding],
+    accepted: Sequence[tuple[Finding, AcceptedException]],
+    trend: Sequence[Point] = (),
 ) -> dict:
     return {
         "schema": SCHEMA,
@@ -67,6 +78,7 @@ def report_json(
         "tenants": [_tenant_json(t) for t in result.tenants],
         "findings": [finding_json(f) for f in counted],
         "accepted": [finding_json(f) | {"exception": _exception_json(e)} for f, e in accepted],
+        "trend": [p.as_json() for p in trend],
     }
 
 

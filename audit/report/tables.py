@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from audit.models import CheckInfo, Finding, MailboxProbe, RunResult, TenantResult, User
+from audit.models import CheckInfo, Finding, MailboxProbe, RunResult, TenantResult, User, needs_text
 from audit.report.cells import excel_time
 from audit.report.changes import Changes
 from audit.report.exceptions import AcceptedException
@@ -27,7 +27,7 @@ PLAN_STATUS_ORDER = ("Enabled", "Warning", "Suspended", "LockedOut", "Deleted")
 @dataclass(frozen=True)
 class Column:
     header: str
-    kind: str = "text"  # text | wrap | id | int | time | date | severity
+    kind: str = "text"  # text | wrap | id | name | int | time | date | severity
     width: int = 0  # 0: sized from the content, within the kind's limits
 
 
@@ -36,6 +36,14 @@ class Table:
     name: str
     columns: list[Column]
     rows: Iterable[Sequence]
+    printed: int = 0  # how many leading columns go on paper; 0: all
+
+
+def reordered(table: Table, headers: Sequence[str], printed: int = 0) -> Table:
+    """The same table with its columns in another order (the workbook's), rows mapped lazily."""
+    index = [[c.header for c in table.columns].index(h) for h in headers]
+    columns = [table.columns[i] for i in index]
+    return Table(table.name, columns, ([row[i] for i in index] for row in table.rows), printed)
 
 
 @dataclass(frozen=True)
@@ -59,20 +67,38 @@ def tenant_names(result: RunResult) -> dict[str, str]:
 
 
 FINDING_COLUMNS = [
-    Column("Tenant"),
+    Column("Tenant", "text", 11),
     Column("Tenant id", "id"),
-    Column("Check"),
-    Column("Severity", "severity"),
-    Column("User principal name"),
+    Column("Check", "wrap", 22),
+    Column("Severity", "severity", 9),
+    Column("User principal name", "wrap", 24),
     Column("Display name"),
     Column("Object id", "id"),
-    Column("Predicted error", "wrap", 34),
-    Column("Cause", "text", 50),
-    Column("Fix", "text", 50),
-    Column("Evidence", "wrap", 50),
+    Column("Predicted error", "wrap", 18),
+    Column("Cause", "wrap", 30),
+    Column("Fix", "wrap", 40),
+    Column("Evidence", "wrap", 22),
     Column("First seen (UTC)", "time"),
     Column("Note", "wrap", 30),
 ]
+# The Findings sheet puts what an admin acts on first, and prints only that (one page wide, readable);
+# the CSV keeps FINDING_COLUMNS' order.
+FINDINGS_SHEET = (
+    "Severity",
+    "Tenant",
+    "Check",
+    "User principal name",
+    "Predicted error",
+    "Cause",
+    "Fix",
+    "Evidence",
+    "Display name",
+    "First seen (UTC)",
+    "Note",
+    "Object id",
+    "Tenant id",
+)
+FINDINGS_PRINTED = 8
 
 
 def _order(f: Finding, names: Mapping[str, str]) -> tuple:
@@ -118,7 +144,7 @@ def findings_table(
 
 USER_COLUMNS = [
     Column("Tenant"),
-    Column("User principal name"),
+    Column("User principal name", "name"),
     Column("Display name"),
     Column("Object id", "id"),
     Column("Enabled"),
@@ -426,10 +452,13 @@ CHECK_COLUMNS = [
     Column("Predicts", "wrap", 34),
     Column("Cause", "wrap", 50),
     Column("Fix", "wrap", 60),
-    Column("Needs", "wrap", 24),
+    Column("Needs (permission or input)", "wrap", 30),
 ]
 
 
 def checks_table(catalogue: Sequence[CheckInfo]) -> Table:
-    rows = [[c.id, c.title, c.severity, c.predicts, c.cause, c.fix, ", ".join(c.needs)] for c in catalogue]
+    rows = [
+        [c.id, c.title, c.severity, c.predicts, c.cause, c.fix, needs_text(c.needs + c.reads) or None]
+        for c in catalogue
+    ]
     return Table("Checks", CHECK_COLUMNS, rows)

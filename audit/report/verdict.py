@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from audit.models import READ_IN_HOME_AUDIT, Finding, RunResult, Severity, TenantStatus
+from audit.models import READ_IN_HOME_AUDIT, Finding, RunResult, Severity, TenantResult, TenantStatus
 
 SAFE, NOT_SAFE, INCOMPLETE = "SAFE", "NOT SAFE", "INCOMPLETE"
 SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
@@ -119,3 +119,25 @@ def _incomplete_text(result: RunResult, found: Sequence[Gap]) -> str:
     if other:
         parts.append(f"{other} other item{'s' if other != 1 else ''} could not be assessed")
     return " and ".join(parts)
+
+
+def tenant_gaps(verdict_: Verdict, tenant: str) -> list[Gap]:
+    """The gaps of one tenant, including those that hold for every tenant (e.g. probes switched off)."""
+    return [g for g in verdict_.gaps if g.tenant in (tenant, "all tenants")]
+
+
+def tenant_verdict(tenant: TenantResult, counted: Sequence[Finding], verdict_: Verdict) -> str:
+    """SAFE, NOT SAFE or INCOMPLETE for one tenant, from the same findings and gaps as the run's verdict."""
+    if any(f.tenant_id.lower() == tenant.tenant_id.lower() for f in counted):
+        return NOT_SAFE
+    return INCOMPLETE if tenant_gaps(verdict_, tenant.name) else SAFE
+
+
+READ_FULLY, READ_PARTLY, READ_FAILED = "completely", "partly", "not read"
+
+
+def tenant_read(tenant: TenantResult, verdict_: Verdict) -> str:
+    """Whether a tenant was read completely: 'not read' (failed), 'partly' (it has gaps) or 'completely'."""
+    if tenant.status == TenantStatus.FAILED:
+        return READ_FAILED
+    return READ_PARTLY if tenant_gaps(verdict_, tenant.name) else READ_FULLY

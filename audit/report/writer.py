@@ -17,19 +17,24 @@ from audit.report.cells import iso, text_cell
 from audit.report.changes import FAMILY, Changes, compare, load_previous
 from audit.report.exceptions import AcceptedException, apply_exceptions
 from audit.report.jsonreport import ReportError, dump, read_json_report, report_json
+from audit.report.summary import SummaryInput, write_summary
 from audit.report.tables import (
+    FINDINGS_PRINTED,
+    FINDINGS_SHEET,
     Lookups,
     Table,
     accepted_table,
     changes_table,
     checks_table,
     findings_table,
+    reordered,
     tenant_names,
     tenant_table,
     users_table,
 )
+from audit.report.trend import Point, trend
 from audit.report.verdict import NOT_SAFE, SAFE, Verdict, severity_counts, verdict
-from audit.report.workbook import SummaryInput, abandon, new_workbook, write_summary, write_table
+from audit.report.workbook import abandon, new_workbook, write_table
 
 log = logging.getLogger("audit")
 
@@ -142,6 +147,7 @@ def _write_reports(
     accepted = list(zip(stamped[len(triage.counted) :], (e for _, e in triage.accepted), strict=True))
     accepted_findings = [f for f, _ in accepted]
     judged = verdict(result, counted)
+    history = trend(out_dir, Point(f"{stem}.json", result.started, severity_counts(counted)))
 
     summary = SummaryInput(
         result=result,
@@ -152,13 +158,14 @@ def _write_reports(
         previous=previous_path.name if previous_path else None,
         notes=[*_notes(triage.expired, exceptions, triage, changes), *extra_notes],
         written=now,
+        trend=history,
     )
     writers = {
         "xlsx": lambda fh: _write_xlsx(
             fh, summary, counted, accepted, changes, triage.expired_hits, lookups, sheet_rows or {}
         ),
         "csv": lambda fh: write_csv(fh, findings_table(counted, names, triage.expired_hits)),
-        "json": lambda fh: fh.write(dump(report_json(result, counted, accepted))),
+        "json": lambda fh: fh.write(dump(report_json(result, counted, accepted, history))),
     }
     staged: list[tuple[Path, Path]] = []
     try:
@@ -236,7 +243,7 @@ def _write_xlsx(
     wb = new_workbook()
     try:
         write_summary(wb, summary)
-        write_table(wb, findings_table(counted, names, expired_hits))
+        write_table(wb, reordered(findings_table(counted, names, expired_hits), FINDINGS_SHEET, FINDINGS_PRINTED))
         write_table(wb, given(users_table(result, counted, summary.accepted, lookups)))
         write_table(wb, given(tenant_table(result)))
         write_table(wb, changes_table(changes, names, {f.key for f in summary.accepted}))

@@ -136,7 +136,9 @@ def test_expired_exception_does_not_match_and_is_reported(write):
     ws = wb["Findings"]
     header = [c.value for c in ws[1]]
     carol = next(
-        dict(zip(header, r, strict=True)) for r in ws.iter_rows(min_row=2, values_only=True) if r[6] == "u-carol"
+        dict(zip(header, r, strict=True))
+        for r in ws.iter_rows(min_row=2, values_only=True)
+        if r[header.index("Object id")] == "u-carol"
     )
     assert carol["Note"] == "exception expired 2025-01-31 (owner it-ops)"
     notes = [r[0] for r in wb["Summary"].iter_rows(values_only=True) if r[0] and "expired" in str(r[0])]

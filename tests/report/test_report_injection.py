@@ -81,7 +81,9 @@ def test_dangerous_evidence_upn_and_tenant_name_are_neutralised(write):
     wb = openpyxl.load_workbook(files.xlsx)
     ws = wb["Findings"]
     header = [c.value for c in ws[1]]
-    row = next(r for r in range(2, ws.max_row + 1) if ws.cell(row=r, column=7).value == "u-evil")
+    row = next(
+        r for r in range(2, ws.max_row + 1) if ws.cell(row=r, column=header.index("Object id") + 1).value == "u-evil"
+    )
     values = {h: ws.cell(row=row, column=i + 1).value for i, h in enumerate(header)}
     assert values["User principal name"] == "'=cmd|'/c calc'!A1@contoso.com"
     assert values["Display name"] == "'-evil" and values["Evidence"] == "'@evidence"

@@ -43,7 +43,7 @@ def test_every_table_sheet_has_bold_frozen_header_and_autofilter(book):
         assert all(c.font.bold for c in ws[1] if c.value), name
         last = ws.cell(row=1, column=ws.max_column).column_letter
         assert ws.auto_filter.ref == f"A1:{last}{max(ws.max_row, 1)}", name
-        assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth == 1, name
+        assert ws.page_setup.orientation == "landscape" and ws.page_setup.fitToWidth >= 1, name
         assert ws.print_title_rows == "$1:$1", name
         widths = [ws.column_dimensions[c.column_letter].width for c in ws[1]]
         assert all(8 <= w <= 60 for w in widths), (name, widths)
@@ -92,13 +92,18 @@ def test_severity_cells_are_coloured(book):
     assert checks.cell(row=low, column=3).fill.fgColor.rgb == "00BFBFBF"
 
 
-def test_evidence_wraps_but_repeated_cause_and_fix_stay_on_one_line(book):
+def test_findings_cause_fix_and_evidence_wrap_in_sized_columns(book):
+    """Text longer than its column wraps (shorter text needs no style: a style per cell costs time)."""
+    from audit.report.workbook import CHARS_PER_WIDTH
+
     wb, _ = book
     ws = wb["Findings"]
-    assert ws.cell(row=2, column=column(ws, "Evidence")).alignment.wrap_text
-    assert not ws.cell(row=2, column=column(ws, "Fix")).alignment.wrap_text
-    checks = wb["Checks"]
-    assert checks.cell(row=2, column=column(checks, "Fix")).alignment.wrap_text
+    for header, width in (("Cause", 30), ("Fix", 40), ("Evidence", 22), ("User principal name", 24)):
+        col = column(ws, header)
+        cells = [ws.cell(row=r, column=col) for r in range(2, ws.max_row + 1)]
+        long = [c for c in cells if c.value is not None and len(str(c.value)) > width * CHARS_PER_WIDTH]
+        assert all(c.alignment.wrap_text and c.alignment.vertical == "top" for c in long), header
+        assert ws.column_dimensions[ws.cell(row=1, column=col).column_letter].width == width, header
 
 
 def test_users_sheet_lists_every_account(book):
@@ -172,10 +177,10 @@ def test_summary_headline_tenants_gaps_and_checks(book):
     assert labels["Duration"] == "4 min 7 s" and labels["Tool version"] == "0.1.0"
     assert labels["Mailbox probes"] == "on"
     tenants = {row[0]: row for row in values if row[1] in (CONTOSO, FABRIKAM, NORTHWIND)}
-    # Tenant, id, status, in directory, enumerated, probed, not assessed, critical, high, medium, low
-    assert tenants["contoso"][2:11] == ("ok", 5, 5, 3, 1, 0, 2, 1, 0)
-    assert tenants["fabrikam"][2:8] == ("partial", 2, 1, 0, 0, 1)
-    assert tenants["northwind"][2] == "failed" and "AADSTS7000215" in tenants["northwind"][12]
+    # Tenant, id, verdict, read, in directory, enumerated, probed, not assessed, critical, high, medium, low
+    assert tenants["contoso"][2:12] == ("NOT SAFE", "partly", 5, 5, 3, 1, 0, 2, 1, 0)
+    assert tenants["fabrikam"][2:9] == ("NOT SAFE", "partly", 2, 1, 0, 0, 1)
+    assert tenants["northwind"][2:4] == ("INCOMPLETE", "not read") and "AADSTS7000215" in tenants["northwind"][13]
     gaps = [
         row
         for row in values
@@ -188,28 +193,38 @@ def test_summary_headline_tenants_gaps_and_checks(book):
     assert ("fabrikam", "1 user not read") in whats
     checks = {row[0]: row for row in values if row[0] in {c.id for c in CATALOGUE}}
     assert checks["no-exchange-license"][3] == 1
-    assert checks["no-exchange-license"][12] == "Resource is Not Found"
+    assert checks["no-exchange-license"][13] == "Resource is Not Found"
     assert checks["recipient-not-in-directory"][3] == 0
     assert checks["recipient-not-in-directory"][5] == "fabrikam"  # not evaluated there
 
 
-def test_summary_has_a_bar_chart_of_findings_by_check(book):
+def test_summary_has_a_bar_chart_of_findings_by_check_worst_first(book):
     wb, files = book
     with zipfile.ZipFile(files.xlsx) as z:
-        charts = [n for n in z.namelist() if n.startswith("xl/charts/chart")]
-        assert len(charts) == 1
-        xml = z.read(charts[0]).decode()
-    assert "<barChart>" in xml and '<barDir val="bar"' in xml and "Findings by check" in xml
-    # categories are the check ids of the Summary's Checks table, values their finding counts
-    categories = re.search(r"'Summary'!\$A\$(\d+):\$A\$(\d+)", xml)
-    values = re.search(r"'Summary'!\$D\$(\d+):\$D\$(\d+)", xml)
-    assert categories and values and categories.groups() == values.groups()
+        charts = sorted(n for n in z.namelist() if n.startswith("xl/charts/chart"))
+        xml = next(z.read(n).decode() for n in charts if "Findings by check" in z.read(n).decode())
+    assert "<barChart>" in xml and '<barDir val="bar"' in xml and '<grouping val="stacked"' in xml
+    # categories are the chart-data labels in P, one series per severity in Q..T, coloured by severity
+    categories = re.search(r"'Summary'!\$P\$(\d+):\$P\$(\d+)", xml)
+    assert categories
     first, last = map(int, categories.groups())
+    for col in "QRST":
+        assert f"'Summary'!${col}${first}:${col}${last}" in xml
+    fills = re.findall(r'<ser>.*?<a:srgbClr val="([0-9A-F]{6})"', xml.replace("\n", ""), re.S)
+    assert fills == ["8B0000", "FF0000", "FFBF00", "BFBFBF"]
     ws = wb["Summary"]
-    ids = [ws.cell(row=r, column=1).value for r in range(first, last + 1)]
-    counts = [ws.cell(row=r, column=4).value for r in range(first, last + 1)]
-    assert ids == [c.id for c in CATALOGUE]
-    assert counts == [sum(1 for f in files.findings if f.check_id == c) for c in ids]
+    labels = [ws.cell(row=r, column=16).value for r in range(first, last + 1)]
+    counts = [[ws.cell(row=r, column=c).value or 0 for c in range(17, 21)] for r in range(first, last + 1)]
+    # worst severity first, then most findings; a check not evaluated somewhere says so
+    assert labels == [
+        "app-missing-permission",
+        "no-exchange-license",
+        "on-premises-mailbox",
+        "soft-deleted-user",
+        "recipient-not-in-directory (not evaluated in fabrikam)",
+    ]
+    assert counts[:4] == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]
+    assert ws.cell(row=first, column=17).value == 1 and ws.cell(row=first, column=18).value is None  # no 0 bars
 
 
 def test_summary_safe_only_when_everything_was_assessed_and_clean(write, tmp_path):
