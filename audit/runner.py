@@ -20,7 +20,7 @@ from audit.checks import run_checks
 from audit.collect import collect_tenant
 from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
-from audit.graph import GraphError
+from audit.graph import GraphError, OutlookLimiter
 from audit.models import RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
@@ -81,6 +81,7 @@ def audit_tenant(
     *,
     recipients: list[str] | None,
     progress: Callable | None = None,
+    limiter: OutlookLimiter | None = None,
 ) -> TenantResult:
     """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed."""
     audit = config.audit
@@ -97,6 +98,7 @@ def audit_tenant(
             audit_roles=provider.roles(),
             progress=tenant_progress,
             now=started,
+            limiter=limiter,
         )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
@@ -141,15 +143,29 @@ def audit_tenant(
     )
 
 
+def app_key(tenant: TenantConfig) -> tuple[str, str]:
+    """The audit's app as Graph counts it: its client id, in its cloud (or endpoint override)."""
+    return tenant.client_id.lower(), (tenant.graph_endpoint or tenant.cloud).lower()
+
+
 def audit_tenants(config: Config, options: RunOptions, progress: Callable | None = None) -> RunResult:
     tenants = select_tenants(config, options)
     recipients = read_recipients(options.recipients_file) if options.recipients_file else None
     started = datetime.now(UTC)
     workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
+    # Outlook's cap is per app (throttling-limits): tenants audited with the same app share one limiter.
+    limiters: dict[tuple[str, str], OutlookLimiter] = {}
+    for t in tenants:
+        limiters.setdefault(app_key(t), OutlookLimiter(config.audit.max_outlook_concurrency))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
     try:
         results = list(
-            pool.map(lambda t: audit_tenant(t, config, options, recipients=recipients, progress=progress), tenants)
+            pool.map(
+                lambda t: audit_tenant(
+                    t, config, options, recipients=recipients, progress=progress, limiter=limiters[app_key(t)]
+                ),
+                tenants,
+            )
         )
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): start no queued tenant and do not wait for those in flight.

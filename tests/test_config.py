@@ -219,7 +219,8 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
         _set("audit", colour="blue"),
         "{file}: audit.colour: unknown key 'colour'. Remove it or fix its spelling; known keys here: "
         "out_dir, "
-        "fail_on, keep, ca_bundle, proxy, probe, formats, tenant_concurrency, exceptions_file.",
+        "fail_on, keep, ca_bundle, proxy, probe, formats, tenant_concurrency, exceptions_file, "
+        "max_outlook_concurrency.",
     ),
     (
         "literal-secret",
@@ -535,3 +536,14 @@ def test_any_text_gives_config_or_config_error(folder: Path, text: str) -> None:
         load_config(path)
     except ConfigError as exc:
         assert str(exc).startswith(f"{path}: ")
+
+
+def test_max_outlook_concurrency(folder: Path) -> None:
+    assert load_config(write(folder, base_config())).audit.max_outlook_concurrency == 16
+    data = base_config()
+    data["audit"]["max_outlook_concurrency"] = 4  # an admin who must stay within Graph's documented 4
+    assert load_config(write(folder, data)).audit.max_outlook_concurrency == 4
+    data["audit"]["max_outlook_concurrency"] = 0
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(folder, data))
+    assert "audit.max_outlook_concurrency: 0 is out of range" in str(caught.value)
