@@ -139,6 +139,11 @@ def probe_from_item(status: int, body: dict | None) -> MailboxProbe:
     return MailboxProbe("failed", code=code)
 
 
+def likely_mailbox(user: User) -> bool:
+    """An enabled Exchange plan: the probe will most likely find a mailbox (only an ordering hint)."""
+    return any(p.service.lower() == "exchange" and p.status == "Enabled" for p in user.plans)
+
+
 def should_probe(user: User) -> bool:
     """Members that have, or should have, a mailbox: what the remediation could be asked to touch."""
     if user.is_guest:
@@ -448,7 +453,11 @@ class MailboxProber:
     def _dispatch(self, inventory: MailboxInventory | None, skus: SkuIndex | None) -> None:
         """One loop: take pages as they come, keep as many batches in flight as the limiter allows."""
         client = self.client
+        # Users likely to have a mailbox go first in sequential batches: a probe that fails there fails
+        # every later item of its batch (424), so the likely failures go last, one to a batch, or in
+        # parallel batches of their own.
         ready: deque[_Target] = deque()
+        doubtful: deque[_Target] = deque()
         later: list[tuple[float, int, _Target]] = []  # (not before, tie-break, target): waiting out a 429
         in_flight = 0
         ended = False
@@ -458,18 +467,25 @@ class MailboxProber:
             while True:
                 now = client.clock()
                 while later and later[0][0] <= now:
-                    ready.appendleft(heapq.heappop(later)[2])
-                while ready and self._error is None:
-                    count = min(BATCH_LIMIT, len(ready))
-                    slots = self.limiter.try_acquire(count, lambda: self._events.put(("wake",)))
+                    target = heapq.heappop(later)[2]
+                    (ready if likely_mailbox(target.user) else doubtful).appendleft(target)
+                while (ready or doubtful) and self._error is None:
+                    count = min(BATCH_LIMIT, len(ready) + len(doubtful))
+                    slots = self.limiter.try_acquire(count, lambda: self._events.put(("wake",)), bool(ready))
                     if slots is None:
                         break
-                    batch = [ready.popleft() for _ in range(count)]
+                    if slots[3]:  # parallel: the order does not matter
+                        batch = [(doubtful or ready).popleft() for _ in range(count)]
+                    elif ready:
+                        batch = [ready.popleft() for _ in range(min(BATCH_LIMIT - 1, len(ready)))]
+                        batch += [doubtful.popleft()] if doubtful else []
+                    else:
+                        batch = [doubtful.popleft() for _ in range(count)]
                     workers.submit(self._send, batch, slots)
                     in_flight += 1
                 if self._error is not None and not in_flight:
                     raise self._error
-                if ended and not ready and not later and not in_flight:
+                if ended and not ready and not doubtful and not later and not in_flight:
                     return
                 timeout = max(0.0, later[0][0] - client.clock()) if later else None
                 try:
@@ -482,7 +498,7 @@ class MailboxProber:
                             continue
                         known = settle(user, inventory, skus) if inventory and skus else None
                         if known is None:
-                            ready.append(_Target(user))
+                            (ready if likely_mailbox(user) else doubtful).append(_Target(user))
                         else:
                             self._out[user.id] = known
                 elif event[0] == "end":

@@ -256,27 +256,28 @@ class OutlookLimiter:
         self._lock = threading.Lock()
         self._waiting: list[Callable[[], None]] = []
 
-    def step(self) -> int:
-        """Slots one batch takes: a parallel batch runs 4 items at once; a sequential one runs 1."""
-        return BATCH_OUTLOOK_PARALLEL if self.parallel() else 1
-
     def parallel(self) -> bool:
-        """Parallel batches: where Graph queues batch items (or it is yet to be learnt). Never with a
-        ceiling of 4 or less: a batch whose items all start at once would exceed it."""
+        """Parallel batches are possible: Graph queues batch items (or it is yet to be learnt). Never
+        with a ceiling of 4 or less: a batch whose items all start at once would exceed it."""
         return (
             self.batch_mode in (None, "queue")
             and self.limit >= BATCH_OUTLOOK_PARALLEL
             and self.ceiling > BATCH_OUTLOOK_PARALLEL
         )
 
-    def try_acquire(self, items: int, wake: Callable[[], None]) -> tuple[int, bool, int, bool] | None:
-        """Slots for a batch of `items` probes: (taken, full, level, parallel). A parallel batch takes
-        min(4, items) slots (every slot, for the batch that learns the batch mode), a sequential one 1;
-        full: no slot was left over; level: the limit they were taken under. None when they are not
-        free; `wake` is then called at the next release."""
+    def try_acquire(self, items: int, wake: Callable[[], None], sequential: bool) -> tuple[int, bool, int, bool] | None:
+        """Slots for a batch of up to `items` probes: (taken, full, level, parallel).
+
+        While the cap is being learnt, and where the caller does not want a `sequential` batch, a batch
+        is parallel where Graph queues batch items: it takes min(4, items) slots (every slot, for the
+        batch that learns the batch mode). Otherwise it is sequential and takes 1 slot: once the cap is
+        known a sequential batch pays one round trip per 20 probes on each slot, where a parallel one
+        leaves Outlook idle for a round trip every 20 / 4 probes. full: no slot was left over; level:
+        the limit they were taken under. None when they are not free; `wake` is called at the next
+        release."""
         with self._lock:
-            parallel = self.parallel()
-            if self.batch_mode is None and parallel:
+            parallel = self.parallel() and not (sequential and self.settled)
+            if self.batch_mode is None and self.parallel():
                 if self._testing or self.in_use:
                     self._waiting.append(wake)
                     return None
@@ -304,13 +305,13 @@ class OutlookLimiter:
             if refused and level > self.limit:
                 pass  # sent under a level already given up: this refusal was answered
             elif refused and not self.settled:
-                self.limit = max(1, self.accepted or self.limit - self.step())
+                self.limit = max(1, self.accepted or self.limit - 1)
                 self.settled = True
             elif refused:
-                self.limit = max(1, self.limit - self.step())
+                self.limit = max(1, self.limit - 1)  # someone else uses the budget: one slot less
             elif full and not self.settled and self.batch_mode is not None and level == self.limit:
                 self.accepted = max(self.accepted, self.limit)
-                self.limit = min(self.ceiling, self.limit + self.step())
+                self.limit = min(self.ceiling, self.limit + BATCH_OUTLOOK_PARALLEL)  # one parallel batch more
                 self.settled = self.limit == self.accepted
             waiting, self._waiting = self._waiting, []
         for wake in waiting:
@@ -329,7 +330,7 @@ class OutlookLimiter:
         mode = {
             "queue": "$batch items beyond 4 wait their turn",
             "refuse": "$batch items beyond 4 in flight are refused, so probes go in sequential batches",
-        }.get(self.batch_mode or "", "no $batch large enough to show how Graph runs batch items")
+        }.get(self.batch_mode or "", "no $batch was large enough to show how Graph runs batch items")
         return f"up to {self.limit} Outlook probes in flight ({level}); {mode}"
 
 

@@ -123,44 +123,49 @@ def test_limiter_learns_the_cap_once_and_never_saw_tooths():
     limiter = OutlookLimiter(ceiling=16)
     wake = _Wakes()
     # The first batch takes every slot and shows that Graph queues batch items.
-    first = limiter.try_acquire(20, wake)
-    assert first == (4, True, 4, True) and limiter.try_acquire(20, wake) is None
+    first = limiter.try_acquire(20, wake, True)
+    assert first == (4, True, 4, True) and limiter.try_acquire(20, wake, True) is None
     limiter.release(first, refused=0, items=20)
     assert (limiter.batch_mode, limiter.limit, wake.count) == ("queue", 8, 1)
-    # At 8, two batches in flight; the second is refused by the cap: back to 4, for good.
-    a, b = limiter.try_acquire(20, wake), limiter.try_acquire(20, wake)
+    # While learning, batches are parallel. At 8, two in flight; the second is refused: back to 4, for good.
+    a, b = limiter.try_acquire(20, wake, True), limiter.try_acquire(20, wake, True)
     assert a == (4, False, 8, True) and b == (4, True, 8, True)
     limiter.release(b, refused=20, items=20)
     limiter.release(a, refused=3, items=20)  # sent under 8 as well: already answered
     assert (limiter.limit, limiter.settled) == (4, True)
-    for _ in range(5):
-        slots = limiter.try_acquire(20, wake)
-        limiter.release(slots, refused=0, items=20)
-    assert limiter.limit == 4  # accepted batches at 4 do not start another attempt
+    # Settled: sequential batches of one slot each, four of them; accepted ones start no new attempt.
+    for _ in range(3):
+        chains = [limiter.try_acquire(20, wake, True) for _ in range(4)]
+        assert [c[0] for c in chains] == [1, 1, 1, 1] and not any(c[3] for c in chains)
+        assert limiter.try_acquire(20, wake, True) is None
+        for slots in chains:
+            limiter.release(slots, refused=0, items=20)
+    assert limiter.limit == 4
+    # Likely failures still go in parallel batches (a failure there stops no other item).
+    assert limiter.try_acquire(20, wake, False) == (4, True, 4, True)
     assert "up to 4 Outlook probes in flight (Graph refused more than 4 at once)" in limiter.describe()
 
 
 def test_limiter_goes_sequential_where_graph_refuses_batch_items():
     limiter = OutlookLimiter(ceiling=16)
     wake = _Wakes()
-    first = limiter.try_acquire(20, wake)
+    first = limiter.try_acquire(20, wake, True)
     limiter.release(first, refused=16, items=20)  # items beyond 4 refused: the batch mode, not the cap
-    assert (limiter.batch_mode, limiter.settled) == ("refuse", False)
-    assert limiter.limit == 5  # the first batch ran 4 unrefused: one sequential batch more is tried
-    chains = [limiter.try_acquire(20, wake) for _ in range(5)]
-    assert all(c is not None and c[0] == 1 and not c[3] for c in chains)
-    assert limiter.try_acquire(20, wake) is None
-    limiter.release(chains[-1], refused=1, items=20)  # the fifth was refused by the cap: 4, for good
+    assert (limiter.batch_mode, limiter.settled, limiter.limit) == ("refuse", False, 8)
+    chains = [limiter.try_acquire(20, wake, False) for _ in range(8)]
+    assert all(c is not None and c[0] == 1 and not c[3] for c in chains)  # never parallel here
+    assert limiter.try_acquire(20, wake, False) is None
+    limiter.release(chains[-1], refused=1, items=20)  # a head refused by the cap: back to 4, for good
     assert (limiter.limit, limiter.settled) == (4, True)
 
 
 def test_limiter_grows_to_the_ceiling_while_graph_accepts():
     limiter = OutlookLimiter(ceiling=12)
     wake = _Wakes()
-    limiter.release(limiter.try_acquire(20, wake), refused=0, items=20)
+    limiter.release(limiter.try_acquire(20, wake, True), refused=0, items=20)
     while not limiter.settled:
         held = []
-        while (slots := limiter.try_acquire(20, wake)) is not None:
+        while (slots := limiter.try_acquire(20, wake, True)) is not None:
             held.append(slots)
         for slots in held:
             limiter.release(slots, refused=0, items=20)
