@@ -456,6 +456,9 @@ class MailboxProber:
         # Users likely to have a mailbox go first in sequential batches: a probe that fails there fails
         # every later item of its batch (424), so the likely failures go last, one to a batch, or in
         # parallel batches of their own.
+        # With the usage report, what is left to probe is doubtful by construction: a licensed user the
+        # report does not list is the typical mailbox that is not there.
+        likely = likely_mailbox if inventory is None else (lambda user: False)
         ready: deque[_Target] = deque()
         doubtful: deque[_Target] = deque()
         later: list[tuple[float, int, _Target]] = []  # (not before, tie-break, target): waiting out a 429
@@ -468,7 +471,7 @@ class MailboxProber:
                 now = client.clock()
                 while later and later[0][0] <= now:
                     target = heapq.heappop(later)[2]
-                    (ready if likely_mailbox(target.user) else doubtful).appendleft(target)
+                    (ready if likely(target.user) else doubtful).appendleft(target)
                 while (ready or doubtful) and self._error is None:
                     count = min(BATCH_LIMIT, len(ready) + len(doubtful))
                     slots = self.limiter.try_acquire(count, lambda: self._events.put(("wake",)), bool(ready))
@@ -498,7 +501,7 @@ class MailboxProber:
                             continue
                         known = settle(user, inventory, skus) if inventory and skus else None
                         if known is None:
-                            (ready if likely_mailbox(user) else doubtful).append(_Target(user))
+                            (ready if likely(user) else doubtful).append(_Target(user))
                         else:
                             self._out[user.id] = known
                 elif event[0] == "end":
