@@ -57,6 +57,7 @@ def test_no_probe_is_lost_under_any_reading(scope, batch, spec, sim_factory, mak
 
     sim = sim_factory([spec], limits=limits(scope, batch))
     config = make_config(sim, [spec], tmp_path / "limited", max_outlook_concurrency=8)
+    caplog.clear()  # only what the limited run logs
     with caplog.at_level(logging.INFO, logger="audit"):
         result = audit_tenant(config.tenants[0], config, RunOptions(probe="all"), recipients=None)
 

@@ -493,6 +493,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         rows.append(
+            ratio_row(
+                "  the same, probing alone: in-process time without the workbook write (diagnosis)",
+                full["in_process"] - full["workbook"],
+                floor_outlook_all,
+                "",
+                lambda v: None,
+            )[:3]
+            + ("",)
+        )
+        rows.append(
             (
                 "  failed or unassessed probes (--probe all)",
                 str(full["not_assessed"]),
