@@ -389,11 +389,11 @@ class MailboxProber:
     page. With an inventory (the usage report), users it settles are not probed. Probes go in $batches
     of up to 20: one round trip for 20 mailboxes, where single GETs would leave Outlook idle for the
     round trip of each. How many batches are in flight follows the app's OutlookLimiter (shared by the
-    tenants audited with that app): a batch whose items Graph runs 4 at a time takes 4 slots; where
-    Graph refuses batch items beyond 4, or fewer than 4 slots are allowed, the batch is sequential
-    (each item dependsOn the one before, per json-batching) and takes one slot. An item refused with 429
-    goes again after its own Retry-After; items that failed only because an earlier one did (424) go
-    again at once.
+    tenants audited with that app). A parallel batch, whose items Graph runs 4 at a time, takes 4 slots:
+    used while the cap is learnt, and for doubtful mailboxes where Graph queues batch items. Otherwise a
+    batch is sequential (each item dependsOn the one before, per json-batching) and takes one slot. An
+    item refused with 429 goes again after its own Retry-After; items that failed only because an
+    earlier one did (424) go again at once.
     """
 
     def __init__(
