@@ -190,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="seed of the generated tenants (default 7)")
     p.add_argument("--faults", help="faults to inject, e.g. 429=0.1,retry_after=1-3,5xx=0.05,drop=0.02,token_ttl=60")
     p.add_argument("--limits", action="store_true", help="enforce Graph's throttling limits")
+    p.add_argument("--rtt", type=float, help="with --limits: network round trip per HTTP request, seconds")
+    p.add_argument("--latency", help="with --limits: service seconds per class, e.g. directory=0.5,outlook=0.15")
+    p.add_argument(
+        "--outlook-scope",
+        choices=("app", "app-tenant", "app-mailbox"),
+        help="with --limits: what Outlook's cap of 4 is counted per (default app)",
+    )
+    p.add_argument(
+        "--outlook-batch",
+        choices=("queue", "refuse"),
+        help="with --limits: $batch Outlook items beyond 4 wait (queue, default) or get 429 (refuse)",
+    )
     p.add_argument("--out", type=Path, default=Path("reports"), help="out_dir written into the config")
 
     p = command(
@@ -420,7 +432,24 @@ def cmd_sim(args) -> int:
 
     from audit.demo import simulator_for
 
-    sim = simulator_for(users=args.users, seed=args.seed, faults=args.faults, limits=args.limits, port=args.port)
+    limits: object = args.limits
+    tuned = {
+        k: v
+        for k, v in (("rtt", args.rtt), ("outlook_scope", args.outlook_scope), ("outlook_batch", args.outlook_batch))
+        if v is not None
+    }
+    if args.latency or tuned:
+        if not args.limits:
+            print("etd-audit sim: --rtt, --latency, --outlook-scope and --outlook-batch need --limits", file=sys.stderr)
+            return 2
+        from audit.simulator import Limits, parse_latency
+
+        try:
+            limits = Limits(latency=parse_latency(args.latency or ""), **tuned)
+        except ValueError as err:
+            print(f"etd-audit sim: {err}", file=sys.stderr)
+            return 2
+    sim = simulator_for(users=args.users, seed=args.seed, faults=args.faults, limits=limits, port=args.port)
     with sim:
         print(f"# Graph simulator listening on {sim.url} (Ctrl-C to stop)")
         print("# Set these variables in the shell that runs etd-audit:")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextvars
 import csv
+import heapq
 import io
 import logging
 import queue
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +27,18 @@ from audit import logs, opath, rbac
 from audit.checks._facts import SkuIndex, is_mail_enabled, mailbox_plans
 from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
-from audit.graph import GraphClient, GraphError, backoff_delay, odata_string
+from audit.graph import (
+    BATCH_LIMIT,
+    RETRY_STATUSES,
+    BatchItem,
+    GraphClient,
+    GraphError,
+    OutlookLimiter,
+    backoff_delay,
+    is_concurrency_refusal,
+    odata_string,
+    parse_retry_after,
+)
 from audit.models import (
     PERMISSION,
     READ_IN_HOME_AUDIT,
@@ -70,10 +83,6 @@ NO_MAILBOX_CODES = {
 
 USAGE_REPORT = "/reports/getMailboxUsageDetail(period='D7')"
 CONCEALED_NAME = re.compile(r"^[0-9A-F]{32}$")  # what a user name looks like when reports conceal it
-# Outlook runs at most 4 calls at a time per app and tenant, $batch items included (the rest of a batch
-# is refused with 429). So probes go as single GETs on 4 lanes: a $batch of 4 would keep no more calls in
-# flight and add its own round trip to every 4 probes (measured: 19% over the Outlook floor, lanes 4%).
-OUTLOOK_CONCURRENCY = 4
 
 FILTER_SAFE = " '()=:/@,"  # everything else (#, &, %, +) is percent-encoded inside a batch url
 Progress = Callable[[str, int, int | None], None]
@@ -143,6 +152,11 @@ def probe_from_item(status: int, body: dict | None) -> MailboxProbe:
     if status == 403:
         return MailboxProbe("access_denied", code=code)
     return MailboxProbe("failed", code=code)
+
+
+def likely_mailbox(user: User) -> bool:
+    """An enabled Exchange plan: the probe will most likely find a mailbox (only an ordering hint)."""
+    return any(p.service.lower() == "exchange" and p.status == "Enabled" for p in user.plans)
 
 
 def should_probe(user: User) -> bool:
@@ -584,10 +598,14 @@ class MailboxProber:
     """Probes mailboxes in a thread of its own while the user list is still being read.
 
     Directory and Outlook calls are throttled separately, so the probes need not wait for the last
-    page. With an inventory (the usage report), users it settles are not probed. Probes run on
-    OUTLOOK_CONCURRENCY lanes: exactly as many Outlook calls in flight as Graph allows. A probe refused
-    with 429 waits its Retry-After and goes again; the lanes shrink while refusals continue (someone
-    else is using the same budget) and grow back one at a time.
+    page. With an inventory (the usage report), users it settles are not probed. Probes go in $batches
+    of up to 20: one round trip for 20 mailboxes, where single GETs would leave Outlook idle for the
+    round trip of each. How many batches are in flight follows the app's OutlookLimiter (shared by the
+    tenants audited with that app). A parallel batch, whose items Graph runs 4 at a time, takes 4 slots:
+    used while the cap is learnt, and for doubtful mailboxes where Graph queues batch items. Otherwise a
+    batch is sequential (each item dependsOn the one before, per json-batching) and takes one slot. An
+    item refused with 429 goes again after its own Retry-After; items that failed only because an
+    earlier one did (424) go again at once.
     """
 
     def __init__(
@@ -595,19 +613,20 @@ class MailboxProber:
         collector: Collector,
         inventory: Callable[[], MailboxInventory | None] | None,
         skus: Callable[[], Dataset] | None = None,
+        limiter: OutlookLimiter | None = None,
     ):
         self.collector = collector
         self.client = collector.client
         self._inventory = inventory
         self._skus = skus
-        self._pages: queue.Queue[list[User] | None] = queue.Queue()
+        self.limiter = limiter or OutlookLimiter(collector.config.audit.max_outlook_concurrency)
+        self._events: queue.Queue[tuple] = queue.Queue()
         self._out: dict[str, MailboxProbe] = {}
         self._probed = 0
         self.answered = False  # Exchange Online answered at least one probe about a mailbox (200 or 404)
         self._candidates = 0  # users should_probe() selects, settled by the report or probed
         self._settled = 0
         self._listed = False  # every page is in: _candidates is the total
-        self._window = OUTLOOK_CONCURRENCY  # lanes: probes in flight
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=contextvars.copy_context().run,
@@ -619,7 +638,7 @@ class MailboxProber:
 
     def add(self, users: list[User]) -> None:
         self._candidates += sum(1 for u in users if should_probe(u))
-        self._pages.put(users)
+        self._events.put(("page", users))
 
     def listed(self) -> None:
         """Every page is in: from now on the progress of the probes has a total."""
@@ -628,11 +647,13 @@ class MailboxProber:
     def close(self) -> dict[str, MailboxProbe]:
         """Wait for the last probe; re-raise what stopped the thread (a GraphError for a whole batch)."""
         self._listed = True
-        self._pages.put(None)
+        self._events.put(("end",))
         self._thread.join()
         if self._error is not None:
             raise self._error
         self._report_progress()
+        if self._probed:
+            log.info("%s: %s", self.collector.tenant.name, self.limiter.describe())
         failed = sum(1 for p in self._out.values() if p.outcome == "failed")
         if failed:
             self.collector.problems.append(
@@ -641,7 +662,7 @@ class MailboxProber:
         return self._out
 
     def abandon(self) -> None:
-        self._pages.put(None)
+        self._events.put(("end",))
         self._thread.join()
 
     def _run(self) -> None:
@@ -653,68 +674,150 @@ class MailboxProber:
                 if inventory
                 else None
             )
-            while True:
-                page = self._pages.get()
-                if page is None:
-                    return
-                targets: list[User] = []
-                for user in page:
-                    if not should_probe(user):
-                        continue
-                    known = settle(user, inventory, skus) if inventory and skus else None
-                    if known is None:
-                        targets.append(user)
-                    else:
-                        self._out[user.id] = known
-                        self._settled += 1
-                self._probe(targets)
+            self._dispatch(inventory, skus)
         except BaseException as err:  # noqa: BLE001 - handed to close(), in the collecting thread
             self._error = err
 
-    def _probe(self, targets: list[User]) -> None:
-        if not targets:
-            return
-        throttled = self.client.stats.throttled
-        lanes = min(self._window, len(targets))
-        with ThreadPoolExecutor(
-            max_workers=lanes, thread_name_prefix="probe", initializer=logs.adopt, initargs=(logs.current(),)
-        ) as pool:
-            for user, probe in pool.map(self._probe_one, targets):
-                self._out[user.id] = probe
-            # A probe whose retries were all spent on faults gets one more round: with 17% of calls
-            # faulted, one probe in ~40,000 fails six times running, so a 5,000-user tenant would
-            # otherwise come out partial in about one run in nine.
-            again = [u for u in targets if self._out[u.id].outcome == "failed"]
-            for user, probe in pool.map(self._probe_one, again):
-                self._out[user.id] = probe
-        if self.client.stats.throttled > throttled:
-            self._window = max(1, self._window // 2)
-        else:
-            self._window = min(OUTLOOK_CONCURRENCY, self._window + 1)
-        self._probed += len(targets)
-        self._report_progress()
+    def _dispatch(self, inventory: MailboxInventory | None, skus: SkuIndex | None) -> None:
+        """One loop: take pages as they come, keep as many batches in flight as the limiter allows."""
+        client = self.client
+        # Users likely to have a mailbox go first in sequential batches: a probe that fails there fails
+        # every later item of its batch (424), so the likely failures go last, one to a batch, or in
+        # parallel batches of their own.
+        # With the usage report, what is left to probe is doubtful by construction: a licensed user the
+        # report does not list is the typical mailbox that is not there.
+        likely = likely_mailbox if inventory is None else (lambda user: False)
+        ready: deque[_Target] = deque()
+        doubtful: deque[_Target] = deque()
+        later: list[tuple[float, int, _Target]] = []  # (not before, tie-break, target): waiting out a 429
+        in_flight = 0
+        ended = False
+        order = 0
+        workers = ThreadPoolExecutor(
+            max_workers=self.limiter.ceiling,
+            thread_name_prefix="probe",
+            initializer=logs.adopt,
+            initargs=(logs.current(),),
+        )
+        try:
+            while True:
+                now = client.clock()
+                while later and later[0][0] <= now:
+                    target = heapq.heappop(later)[2]
+                    (ready if likely(target.user) else doubtful).appendleft(target)
+                while (ready or doubtful) and self._error is None:
+                    count = min(BATCH_LIMIT, len(ready) + len(doubtful))
+                    slots = self.limiter.try_acquire(count, lambda: self._events.put(("wake",)), bool(ready))
+                    if slots is None:
+                        break
+                    if slots[3]:  # parallel: the order does not matter
+                        batch = [(doubtful or ready).popleft() for _ in range(count)]
+                    elif ready:
+                        batch = [ready.popleft() for _ in range(min(BATCH_LIMIT - 1, len(ready)))]
+                        batch += [doubtful.popleft()] if doubtful else []
+                    else:
+                        batch = [doubtful.popleft() for _ in range(count)]
+                    workers.submit(self._send, batch, slots)
+                    in_flight += 1
+                if self._error is not None and not in_flight:
+                    raise self._error
+                if ended and not ready and not doubtful and not later and not in_flight:
+                    return
+                timeout = max(0.0, later[0][0] - client.clock()) if later else None
+                try:
+                    event = self._events.get(timeout=timeout)
+                except queue.Empty:
+                    continue
+                if event[0] == "page":
+                    for user in event[1]:
+                        if not should_probe(user):
+                            continue
+                        known = settle(user, inventory, skus) if inventory and skus else None
+                        if known is None:
+                            (ready if likely(user) else doubtful).append(_Target(user))
+                        else:
+                            self._out[user.id] = known
+                            self._settled += 1
+                elif event[0] == "end":
+                    ended = True
+                elif event[0] == "done":
+                    in_flight -= 1
+                    for target, wait in event[1]:
+                        order += 1
+                        heapq.heappush(later, (client.clock() + wait, order, target))
+                    self._report_progress()
+                elif event[0] == "failed":
+                    in_flight -= 1
+                    self._error = self._error or event[1]
+        finally:
+            workers.shutdown(wait=True)
 
     def _report_progress(self) -> None:
         assessed = self._probed + self._settled
         self.collector.progress("probes", assessed, self._candidates if self._listed else None)
 
-    def _probe_one(self, user: User) -> tuple[User, MailboxProbe]:
+    def _send(self, batch: list[_Target], slots: tuple[int, bool, int, bool]) -> None:
+        """One $batch of probes, in a worker; reports back what must go again and when."""
+        parallel = slots[3]
+        refused = 0
+        again: list[tuple[_Target, float]] = []
+        try:
+            requests_ = []
+            for i, target in enumerate(batch):
+                item = {"id": str(i), "method": "GET", "url": f"/users/{target.user.id}/mailboxSettings"}
+                if not parallel and i:
+                    item["dependsOn"] = [str(i - 1)]
+                requests_.append(item)
+            answers = self.client.send_batch(requests_)
+            for i, target in enumerate(batch):
+                answer = answers[str(i)]
+                if is_concurrency_refusal(answer.status, answer.body):
+                    refused += 1
+                wait = self._settle_item(target, answer)
+                if wait is not None:
+                    again.append((target, wait))
+        except BaseException as err:  # noqa: BLE001 - handed to the dispatcher
+            self.limiter.release(slots, refused=0, items=len(batch))
+            self._events.put(("failed", err))
+            return
+        self.limiter.release(slots, refused=refused, items=len(batch))
+        self._events.put(("done", again))
+
+    def _settle_item(self, target: _Target, answer: BatchItem) -> float | None:
+        """Record the probe's result; or the seconds to wait before it goes again (None: done)."""
         client = self.client
-        for attempt in range(1, client.max_attempts + 1):
-            try:
-                body = client.get(f"/users/{user.id}/mailboxSettings")
-            except GraphError as err:
-                if err.status == 401 or err.code in ("TLSError", "SignInFailed"):
-                    raise  # not about this mailbox: no probe can work
-                self.answered = self.answered or err.status == 404  # Exchange answered about this mailbox
-                return user, probe_from_item(err.status, {"error": {"code": err.code}})
-            if any(not key.startswith("@") for key in body):
-                self.answered = True
-                return user, probe_from_item(200, body)
-            # A 200 carrying no settings (a failing gateway's answer) says nothing: ask again.
+        status, body = answer.status, answer.body
+        if status == 424:
+            return 0.0  # never ran: an earlier item of its sequential batch failed
+        target.attempts += 1
+        settings = status == 200 and any(not key.startswith("@") for key in body or {})
+        retryable = status in RETRY_STATUSES or status == 0 or (status == 200 and not settings)
+        # Twice the client's attempts: with 17% of calls faulted, one probe in ~40,000 fails six times
+        # running, so a 5,000-user tenant would otherwise come out partial in about one run in nine.
+        if retryable and target.attempts < 2 * client.max_attempts:
             client.stats.add("retries")
-            client.sleep(backoff_delay(attempt, client.rng))
-        return user, MailboxProbe("failed", code="InvalidResponse")
+            wait = parse_retry_after(answer.header("Retry-After"), client.wall())
+            return backoff_delay(target.attempts, client.rng) if wait is None else wait
+        if status == 401:
+            raise answer.error() or GraphError(401, "HTTP401", "no mailbox could be probed")  # not about this mailbox
+        self.answered = self.answered or status == 404 or settings  # Exchange answered about this mailbox
+        if status == 200:
+            self._out[target.user.id] = (
+                probe_from_item(200, body) if settings else MailboxProbe("failed", code="InvalidResponse")
+            )
+        else:
+            code = ((body or {}).get("error") or {}).get("code") or str(status)
+            self._out[target.user.id] = probe_from_item(status, {"error": {"code": code}})
+        self._probed += 1
+        return None
+
+
+@dataclass
+class _Target:
+    """A user whose mailbox is to be probed, with the attempts spent on it."""
+
+    user: User
+    attempts: int = 0
 
 
 def collect_tenant(
@@ -728,11 +831,13 @@ def collect_tenant(
     progress: Progress | None = None,
     now: datetime | None = None,
     addresses: list[str] | None = None,
+    limiter: OutlookLimiter | None = None,
 ) -> TenantSnapshot:
     """Collect one tenant. Raises GraphError only when the user list itself cannot be read for a fault.
 
     With `addresses`, only the users owning those addresses are read (triage of an error log):
-    a 20-row log must not enumerate a 100,000-user tenant.
+    a 20-row log must not enumerate a 100,000-user tenant. `limiter`: the Outlook limiter of the app,
+    shared with the other tenants it audits in this run (a new one when None).
     """
     c = Collector(client, tenant, config, progress)
     app = config.remediation_app
@@ -751,7 +856,7 @@ def collect_tenant(
         if probe != "none":
             # A handful of addresses (triage) is probed directly: the report would list the whole tenant.
             inventory = c.inventory if probe == "auto" and addresses is None else None
-            prober = MailboxProber(c, inventory, skus_f.result)
+            prober = MailboxProber(c, inventory, skus_f.result, limiter)
         deleted_f = pool.submit(
             c._read,
             "deleted_users",

@@ -74,6 +74,7 @@ class AuditConfig:
     formats: tuple[str, ...] = ("xlsx", "json")
     tenant_concurrency: int = 4
     exceptions_file: Path | None = None
+    max_outlook_concurrency: int = 16  # Outlook probes in flight per app, at most (the audit learns Graph's cap)
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,7 @@ AUDIT_KEYS = (
     "formats",
     "tenant_concurrency",
     "exceptions_file",
+    "max_outlook_concurrency",
 )
 EMAIL_KEYS = (
     "to",
@@ -580,6 +582,7 @@ def _audit(ld: _Loader, data: dict) -> AuditConfig:
         formats=formats or ("xlsx", "json"),
         tenant_concurrency=ld.take_int(t, w, "tenant_concurrency", 4, 1, 64),
         exceptions_file=ld.take_path(t, w, "exceptions_file", '"exceptions.toml"', must_exist=True),
+        max_outlook_concurrency=ld.take_int(t, w, "max_outlook_concurrency", 16, 1, 64),
     )
 
 

@@ -17,12 +17,14 @@ from pathlib import Path
 from audit.config import AuditConfig, Config, RemediationAppConfig, TenantConfig
 
 
-def simulator_for(users: int = 500, seed: int = 7, faults: str | None = None, limits: bool = False, port: int = 0):
+def simulator_for(
+    users: int = 500, seed: int = 7, faults: str | None = None, limits: bool | object = False, port: int = 0
+):
+    """`limits`: True for Graph's limits as documented, or a simulator Limits of one's own."""
     from audit.simulator import Limits, Simulator, demo_tenants
 
-    return Simulator(
-        demo_tenants(users=users, seed=seed), faults=faults, limits=Limits() if limits else None, port=port
-    )
+    chosen = limits if isinstance(limits, Limits) else (Limits() if limits else None)
+    return Simulator(demo_tenants(users=users, seed=seed), faults=faults, limits=chosen, port=port)
 
 
 def secret_env_name(tenant_name: str) -> str:

@@ -238,6 +238,126 @@ def request_class(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Outlook's concurrency cap, learnt while probing
+
+DOCUMENTED_OUTLOOK_CONCURRENCY = 4  # learn.microsoft.com/graph/throttling-limits#outlook-service-limits
+BATCH_OUTLOOK_PARALLEL = 4  # Outlook items of one $batch Graph runs at once (the same page)
+
+
+def is_concurrency_refusal(status: int, body: dict | None) -> bool:
+    """A 429 from Outlook's concurrency cap: code ApplicationThrottled, "Application is over its
+    MailboxConcurrency limit." (as quoted in github.com/alcionai/corso/issues/3695). Other 429s (the
+    global rate, random throttling) say nothing about how many calls may be in flight."""
+    error = _lower_keys(_lower_keys(body).get("error"))
+    return status == 429 and (
+        error.get("code") == "ApplicationThrottled" or "concurrency" in str(error.get("message") or "").lower()
+    )
+
+
+class OutlookLimiter:
+    """How many Outlook operations one app may have in flight, learnt during the run.
+
+    Graph documents 4 concurrent Outlook requests per app; an older revision of the same page, and the
+    error's name ("MailboxConcurrency"), count 4 per app and mailbox. Nothing tells a client which one a
+    tenant enforces today, so: start at the documented 4; after a batch that took the last free slot
+    comes back without a refusal from the cap, allow one batch more, up to `ceiling`; at the first
+    refusal go back to the last level Graph accepted and stay there. A refusal after that (someone else
+    uses the same budget) lowers the level; it never grows again, so there is no saw-tooth of refusals.
+
+    Whether a $batch runs its Outlook items beyond 4 later ("queue", the current throttling page) or
+    answers them 429 ("refuse", older reports) is learnt from the first batch of more than 4 items, sent
+    while nothing else is in flight. One limiter serves every tenant audited with the same app, as the
+    cap is per app.
+    """
+
+    def __init__(self, ceiling: int = 16) -> None:
+        self.ceiling = max(1, ceiling)
+        self.limit = min(DOCUMENTED_OUTLOOK_CONCURRENCY, self.ceiling)
+        self.accepted = 0  # the highest level a batch taking the last slot came back from unrefused
+        self.settled = False  # a refusal was seen (or the ceiling reached): the level never grows again
+        self.batch_mode: str | None = None  # "queue" | "refuse", once a batch has shown it
+        self.refusals = 0  # 429s from the cap, learning included
+        self.in_use = 0
+        self._testing = False
+        self._lock = threading.Lock()
+        self._waiting: list[Callable[[], None]] = []
+
+    def parallel(self) -> bool:
+        """Parallel batches are possible: Graph queues batch items (or it is yet to be learnt). Never
+        with a ceiling of 4 or less: a batch whose items all start at once would exceed it."""
+        return (
+            self.batch_mode in (None, "queue")
+            and self.limit >= BATCH_OUTLOOK_PARALLEL
+            and self.ceiling > BATCH_OUTLOOK_PARALLEL
+        )
+
+    def try_acquire(self, items: int, wake: Callable[[], None], sequential: bool) -> tuple[int, bool, int, bool] | None:
+        """Slots for a batch of up to `items` probes: (taken, full, level, parallel).
+
+        While the cap is being learnt, and where the caller does not want a `sequential` batch, a batch
+        is parallel where Graph queues batch items: it takes min(4, items) slots (every slot, for the
+        batch that learns the batch mode). Otherwise it is sequential and takes 1 slot: once the cap is
+        known a sequential batch pays one round trip per 20 probes on each slot, where a parallel one
+        leaves Outlook idle for a round trip every 20 / 4 probes. full: no slot was left over; level:
+        the limit they were taken under. None when they are not free; `wake` is called at the next
+        release."""
+        with self._lock:
+            parallel = self.parallel() and not (sequential and self.settled)
+            if self.batch_mode is None and self.parallel():
+                if self._testing or self.in_use:
+                    self._waiting.append(wake)
+                    return None
+                self._testing = True
+                self.in_use = self.limit
+                return self.limit, True, self.limit, True
+            cost = min(BATCH_OUTLOOK_PARALLEL, items, self.limit) if parallel else 1
+            if self.in_use + cost > self.limit:
+                self._waiting.append(wake)
+                return None
+            self.in_use += cost
+            return cost, self.in_use == self.limit, self.limit, parallel
+
+    def release(self, slots: tuple[int, bool, int, bool], *, refused: int, items: int) -> None:
+        """Give the slots back with what the batch saw: `refused` of its `items` answered 429 by the cap."""
+        taken, full, level, _ = slots
+        with self._lock:
+            self.in_use -= taken
+            self.refusals += refused
+            if self._testing:
+                self._testing = False
+                if items > taken:  # only a batch larger than the slots it holds shows the mode
+                    self.batch_mode = "refuse" if refused else "queue"
+                    refused = 0  # items a refusing batch could not run say nothing about the cap
+            if refused and level > self.limit:
+                pass  # sent under a level already given up: this refusal was answered
+            elif refused and not self.settled:
+                self.limit = max(1, self.accepted or self.limit - 1)
+                self.settled = True
+            elif refused:
+                self.limit = max(1, self.limit - 1)  # someone else uses the budget: one slot less
+            elif full and not self.settled and self.batch_mode is not None and level == self.limit:
+                self.accepted = max(self.accepted, self.limit)
+                self.limit = min(self.ceiling, self.limit + BATCH_OUTLOOK_PARALLEL)  # one parallel batch more
+                self.settled = self.limit == self.accepted
+            waiting, self._waiting = self._waiting, []
+        for wake in waiting:
+            wake()
+
+    def describe(self) -> str:
+        """What was learnt, for the log."""
+        if self.refusals and self.accepted:
+            level = f"Graph refused more than {self.limit} at once"
+        elif self.refusals:
+            level = f"Graph kept refusing, lowered to {self.limit}"
+        elif self.limit >= self.ceiling:
+            level = f"the configured ceiling (audit.max_outlook_concurrency = {self.ceiling}); Graph refused none"
+        else:
+            level = "Graph refused none"
+        mode = {
+            "queue": "$batch items beyond 4 wait their turn",
+            "refuse": "$batch items beyond 4 in flight are refused, so probes go in sequential batches",
+        }.get(self.batch_mode or "", "no $batch was large enough to show how Graph runs batch items")
+        return f"up to {self.limit} Outlook probes in flight ({level}); {mode}"
 
 
 class _Fault(Exception):
@@ -359,7 +479,7 @@ class GraphClient:
                 self.stats.add("retries", len(pending))
             workers = max(1, min(in_flight, len(chunks)))
             if workers == 1:
-                answers = [self._send_batch([by_id[r] for r in chunk]) for chunk in chunks]
+                answers = [self.send_batch([by_id[r] for r in chunk]) for chunk in chunks]
             else:
                 with ThreadPoolExecutor(
                     max_workers=workers,
@@ -367,7 +487,7 @@ class GraphClient:
                     initializer=logs.adopt,
                     initargs=(logs.current(),),
                 ) as pool:
-                    answers = list(pool.map(lambda c: self._send_batch([by_id[r] for r in c]), chunks))
+                    answers = list(pool.map(lambda c: self.send_batch([by_id[r] for r in c]), chunks))
             again: list[str] = []
             delay = 0.0
             for answer in answers:
@@ -402,7 +522,7 @@ class GraphClient:
             return "other"
         return request_class(url[len(self.base_url) :])
 
-    def _send_batch(self, items: list[dict]) -> dict[str, BatchItem]:
+    def send_batch(self, items: list[dict]) -> dict[str, BatchItem]:
         """One POST /$batch; the whole batch is retried on 429/503/504/424 or an unreadable answer."""
         body = {"requests": [dict(item) for item in items]}
         for item in items:

@@ -22,7 +22,7 @@ from audit.collect import collect_tenant
 from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
 from audit.exitcodes import ExitCode
-from audit.graph import GraphClient, GraphError
+from audit.graph import GraphClient, GraphError, OutlookLimiter
 from audit.models import RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
@@ -79,6 +79,7 @@ def audit_tenant(
     addresses: list[str] | None = None,
     connection: tuple[TokenProvider, GraphClient] | None = None,
     now: datetime | None = None,
+    limiter: OutlookLimiter | None = None,
 ) -> TenantResult:
     """Collect and check one tenant. Never raises for Graph or auth trouble: the result says failed.
 
@@ -94,6 +95,7 @@ def audit_tenant(
             addresses=addresses,
             connection=connection,
             now=now,
+            limiter=limiter,
         )
 
 
@@ -107,6 +109,7 @@ def _audit_tenant(
     addresses: list[str] | None = None,
     connection: tuple[TokenProvider, GraphClient] | None = None,
     now: datetime | None = None,
+    limiter: OutlookLimiter | None = None,
 ) -> TenantResult:
     audit = config.audit
     started = now or datetime.now(UTC)
@@ -124,6 +127,7 @@ def _audit_tenant(
             progress=tenant_progress,
             now=started,
             addresses=addresses,
+            limiter=limiter,
         )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
@@ -171,17 +175,28 @@ def _audit_tenant(
     )
 
 
+def app_key(tenant: TenantConfig) -> tuple[str, str]:
+    """The audit's app as Graph counts it: its client id, in its cloud (or endpoint override)."""
+    return tenant.client_id.lower(), (tenant.graph_endpoint or tenant.cloud).lower()
+
+
 def audit_tenants(config: Config, options: RunOptions, progress: Callable | None = None) -> RunResult:
     tenants = select_tenants(config, options)
     recipients = read_recipients(options.recipients_file) if options.recipients_file else None
     started = datetime.now(UTC)
     workers = max(1, min(config.audit.tenant_concurrency, len(tenants)))
+    # Outlook's cap is per app (throttling-limits): tenants audited with the same app share one limiter.
+    limiters: dict[tuple[str, str], OutlookLimiter] = {}
+    for t in tenants:
+        limiters.setdefault(app_key(t), OutlookLimiter(config.audit.max_outlook_concurrency))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
     finished: list[str] = []
 
     def one(tenant: TenantConfig) -> TenantResult:
         try:
-            return audit_tenant(tenant, config, options, recipients=recipients, progress=progress)
+            return audit_tenant(
+                tenant, config, options, recipients=recipients, progress=progress, limiter=limiters[app_key(tenant)]
+            )
         finally:
             if progress:
                 progress("done", 0, None, tenant.name)

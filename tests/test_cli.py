@@ -137,3 +137,16 @@ def test_usage_errors_exit_2(argv, capsys):
         main(argv)
     assert stop.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["sim", "--rtt", "0.04"], "need --limits"),
+        (["sim", "--limits", "--latency", "outlook=fast"], "is not CLASS=SECONDS"),
+        (["sim", "--limits", "--rtt", "-1"], "rtt -1.0"),
+    ],
+)
+def test_sim_limit_options_are_checked_before_serving(argv, says, capsys):
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err

@@ -230,7 +230,8 @@ BAD_CASES: list[tuple[str, Mutation, str]] = [
         _set("audit", colour="blue"),
         "{file}: audit.colour: unknown key 'colour'. Remove it or fix its spelling; known keys here: "
         "out_dir, "
-        "fail_on, keep, ca_bundle, proxy, proxy_password_env, probe, formats, tenant_concurrency, exceptions_file.",
+        "fail_on, keep, ca_bundle, proxy, proxy_password_env, probe, formats, tenant_concurrency, exceptions_file, "
+        "max_outlook_concurrency.",
     ),
     (
         "literal-secret",
@@ -566,3 +567,14 @@ def test_passwordless_credentials_load(tmp_path: Path) -> None:
     contoso, fabrikam = load_config(path).tenants
     assert contoso.federated_token_file == tmp_path / "tokens" / "azure" and not contoso.federated_token_from_env
     assert fabrikam.managed_identity == "system"
+
+
+def test_max_outlook_concurrency(folder: Path) -> None:
+    assert load_config(write(folder, base_config())).audit.max_outlook_concurrency == 16
+    data = base_config()
+    data["audit"]["max_outlook_concurrency"] = 4  # an admin who must stay within Graph's documented 4
+    assert load_config(write(folder, data)).audit.max_outlook_concurrency == 4
+    data["audit"]["max_outlook_concurrency"] = 0
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(folder, data))
+    assert "audit.max_outlook_concurrency: 0 is out of range" in str(caught.value)

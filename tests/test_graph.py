@@ -288,7 +288,7 @@ def test_batches_split_at_20(sim_factory, wire, small_tenant: dict) -> None:
 
 
 def test_throttled_batch_item_is_retried_alone(sim_factory, wire, small_tenant: dict) -> None:
-    sim = sim_factory([small_tenant], limits=Limits(outlook_concurrency=4))
+    sim = sim_factory([small_tenant], limits=Limits(outlook_concurrency=4, outlook_batch="refuse"))
     wired = wire(sim, small_tenant)
     ids = user_ids(small_tenant)[:6]
     answers = wired.client.batch(
@@ -314,7 +314,7 @@ def test_batch_survives_random_faults(sim_factory, wire, small_tenant: dict) -> 
 
 
 def test_batch_budget_leaves_items_throttled(sim_factory, wire, small_tenant: dict) -> None:
-    sim = sim_factory([small_tenant], limits=Limits(outlook_concurrency=1))
+    sim = sim_factory([small_tenant], limits=Limits(outlook_concurrency=1, outlook_batch="refuse"))
     wired = wire(sim, small_tenant, max_attempts=2)
     ids = user_ids(small_tenant)[:5]
     answers = wired.client.batch([{"id": u, "method": "GET", "url": f"/users/{u}/mailboxSettings"} for u in ids])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -241,42 +240,6 @@ def test_report_download_is_fetched_without_the_token(report_host):
         ("/v1.0/reports/getMailboxUsageDetail(period='D7')", "Bearer secret-token"),
         ("/download/abc", None),
     ]
-
-
-def test_probe_lanes_shrink_while_outlook_refuses(sim_factory, make_config, tmp_path):
-    from audit.auth import TokenProvider, graph_base
-    from audit.collect import Collector, MailboxProber
-    from audit.simulator import Limits
-
-    spec = generate_tenant("litware", 60, seed=9, scenario="healthy")
-    # Outlook lets only 2 run at once here; each call lasts long enough for the lanes to overlap.
-    sim = sim_factory([spec], limits=Limits(outlook_concurrency=2, latency={"outlook": 0.05}, outlook_retry_after=0.05))
-    config = _only_tenant(sim, spec, make_config, tmp_path)
-    tenant = config.tenants[0]
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        time.sleep(seconds)
-
-    client = GraphClient(
-        graph_base(tenant), TokenProvider(tenant, verify=str(sim.ca_path)), verify=str(sim.ca_path), sleep=sleep
-    )
-    users = [user_from_graph(u) for u in spec["users"] if should_probe(user_from_graph(u))]
-    prober = MailboxProber(Collector(client, tenant, config), None)
-    lanes, refused = [], []
-    for start in range(0, 24, 8):  # three pages of eight, probed here one after the other
-        before = sim.counters.snapshot()["throttled"]
-        prober._probe(users[start : start + 8])
-        lanes.append(prober._window)
-        refused.append(sim.counters.snapshot()["throttled"] - before)
-    probes = prober.close()
-    assert len(probes) == 24 and {p.outcome for p in probes.values()} <= {"mailbox", "no_mailbox"}
-    # Four lanes against a limit of two: refusals, each waited out as Graph asked; then two lanes, which
-    # Outlook runs without refusing, and the lanes grow back by one.
-    assert refused[0] > 0 and waits and set(waits) == {0.05}
-    assert lanes[:2] == [2, 3] and refused[1] == 0
-    assert sim.counters.snapshot()["max_outlook_concurrency"] == 2
 
 
 TEAMS_ROOMS_PRO = "4cde982a-ede4-4409-9ae6-b003453c8ea6"  # Microsoft_Teams_Rooms_Pro (licensing table)

@@ -36,7 +36,7 @@ from .generate import (
     generate_tenant,
     load_tenant,
 )
-from .limits import Counters, FaultSpec, Limits
+from .limits import OUTLOOK_BATCHES, OUTLOOK_SCOPES, Counters, FaultSpec, Limits, parse_latency
 from .server import Simulator
 
 __all__ = [
@@ -47,6 +47,9 @@ __all__ = [
     "Counters",
     "FaultSpec",
     "Limits",
+    "OUTLOOK_BATCHES",
+    "OUTLOOK_SCOPES",
+    "parse_latency",
     "Simulator",
     "demo_access_policies",
     "demo_domains",

@@ -21,6 +21,7 @@ from .directory import DirectoryHandlers
 from .identity import IdentityHandlers, decode_access_token
 from .limits import (
     BATCH,
+    BATCH_OUTLOOK_PARALLEL,
     DIRECTORY,
     IDENTITY,
     OTHER,
@@ -274,6 +275,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
     def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes):
         """Response, or DROP to close the connection without answering."""
         self.counters.add("http_requests")
+        if self.limits and self.limits.rtt:
+            time.sleep(self.limits.rtt)  # the network's round trip: paid per HTTP request, outside any Graph cap
         split = urlsplit(raw_path)
         path = unquote(split.path).rstrip("/") or "/"
         query = parse_query(split.query)
@@ -419,6 +422,16 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
     def _key(self, req: Request) -> tuple[str, str]:
         return str(req.claims["appid"]), str(req.claims["tid"])
 
+    def _outlook_key(self, req: Request, params: dict) -> tuple[str, ...]:
+        """What the Outlook cap counts per: the app, the app in a tenant, or the app on one mailbox."""
+        app_id, tenant_id = self._key(req)
+        scope = self.limits.outlook_scope if self.limits else "app"
+        if scope == "app":
+            return (app_id,)
+        if scope == "app-tenant":
+            return app_id, tenant_id
+        return app_id, tenant_id, str(params.get("user") or "").lower()
+
     def _bucket(self, key: tuple, capacity: float, per_second: float) -> TokenBucket:
         with self._buckets_lock:
             if key not in self._buckets:
@@ -495,7 +508,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         if denied:
             return denied
         if route.request_class == OUTLOOK and not reserved:
-            key = self._key(req)
+            key = self._outlook_key(req, params)
             if self.gate.reserve(key, 1) == 0:
                 return self.outlook_throttled(req)
             try:
@@ -575,7 +588,6 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         if overhead:
             time.sleep(overhead)
 
-        key = self._key(req)
         results: dict[str, Response] = {}
         runnable: list[tuple[str, Request, Route, dict]] = []
         for item in items:
@@ -602,39 +614,44 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             else:
                 runnable.append((str(item["id"]), sub, route, params))
 
-        enforced = self.gate.limit is not None
-        outlook = [r for r in runnable if r[2].request_class == OUTLOOK]
-        if enforced and outlook:
-            taken = self.gate.reserve(key, len(outlook))
-            for item_id, sub, _, _ in outlook[taken:]:
-                results[item_id] = self.outlook_throttled(sub)
-            refused = {r[0] for r in outlook[taken:]}
-            runnable = [r for r in runnable if r[0] not in refused]
+        # "refuse": the batch's Outlook items all start at once, and those over the cap are answered 429
+        # before any runs. "queue" (and no limits): at most 4 run at once, each taking its slot as it starts.
+        # A sequential batch (dependsOn) runs one item at a time, each taking its slot when it starts.
+        depends = {str(i["id"]): [str(d) for d in i.get("dependsOn") or []] for i in items}
+        sequential = any(depends.values())
+        refuse = self.limits is not None and self.limits.outlook_batch == "refuse" and not sequential
+        held: dict[str, tuple[str, ...]] = {}  # item id -> the Outlook slot it holds
+        if refuse:
+            for item_id, sub, route, params in runnable:
+                if route.request_class != OUTLOOK:
+                    continue
+                key = self._outlook_key(sub, params)
+                if self.gate.reserve(key, 1):
+                    held[item_id] = key
+                else:
+                    results[item_id] = self.outlook_throttled(sub)
+            runnable = [r for r in runnable if r[0] in held or r[2].request_class != OUTLOOK]
 
         def run(entry: tuple[str, Request, Route, dict]) -> tuple[str, Response]:
             item_id, sub, route, params = entry
-            if route.request_class != OUTLOOK:
+            if item_id not in held:
                 return item_id, self.execute(route, params, sub)
-            if not enforced:
-                self.gate.reserve(key, 1)
             try:
                 return item_id, self.execute(route, params, sub, reserved=True)
             finally:
-                self.gate.release(key)
+                self.gate.release(held.pop(item_id))
 
-        depends = {str(i["id"]): [str(d) for d in i.get("dependsOn") or []] for i in items}
-        if any(depends.values()):
+        if sequential:  # "fully sequential or fully parallel" (json-batching): run in order
             for entry in runnable:
                 failed = [d for d in depends[entry[0]] if d in results and results[d].status >= 400]
                 if failed:
                     results[entry[0]] = graph_error(424, "FailedDependency", "The dependent request failed.", entry[1])
-                    if entry[2].request_class == OUTLOOK and enforced:
-                        self.gate.release(key)
                     continue
                 item_id, response = run(entry)
                 results[item_id] = response
         elif runnable:
-            with ThreadPoolExecutor(max_workers=min(4, len(runnable))) as pool:
+            workers = len(runnable) if refuse else min(BATCH_OUTLOOK_PARALLEL, len(runnable))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
                 for item_id, response in pool.map(run, runnable):
                     results[item_id] = response
 

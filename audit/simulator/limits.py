@@ -108,14 +108,34 @@ class FaultSpec:
         return cls(**values)  # type: ignore[arg-type]
 
 
+# How Graph's Outlook concurrency cap of 4 is counted. The current throttling page
+# (learn.microsoft.com/graph/throttling-limits#outlook-service-limits) counts 4 concurrent requests per
+# app, whatever mailboxes they reach ("app"); an older revision listed 4 per app and mailbox, and the 429
+# names a "MailboxConcurrency" limit ("app-mailbox"; e.g. github.com/alcionai/corso/issues/3695,
+# github.com/magodo/terraform-provider-outlook/issues/21, both code ApplicationThrottled). "app-tenant"
+# is the simulator's old reading, one cap per app and tenant. Default: the current page.
+OUTLOOK_SCOPES = ("app", "app-tenant", "app-mailbox")
+# What a $batch does with Outlook items beyond 4. "queue": Graph hands at most 4 of a batch's items to
+# Outlook at once and the rest wait their turn (learn.microsoft.com/graph/throttling-limits and the
+# Microsoft answer on learn.microsoft.com/answers/questions/1660054). "refuse": items beyond 4 in flight
+# are answered 429 at once (reported on learn.microsoft.com/answers/questions/734143; json-batching says
+# batch items are evaluated individually against throttling limits). Default: the current page.
+OUTLOOK_BATCHES = ("queue", "refuse")
+BATCH_OUTLOOK_PARALLEL = 4  # items of one $batch handed to Outlook at the same time ("queue")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Graph's service limits, enforced only when given (graph-side numbers from the throttling docs).
 
-    outlook_concurrency: Outlook-class calls in flight per (app, tenant), batch items included.
+    outlook_concurrency: Outlook operations executing at once per `outlook_scope` (batch items
+    included); the cap counts Outlook's service time only, never the round trip.
+    outlook_scope: "app", "app-tenant" or "app-mailbox" (see OUTLOOK_SCOPES).
+    outlook_batch: "queue" or "refuse" (see OUTLOOK_BATCHES).
     ru_per_10s: resource units per 10 s per (app, tenant) for directory calls (token bucket).
     global_rps: requests per second per app over all tenants.
-    latency: seconds slept per class: "directory", "outlook", "reports", "batch" (batch overhead).
+    latency: service seconds per class: "directory", "outlook", "reports", "batch" (batch overhead).
+    rtt: seconds of network round trip added to every HTTP request (a $batch pays it once).
     """
 
     outlook_concurrency: int = 4
@@ -123,6 +143,34 @@ class Limits:
     global_rps: int | None = None
     latency: dict[str, float] = field(default_factory=dict)
     outlook_retry_after: float = 1.0  # Retry-After sent when the Outlook concurrency limit refuses a call
+    rtt: float = 0.0
+    outlook_scope: str = "app"
+    outlook_batch: str = "queue"
+
+    def __post_init__(self) -> None:
+        if self.outlook_scope not in OUTLOOK_SCOPES:
+            raise ValueError(f"outlook_scope {self.outlook_scope!r}: use one of {', '.join(OUTLOOK_SCOPES)}")
+        if self.outlook_batch not in OUTLOOK_BATCHES:
+            raise ValueError(f"outlook_batch {self.outlook_batch!r}: use one of {', '.join(OUTLOOK_BATCHES)}")
+        if self.rtt < 0:
+            raise ValueError(f"rtt {self.rtt!r}: a round trip is 0 seconds or more")
+
+
+def parse_latency(spec: str) -> dict[str, float]:
+    """ "directory=0.5,outlook=0.15" -> {"directory": 0.5, "outlook": 0.15} (service seconds per class)."""
+    classes = (DIRECTORY, OUTLOOK, REPORTS, BATCH)
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, raw = part.partition("=")
+        key = key.strip().lower()
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if key not in classes or value < 0:
+            raise ValueError(f"latency {spec!r}: {part!r} is not CLASS=SECONDS (classes: {', '.join(classes)})")
+        out[key] = value
+    return out
 
 
 class TokenBucket:
@@ -145,25 +193,30 @@ class TokenBucket:
 
 
 class OutlookGate:
-    """Counts Outlook-class calls in flight per (app, tenant); refuses above the limit when enforced."""
+    """Counts Outlook operations executing per scope key; refuses above the limit when enforced."""
 
     def __init__(self, limit: int | None, counters: Counters) -> None:
         self.limit, self.counters = limit, counters
-        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.in_flight: Counter[tuple[str, ...]] = Counter()
+        self.total = 0  # over all keys
         self.lock = threading.Lock()
 
-    def reserve(self, key: tuple[str, str], wanted: int) -> int:
+    def reserve(self, key: tuple[str, ...], wanted: int) -> int:
         """Take up to `wanted` slots (all of them when not enforced); return how many were taken."""
         with self.lock:
             free = wanted if self.limit is None else max(0, self.limit - self.in_flight[key])
             taken = min(wanted, free)
             self.in_flight[key] += taken
-            self.counters.observe_outlook(self.in_flight[key])
+            self.total += taken
+            self.counters.observe_outlook(self.in_flight[key], self.total)
             return taken
 
-    def release(self, key: tuple[str, str], count: int = 1) -> None:
+    def release(self, key: tuple[str, ...], count: int = 1) -> None:
         with self.lock:
             self.in_flight[key] -= count
+            self.total -= count
+            if self.in_flight[key] <= 0:
+                del self.in_flight[key]  # one key per mailbox under "app-mailbox": do not keep them all
 
 
 class Counters:
@@ -182,7 +235,8 @@ class Counters:
         self.tokens_issued = 0
         self.token_errors = 0
         self.batch_sizes: list[int] = []
-        self.max_outlook_concurrency = 0
+        self.max_outlook_concurrency = 0  # the most Outlook operations seen executing under one scope key
+        self.max_outlook_in_flight = 0  # ... and over all keys together
 
     def count(self, request_class: str, route: str) -> None:
         with self.lock:
@@ -206,9 +260,10 @@ class Counters:
         with self.lock:
             self.batch_sizes.append(size)
 
-    def observe_outlook(self, in_flight: int) -> None:
+    def observe_outlook(self, in_flight: int, total: int) -> None:
         with self.lock:  # called under the gate lock; this lock is never held while taking the gate's
             self.max_outlook_concurrency = max(self.max_outlook_concurrency, in_flight)
+            self.max_outlook_in_flight = max(self.max_outlook_in_flight, total)
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -225,6 +280,7 @@ class Counters:
                 "token_errors": self.token_errors,
                 "batch_sizes": list(self.batch_sizes),
                 "max_outlook_concurrency": self.max_outlook_concurrency,
+                "max_outlook_in_flight": self.max_outlook_in_flight,
             }
 
 

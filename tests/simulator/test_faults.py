@@ -147,7 +147,8 @@ def test_outlook_concurrency_is_capped(sim_factory, tenant):
 
 
 def test_batch_outlook_items_beyond_the_free_slots_are_throttled(sim_factory, tenant):
-    sim = sim_factory([tenant], limits=Limits(outlook_concurrency=4))
+    # The "refuse" reading (learn.microsoft.com/answers/questions/734143: the 5th item of a batch refused).
+    sim = sim_factory([tenant], limits=Limits(outlook_concurrency=4, outlook_batch="refuse"))
     graph = Graph(sim, tenant)
     requests_ = [
         {"id": str(i), "method": "GET", "url": f"/users/{u['id']}/mailboxSettings"}
@@ -190,3 +191,91 @@ def test_global_rate(sim_factory, tenant):
     graph = Graph(sim, tenant)
     statuses = [graph.get("/organization").status_code for _ in range(20)]
     assert statuses[:5] == [200] * 5 and 429 in statuses
+
+
+def _mailbox_batch(tenant: dict, count: int = 20) -> list[dict]:
+    return [
+        {"id": str(i), "method": "GET", "url": f"/users/{u['id']}/mailboxSettings"}
+        for i, u in enumerate(tenant["users"][:count])
+    ]
+
+
+def test_batch_queue_runs_every_outlook_item_four_at_a_time(sim_factory, tenant):
+    # The current throttling page: Graph hands up to 4 items of a batch to Outlook at once; the rest wait.
+    sim = sim_factory([tenant], limits=Limits(outlook_concurrency=4, outlook_batch="queue", latency={"outlook": 0.01}))
+    items = Graph(sim, tenant).post("/$batch", json={"requests": _mailbox_batch(tenant)}).json()["responses"]
+    assert len(items) == 20 and not [i for i in items if i["status"] == 429]
+    assert sim.counters.snapshot()["max_outlook_concurrency"] == 4
+
+
+def test_sequential_batch_holds_one_outlook_slot_even_when_refusing(sim_factory, tenant):
+    # dependsOn makes a batch sequential (json-batching): one item runs at a time, so none is refused.
+    sim = sim_factory([tenant], limits=Limits(outlook_concurrency=1, outlook_batch="refuse"))
+    requests_ = _mailbox_batch(tenant, 6)
+    for i, item in enumerate(requests_[1:], start=1):
+        item["dependsOn"] = [str(i - 1)]
+    items = Graph(sim, tenant).post("/$batch", json={"requests": requests_}).json()["responses"]
+    statuses = {i["id"]: i["status"] for i in items}
+    first_failure = min((int(k) for k, v in statuses.items() if v >= 400 and v != 424), default=None)
+    assert 429 not in statuses.values()
+    if first_failure is not None:  # a mailbox that is not there fails its successors with 424
+        assert all(statuses[str(k)] == 424 for k in range(first_failure + 1, 6))
+    assert sim.counters.snapshot()["max_outlook_concurrency"] == 1
+
+
+@pytest.mark.parametrize(("scope", "refused"), [("app", 16 + 20), ("app-tenant", 16 + 16), ("app-mailbox", 0)])
+def test_outlook_cap_scope(sim_factory, scope, refused):
+    # Two tenants consented to the same audit app (one client id), each sending a refusing batch of 20.
+    # "app": 4 slots for both tenants; "app-tenant": 4 each; "app-mailbox": 4 per mailbox.
+    first = generate_tenant("contoso", 40, seed=9, scenario="healthy")
+    second = generate_tenant("fabrikam", 40, seed=9, scenario="healthy")
+    second["clients"][0]["client_id"] = first["clients"][0]["client_id"]
+    limits = Limits(outlook_concurrency=4, outlook_scope=scope, outlook_batch="refuse", latency={"outlook": 0.3})
+    sim = sim_factory([first, second], limits=limits)
+    answers: list[dict] = []
+
+    def send(spec: dict) -> None:
+        answers.extend(Graph(sim, spec).post("/$batch", json={"requests": _mailbox_batch(spec)}).json()["responses"])
+
+    threads = [threading.Thread(target=send, args=(spec,)) for spec in (first, second)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)  # the second batch arrives while the first one's items run
+    for thread in threads:
+        thread.join()
+    throttled = [a for a in answers if a["status"] == 429]
+    assert len(throttled) == refused
+    assert all(a["body"]["error"]["code"] == "ApplicationThrottled" for a in throttled)
+    assert all("MailboxConcurrency" in a["body"]["error"]["message"] for a in throttled)
+    snapshot = sim.counters.snapshot()
+    assert snapshot["max_outlook_in_flight"] == {"app": 4, "app-tenant": 8, "app-mailbox": 40}[scope]
+
+
+def test_round_trip_is_paid_per_http_request_outside_the_outlook_cap(sim_factory, tenant):
+    # A round trip of 0.3 s, 0.02 s of Outlook time, a cap of 1, four GETs sent 0.08 s apart: their
+    # round trips overlap, their Outlook times do not, so none is refused. Were the round trip counted
+    # under the cap, the second would be refused.
+    limits = Limits(outlook_concurrency=1, rtt=0.3, latency={"outlook": 0.02}, outlook_batch="refuse")
+    sim = sim_factory([tenant], limits=limits)
+    graph = Graph(sim, tenant)
+    user = kind(tenant, lambda u: u["mailbox"] == {"purpose": "user", "location": "cloud"})
+    statuses: list[int] = []
+
+    def probe() -> None:
+        statuses.append(graph.get(f"/users/{user['id']}/mailboxSettings").status_code)
+
+    threads = [threading.Thread(target=probe) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.08)
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 4
+    assert sim.counters.snapshot()["max_outlook_concurrency"] == 1
+
+
+def test_limits_refuse_unknown_readings():
+    with pytest.raises(ValueError, match="outlook_scope"):
+        Limits(outlook_scope="tenant")
+    with pytest.raises(ValueError, match="outlook_batch"):
+        Limits(outlook_batch="wait")
