@@ -29,6 +29,7 @@ import requests
 from audit.config import Config, EmailConfig, TenantConfig, is_https_url, is_loopback
 from audit.logs import register_secret
 from audit.models import Finding, RunResult, Severity, TenantStatus
+from audit.report.tally import severity_counts
 from audit.session import connect, proxy_url, tls_verify
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ log = logging.getLogger("audit")
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_TYPES = {".xlsx": XLSX_TYPE, ".json": "application/json", ".csv": "text/csv"}
-SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
+SEVERITIES = Severity.worst_first()
 SMTP_TIMEOUT = 60.0
 WEBHOOK_TIMEOUT = 15.0
 # Graph refuses request bodies over 4 MB and base64 grows a file by a third: an attachment over 3 MB,
@@ -118,8 +119,7 @@ def summarize(result: RunResult, files: ReportFiles) -> Summary:
 
 
 def _severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = Counter(str(f.severity) for f in findings)
-    return {s.value: counts.get(s.value, 0) for s in SEVERITIES}
+    return severity_counts(findings)
 
 
 def _plural(n: int, word: str) -> str:

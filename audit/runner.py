@@ -23,7 +23,7 @@ from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
 from audit.exitcodes import ExitCode
 from audit.graph import GraphError
-from audit.models import RunResult, Severity, TenantResult, TenantStatus
+from audit.models import Failure, RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
 log = logging.getLogger("audit")
@@ -108,10 +108,16 @@ def _audit_tenant(
         )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
-        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=f"authentication: {err}")
+        return TenantResult(
+            tenant.name,
+            tenant.tenant_id,
+            TenantStatus.FAILED,
+            error=f"authentication: {err}",
+            failure=Failure.AUTHENTICATION,
+        )
     except GraphError as err:
         log.error("%s: the audit could not read the tenant: %s", tenant.name, err)
-        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err))
+        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err), failure=Failure.GRAPH)
 
     ctx = check_context(tenant, config, started)
     logs.adopt({"tenant": tenant.name, "phase": "checks"})
@@ -190,7 +196,7 @@ def exit_code(result: RunResult, counted_findings, fail_on: str) -> ExitCode:
     if (
         statuses
         and all(s == TenantStatus.FAILED for s in statuses)
-        and all((t.error or "").startswith("authentication") for t in result.tenants)
+        and all(t.failure == Failure.AUTHENTICATION for t in result.tenants)
     ):
         return ExitCode.USAGE
     if any(s != TenantStatus.OK for s in statuses):

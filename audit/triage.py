@@ -51,7 +51,7 @@ from openpyxl.cell import WriteOnlyCell
 
 from audit import __version__
 from audit.auth import AuthError, TokenProvider
-from audit.checks import catalogue, run_checks
+from audit.checks import catalogue, check_info, explaining, run_checks
 from audit.checks._facts import SkuIndex, describe_licences, describe_probe, normalize_address, user_addresses
 from audit.collect import collect_tenant
 from audit.config import Config, TenantConfig
@@ -66,6 +66,7 @@ from audit.models import (
     Finding,
     MailboxProbe,
     NotEvaluated,
+    Scope,
     Severity,
     TenantSnapshot,
     User,
@@ -354,27 +355,13 @@ def route(
 # Explaining one row
 
 INFO = {c.id: c for c in catalogue()}
-MAILBOX_CHECKS = ("on-premises-mailbox", "exchange-license-suspended", "no-exchange-license", "mailbox-not-provisioned")
-APP_CHECKS = (
-    "app-not-consented",
-    "app-disabled",
-    "app-credential-expiring",
-    "app-missing-permission",
-    "mailbox-outside-app-scope",
-)
-RELEVANT = {
-    RESOURCE_NOT_FOUND: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
-    MAILBOX_INACTIVE: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
-    UNKNOWN_REASON: APP_CHECKS,
-    USER_INVALID: (
-        "app-single-tenant",
-        "app-not-consented",
-        "domain-not-verified",
-        "recipient-not-in-directory",
-        "soft-deleted-user",
-        "mailbox-not-provisioned",
-    ),
-}
+
+
+def mailbox_checks() -> tuple[str, ...]:
+    """Checks about an account's own mailbox, most specific first: the first that fired for the owner explains
+    Resource is Not Found / Mailbox Inactive."""
+    return explaining(RESOURCE_NOT_FOUND, Scope.USER)
+
 
 NO_CAUSE_FIX = (
     "Retry the remediation. If it fails again with the same error, run the full audit of this tenant: the "
@@ -431,7 +418,7 @@ class _RunFacts:
 
 
 def _from(finding: Finding, evidence: str | None = None) -> Diagnosis:
-    info = INFO.get(finding.check_id)
+    info = check_info(finding.check_id)
     return Diagnosis(
         info.title if info else finding.check_id,
         finding.check_id,
@@ -463,7 +450,7 @@ def _other_findings(view: _Tenant, user: User | None, used: str = "") -> str:
 
 def _no_cause(view: _Tenant, kind: str, what: str, user: User | None) -> Diagnosis:
     evidence = f"no cause found in the tenant now; {what}"
-    gaps = view.not_checked(RELEVANT[kind])
+    gaps = view.not_checked(explaining(kind))
     if gaps:
         evidence += f"; could not check: {', '.join(gaps)}"
     return Diagnosis(
@@ -502,7 +489,7 @@ def _mailbox_state(view: _Tenant, kind: str, address: str) -> Diagnosis:
     if user is None:
         return _absent(view, address)
     found = view.user_findings(user.id)
-    for check_id in MAILBOX_CHECKS:
+    for check_id in mailbox_checks():
         if check_id in found:
             return _from(found[check_id], found[check_id].evidence + _other_findings(view, user, check_id))
     state = _user_state(view, user)

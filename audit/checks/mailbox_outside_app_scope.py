@@ -42,6 +42,7 @@ CHECK = CheckInfo(
         "Test-ServicePrincipalAuthorization -Identity <service principal> -Resource <upn>, and re-export."
     ),
     needs=("users",),  # app_scope or rbac: one of them is enough, see run()
+    explains=(UNKNOWN_REASON,),
 )
 
 

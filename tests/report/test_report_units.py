@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -150,7 +151,7 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
         "fabrikam",
         "52d847a0-445b-4a7e-894d-81ddc3d510e2",
         TenantStatus.OK,
-        not_evaluated=[NotEvaluated("app-credential-expiring", reason)],
+        not_evaluated=[NotEvaluated("app-credential-expiring", reason, read_in=home)],
     )
     audited = TenantResult("contoso", home, TenantStatus.OK)
     failed = TenantResult("contoso", home, TenantStatus.FAILED, error="AADSTS7000215")
@@ -161,6 +162,12 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
 
     assert [g.what for g in gaps(run_of(other, audited))] == []
     assert "check app-credential-expiring not evaluated" in [g.what for g in gaps(run_of(other, failed))]
+    # The field decides, not the wording: the same reason reworded is still covered by the home audit ...
+    reworded = replace(other, not_evaluated=[NotEvaluated("app-credential-expiring", "read at home", read_in=home)])
+    assert [g.what for g in gaps(run_of(reworded, audited))] == []
+    # ... and the sentence alone, without the field, no longer is.
+    unmarked = replace(other, not_evaluated=[NotEvaluated("app-credential-expiring", reason)])
+    assert [g.what for g in gaps(run_of(unmarked, audited))] == ["check app-credential-expiring not evaluated"]
 
 
 def test_app_checks_that_need_consent_are_no_gap_where_consent_is_the_finding():
