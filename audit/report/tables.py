@@ -314,7 +314,7 @@ def _role_state(assignments, graph_sp_id, role_id: str) -> str:
 def credential_summary(app: Mapping, now) -> tuple[str, object, object]:
     """Text listing each secret/certificate, the next expiry still ahead, and the last expiry."""
     items = []
-    for kind, c in sign_in_credentials(app):  # the same credentials app-credential-expiring judges
+    for kind, c in sign_in_credentials(app):  # the same credentials the expiry check judges
         name = c.get("displayName") or c.get("keyId") or "?"
         items.append((excel_time(c.get("endDateTime")), kind, name))
     signing = sum(1 for c in app.get("keyCredentials") or () if signing_only(c))
