@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from audit.checks import catalogue, check_info, needing_consent, showing_no_consent
 from audit.config import Config
 from audit.exitcodes import ExitCode
-from audit.models import Scope, TenantResult, TenantStatus
+from audit.models import Scope, Severity, TenantResult, TenantStatus
 from audit.runner import RunOptions, audit_tenant, select_tenants
 
 # Roles the audit's own app needs, with what each is for; Directory.Read.All covers the directory ones.
@@ -94,7 +94,8 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
     unconsented = any(check_id in by_check for check_id in showing_no_consent())
     for check_id, label in tenant_items():
         found = by_check.get(check_id, [])
-        if unconsented and check_id in needing_consent():
+        if unconsented and check_id in needing_consent() and not found:
+            # Nothing to read without the enterprise application: the missing consent is the answer.
             items.append(Item("FAIL", label, "no: the app is not consented in this tenant"))
         elif check_id in skipped:
             items.append(Item("WARN", label, f"not evaluated: {skipped[check_id]}"))
@@ -102,7 +103,7 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
             items.append(Item("PASS", label))
         else:
             worst = max(found, key=lambda f: f.severity.rank)
-            status = "FAIL" if worst.severity.rank >= 3 else "WARN"
+            status = "FAIL" if worst.severity.rank >= Severity.HIGH.rank else "WARN"
             items.append(Item(status, label, "; ".join(f.evidence for f in found)))
 
     for check_id in mailbox_checks():
