@@ -227,8 +227,8 @@ def test_the_lists_derived_from_the_catalogue_are_the_ones_spelled_out_before():
 
 # Where a check id may still be written outside the catalogue: triage's per-check diagnosis (it reasons
 # about particular checks, e.g. a single-tenant app seen from another tenant), the exceptions file example
-# in a docstring, and a collection message pointing the admin at the check that reports the cause.
-ID_ALLOWED = ("audit/triage", "audit/report/exceptions.py", "audit/collect.py")
+# in a docstring.
+ID_ALLOWED = ("audit/triage", "audit/report/exceptions.py")
 
 
 def test_no_module_outside_the_catalogue_lists_check_ids():
