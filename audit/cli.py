@@ -341,12 +341,11 @@ def _options(args, **extra) -> RunOptions:
 
 
 def _print_outcome(outcome) -> None:
+    from audit.report.tally import counts_text, severity_counts
+
     files = outcome.report
     for tenant in outcome.result.tenants:
-        counts: dict[str, int] = {}
-        for f in tenant.findings:
-            counts[str(f.severity)] = counts.get(str(f.severity), 0) + 1
-        by_sev = ", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low") if s in counts)
+        by_sev = counts_text(severity_counts(tenant.findings))
         detail = f"{len(tenant.findings)} findings ({by_sev or 'none'})"
         if tenant.status == "failed" or tenant.error:
             detail = tenant.error if tenant.status == "failed" else f"{tenant.error}; {detail}"
@@ -366,11 +365,11 @@ def _print_outcome(outcome) -> None:
 
 def verdict_line(result, files) -> str:
     """The run's answer in one line: 'NOT SAFE: 5 critical, 126 high, 30 medium in 3 tenants'."""
-    from audit.report.verdict import INCOMPLETE, SAFE, SEVERITIES, severity_counts, verdict
+    from audit.report.tally import counts_text, severity_counts
+    from audit.report.verdict import INCOMPLETE, SAFE, verdict
 
     judged = files.verdict or verdict(result, files.findings)
-    counts = severity_counts(files.findings)
-    found = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
+    found = counts_text(severity_counts(files.findings))
     n = len(result.tenants)
     where = f"in {n} tenant{'s' if n != 1 else ''}"
     if judged.word == SAFE:

@@ -1001,7 +1001,9 @@ def _application(c: Collector, config: Config) -> Dataset:
     if home.lower() != tenant.tenant_id.lower():
         configured = any(t.tenant_id.lower() == home.lower() for t in config.tenants)
         where = READ_IN_HOME_AUDIT if configured else "is not among the configured tenants"
-        return Dataset.missing(f"the app registration lives in its home tenant {home}, which {where}")
+        return Dataset.missing(
+            f"the app registration lives in its home tenant {home}, which {where}", read_in=home if configured else None
+        )
     return c._read(
         "application",
         "the remediation app's registration",

@@ -138,7 +138,7 @@ SECRET_KEYS = frozenset(
     }
 )
 SECRET_HINT = "put the secret in an environment variable and name that variable in client_secret_env"
-SEVERITIES = tuple(s.value for s in Severity)
+SEVERITIES = tuple(s.value for s in Severity.worst_first())
 FORMATS = ("xlsx", "json", "csv")
 
 

@@ -24,8 +24,19 @@ class Severity(StrEnum):
 
     @property
     def rank(self) -> int:
-        """Higher is worse: critical 4 ... low 1."""
+        """Higher is worse: critical 4 ... low 1. The one definition of the severity order."""
         return {"critical": 4, "high": 3, "medium": 2, "low": 1}[self.value]
+
+    @classmethod
+    def worst_first(cls) -> list[Severity]:
+        return sorted(cls, key=lambda s: -s.rank)
+
+
+class Failure(StrEnum):
+    """Why a tenant could not be audited at all (TenantResult.failure)."""
+
+    AUTHENTICATION = "authentication"  # no token: the config's credentials or consent are wrong
+    GRAPH = "graph"  # signed in, but Graph could not be read
 
 
 class TenantStatus(StrEnum):
@@ -41,10 +52,31 @@ USER_INVALID = "The Requested User is Invalid"
 MAILBOX_INACTIVE = "The Mailbox is either Inactive, Soft-Deleted, or is Hosted On-Premise"
 
 
+class Scope(StrEnum):
+    """What a check's findings are about."""
+
+    USER = "user"  # one account or address; readiness counts them as mailboxes that would fail
+    TENANT = "tenant"  # a setting of the tenant itself
+    APP = "app"  # the remediation app's registration or enterprise application
+
+
 @dataclass(frozen=True)
 class CheckInfo:
-    """A check's declarative metadata. `needs` names the snapshot datasets it cannot do without; `reads`
-    those it uses when they are there (any one of them is enough), so the Checks sheet can name them too."""
+    """A check's declarative metadata: everything readiness, triage and the reports need to know about it.
+
+    `needs` names the snapshot datasets it cannot do without. `explains` lists the remediation errors
+    triage looks to this check for (a check that could not run is named when triage finds no cause).
+    `needs_consent`: it reads the remediation app's enterprise application, so it has nothing to judge where
+    the app is not consented; `shows_no_consent`: a finding of it says the app is not consented. `readiness`
+    is the label of its line in the readiness list (tenant and app checks; the title when empty).
+    `counted_among` names the snapshot dataset a user check's findings are a share of (empty: the users
+    read). `precedence` orders checks where they are weighed against each other: when one account has
+    findings of several checks that explain the same error, triage names the lowest; readiness lists tenant
+    and app checks lowest first (prerequisites such as Exchange Online and consent before the rest).
+    `reads` names datasets it uses when they are there (any one is enough), so the Checks sheet names
+    them too. `legacy_subject`: a pattern whose first group is the subject in the evidence of reports written before
+    findings stored their subject.
+    """
 
     id: str
     title: str
@@ -54,6 +86,14 @@ class CheckInfo:
     fix: str
     needs: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
+    scope: Scope = Scope.USER
+    explains: tuple[str, ...] = ()
+    needs_consent: bool = False
+    shows_no_consent: bool = False
+    readiness: str = ""
+    counted_among: str = ""
+    precedence: int = 100
+    legacy_subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,20 +155,12 @@ def needs_text(needs: tuple[str, ...]) -> str:
 # Why the remediation app's registration is not read in a tenant audited in the same run as its home tenant.
 READ_IN_HOME_AUDIT = "is read in that tenant's audit"
 
-FINDING_FIELDS = [f.name for f in fields(Finding) if f.name != "subject"]  # the JSON report's fields
-
-# What a tenant-level finding is about, read from its evidence: one finding per role, domain or credential.
-# The JSON report does not store it, so it is derived the same way when a report is read back.
-_SUBJECTS = {
-    "app-credential-expiring": re.compile(r"\(key ([0-9A-Za-z-]+)\)"),
-    "app-missing-permission": re.compile(r"application permission (\S+)"),
-    "domain-not-verified": re.compile(r"^domain (\S+)"),
-}
+FINDING_FIELDS = [f.name for f in fields(Finding)]  # the JSON report's fields
 
 
-def subject_of(check_id: str, evidence: str) -> str | None:
-    pattern = _SUBJECTS.get(check_id)
-    match = pattern.search(evidence) if pattern else None
+def subject_of(pattern: str, evidence: str) -> str | None:
+    """The subject named in the evidence of a finding read from a report that did not store it."""
+    match = re.search(pattern, evidence) if pattern else None
     return match.group(1).lower() if match else None
 
 
@@ -136,6 +168,16 @@ def subject_of(check_id: str, evidence: str) -> str | None:
 class NotEvaluated:
     check_id: str
     reason: str
+    read_in: str | None = None  # tenant id of the audit that evaluates this check instead (the app's home)
+
+
+# Reports written before NotEvaluated.read_in was stored said it only in the reason.
+_LEGACY_READ_IN = re.compile(r"home tenant (\S+), which " + re.escape(READ_IN_HOME_AUDIT) + "$")
+
+
+def legacy_read_in(reason: str) -> str | None:
+    match = _LEGACY_READ_IN.search(reason)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -148,14 +190,15 @@ class Dataset(Generic[T]):
 
     value: T | None
     error: str | None = None
+    read_in: str | None = None  # tenant id whose audit reads this instead (see NotEvaluated.read_in)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @classmethod
-    def missing(cls, reason: str) -> Dataset[T]:
-        return cls(None, reason)
+    def missing(cls, reason: str, read_in: str | None = None) -> Dataset[T]:
+        return cls(None, reason, read_in)
 
 
 class AssignedPlan(NamedTuple):
@@ -282,6 +325,7 @@ class TenantResult:
     findings: list[Finding] = field(default_factory=list)
     snapshot: TenantSnapshot | None = None
     not_assessed_users: tuple[str, ...] = ()  # ids of users whose mailbox probe failed or was refused
+    failure: Failure | None = None  # set when status is failed
 
 
 @dataclass

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
+from audit.checks import catalogue, check_info, needing_consent, showing_no_consent
 from audit.config import Config
 from audit.exitcodes import ExitCode
-from audit.models import TenantResult, TenantStatus
+from audit.models import Scope, Severity, TenantResult, TenantStatus
 from audit.runner import RunOptions, audit_tenant, select_tenants
 
 # Roles the audit's own app needs, with what each is for; Directory.Read.All covers the directory ones.
@@ -22,25 +23,19 @@ OPTIONAL_ROLES = {
     "GroupMember.Read.All": "resolve application access policy scopes",
 }
 COVERED_BY_DIRECTORY = {"User.Read.All", "Organization.Read.All", "Application.Read.All", "GroupMember.Read.All"}
+# What a user check's findings are a share of (CheckInfo.counted_among), in the admin's words.
+COUNTED_AMONG = {"deleted_users": "soft-deleted users", "recipients": "addresses listed"}
 
-TENANT_ITEMS = [  # (check id, item label)
-    ("tenant-no-exchange-online", "Exchange Online serves this tenant"),
-    ("app-not-consented", "remediation app consented in this tenant"),
-    ("app-disabled", "remediation app enabled"),
-    ("app-missing-permission", "remediation app holds Mail.ReadWrite and Organization.Read.All"),
-    ("app-single-tenant", "remediation app accepts this many tenants"),
-    ("app-credential-expiring", "remediation app credentials valid"),
-    ("domain-not-verified", "configured domains verified"),
-]
-MAILBOX_CHECKS = [
-    "no-exchange-license",
-    "exchange-license-suspended",
-    "mailbox-not-provisioned",
-    "on-premises-mailbox",
-    "mailbox-outside-app-scope",
-    "soft-deleted-user",
-    "recipient-not-in-directory",
-]
+
+def tenant_items() -> list[tuple[str, str]]:
+    """(check id, item label) of the tenant and app checks, in order of precedence (prerequisites first)."""
+    checks = sorted((c for c in catalogue() if c.scope != Scope.USER), key=lambda c: c.precedence)
+    return [(c.id, c.readiness or c.title) for c in checks]
+
+
+def mailbox_checks() -> list[str]:
+    """The user checks: each is one "mailboxes:" line, counting the accounts that would fail."""
+    return [c.id for c in catalogue() if c.scope == Scope.USER]
 
 
 @dataclass
@@ -78,6 +73,7 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
     items.append(Item("PASS", "authentication", "token issued"))
     roles = set(result.snapshot.audit_roles)
     has_directory = "Directory.Read.All" in roles
+    missing_roles = False
     for role, why in {**AUDIT_ROLES, **OPTIONAL_ROLES}.items():
         held = (
             role in roles
@@ -85,19 +81,21 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
             or (role == "MailboxSettings.Read" and "MailboxSettings.ReadWrite" in roles)
         )
         if not held:
+            missing_roles = True
             status = "FAIL" if role in AUDIT_ROLES else "WARN"
             items.append(Item(status, f"audit app holds {role}", f"missing: grant it to {why}"))
-    if not any(i.item.startswith("audit app holds") for i in items):
+    if not missing_roles:
         items.append(Item("PASS", "audit app permissions", ", ".join(sorted(roles))))
 
     by_check: dict[str, list] = {}
     for f in result.findings:
         by_check.setdefault(f.check_id, []).append(f)
     skipped = {n.check_id: n.reason for n in result.not_evaluated}
-    unconsented = "app-not-consented" in by_check
-    for check_id, label in TENANT_ITEMS:
+    unconsented = any(check_id in by_check for check_id in showing_no_consent())
+    for check_id, label in tenant_items():
         found = by_check.get(check_id, [])
-        if unconsented and check_id in ("app-disabled", "app-missing-permission"):
+        if unconsented and check_id in needing_consent() and not found:
+            # Nothing to read without the enterprise application: the missing consent is the answer.
             items.append(Item("FAIL", label, "no: the app is not consented in this tenant"))
         elif check_id in skipped:
             items.append(Item("WARN", label, f"not evaluated: {skipped[check_id]}"))
@@ -105,10 +103,10 @@ def tenant_readiness(result: TenantResult) -> TenantReadiness:
             items.append(Item("PASS", label))
         else:
             worst = max(found, key=lambda f: f.severity.rank)
-            status = "FAIL" if worst.severity.rank >= 3 else "WARN"
+            status = "FAIL" if worst.severity.rank >= Severity.HIGH.rank else "WARN"
             items.append(Item(status, label, "; ".join(f.evidence for f in found)))
 
-    for check_id in MAILBOX_CHECKS:
+    for check_id in mailbox_checks():
         found = by_check.get(check_id, [])
         if check_id in skipped:
             items.append(Item("WARN", f"mailboxes: {check_id}", f"not evaluated: {skipped[check_id]}"))
@@ -129,11 +127,11 @@ def _out_of(result: TenantResult, check_id: str) -> tuple[int, str]:
     report alike), so the probe count is no denominator for them.
     """
     snapshot = result.snapshot
-    if check_id == "soft-deleted-user":
-        return len((snapshot.deleted_users.value if snapshot else None) or []), "soft-deleted users"
-    if check_id == "recipient-not-in-directory":
-        return len((snapshot.recipients.value if snapshot else None) or []), "addresses listed"
-    return result.users_scanned, "users read"
+    info = check_info(check_id)
+    among = info.counted_among if info else ""
+    if not among or among == "users":
+        return result.users_scanned, "users read"
+    return len((snapshot.dataset(among).value if snapshot else None) or []), COUNTED_AMONG.get(among, among)
 
 
 def _would_fail(count: int, total: int, what: str) -> str:

@@ -23,7 +23,7 @@ from audit.config import Config, ConfigError, TenantConfig
 from audit.csvin import read_recipients
 from audit.exitcodes import ExitCode
 from audit.graph import GraphClient, GraphError, OutlookLimiter
-from audit.models import RunResult, Severity, TenantResult, TenantStatus
+from audit.models import Failure, RunResult, Severity, TenantResult, TenantStatus
 from audit.session import check_context, connect
 
 log = logging.getLogger("audit")
@@ -131,10 +131,16 @@ def _audit_tenant(
         )
     except AuthError as err:
         log.error("%s: %s", tenant.name, err)
-        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=f"authentication: {err}")
+        return TenantResult(
+            tenant.name,
+            tenant.tenant_id,
+            TenantStatus.FAILED,
+            error=f"authentication: {err}",
+            failure=Failure.AUTHENTICATION,
+        )
     except GraphError as err:
         log.error("%s: the audit could not read the tenant: %s", tenant.name, err)
-        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err))
+        return TenantResult(tenant.name, tenant.tenant_id, TenantStatus.FAILED, error=str(err), failure=Failure.GRAPH)
 
     ctx = check_context(tenant, config, started)
     logs.adopt({"tenant": tenant.name, "phase": "checks"})
@@ -221,7 +227,7 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
 
 def sign_in_failed(tenant: TenantResult) -> bool:
     """The tenant failed because its sign-in did (see _audit_tenant): exit code 2, not 3."""
-    return tenant.status == TenantStatus.FAILED and (tenant.error or "").startswith("authentication")
+    return tenant.status == TenantStatus.FAILED and tenant.failure == Failure.AUTHENTICATION
 
 
 def exit_code(result: RunResult, counted_findings, fail_on: str) -> ExitCode:

@@ -29,9 +29,20 @@ from audit.checks import (
     tenant_no_exchange_online,
 )
 from audit.checks._base import CheckContext, CheckUnavailable
-from audit.models import CheckInfo, Finding, NotEvaluated, Severity, TenantSnapshot
+from audit.models import CheckInfo, Finding, NotEvaluated, Scope, Severity, TenantSnapshot
 
-__all__ = ["CHECKS", "CheckContext", "CheckUnavailable", "catalogue", "run_checks"]
+__all__ = [
+    "CHECKS",
+    "CheckContext",
+    "CheckUnavailable",
+    "catalogue",
+    "explaining",
+    "check_info",
+    "needing_consent",
+    "register",
+    "run_checks",
+    "showing_no_consent",
+]
 
 log = logging.getLogger("audit")
 
@@ -73,13 +84,44 @@ def _validate(checks: Sequence[ModuleType]) -> None:
             raise RuntimeError(f"{info.id}: title, predicts, cause and fix must not be empty")
         if unknown := set(info.needs + info.reads) - _DATASETS:
             raise RuntimeError(f"{info.id}: needs unknown dataset(s) {', '.join(sorted(unknown))}")
+        if not isinstance(info.scope, Scope):
+            raise RuntimeError(f"{info.id}: scope {info.scope!r} is not a Scope")
+        if info.counted_among and info.counted_among not in _DATASETS:
+            raise RuntimeError(f"{info.id}: counted_among names unknown dataset {info.counted_among}")
 
 
 _validate(CHECKS)
 
 
+def register(module: ModuleType) -> None:
+    """Add a check module to the catalogue (after the built-in ones): it then runs in every audit and
+    appears in readiness, triage and the report like the others. Remove it again with CHECKS.remove."""
+    _validate([*CHECKS, module])
+    CHECKS.append(module)
+
+
 def catalogue() -> list[CheckInfo]:
     return [module.CHECK for module in CHECKS]
+
+
+def check_info(check_id: str) -> CheckInfo | None:
+    return next((c for c in catalogue() if c.id == check_id), None)
+
+
+def needing_consent() -> frozenset[str]:
+    """Checks that have nothing to judge where the remediation app is not consented."""
+    return frozenset(c.id for c in catalogue() if c.needs_consent)
+
+
+def showing_no_consent() -> frozenset[str]:
+    """Checks whose finding says the remediation app is not consented in the tenant."""
+    return frozenset(c.id for c in catalogue() if c.shows_no_consent)
+
+
+def explaining(error: str, scope: Scope | None = None) -> tuple[str, ...]:
+    """Checks triage looks to for a remediation error (optionally of one scope), lowest precedence first."""
+    found = [c for c in catalogue() if error in c.explains and (scope is None or c.scope == scope)]
+    return tuple(c.id for c in sorted(found, key=lambda c: c.precedence))
 
 
 def _missing_reason(snapshot: TenantSnapshot, info: CheckInfo) -> str | None:
@@ -89,6 +131,12 @@ def _missing_reason(snapshot: TenantSnapshot, info: CheckInfo) -> str | None:
         if error and error not in reasons:
             reasons.append(error)
     return "; ".join(reasons) or None
+
+
+def _read_in(snapshot: TenantSnapshot, info: CheckInfo) -> str | None:
+    """The tenant whose audit reads every dataset this check is missing here, if there is one."""
+    elsewhere = {snapshot.dataset(name).read_in for name in info.needs if not snapshot.dataset(name).ok}
+    return elsewhere.pop() if len(elsewhere) == 1 and None not in elsewhere else None
 
 
 def run_checks(
@@ -101,7 +149,7 @@ def run_checks(
         info: CheckInfo = module.CHECK
         reason = _missing_reason(snapshot, info)
         if reason:
-            not_evaluated.append(NotEvaluated(info.id, reason))
+            not_evaluated.append(NotEvaluated(info.id, reason, _read_in(snapshot, info)))
             continue
         try:
             found = list(module.run(snapshot, ctx))  # a check that fails half-way contributes nothing

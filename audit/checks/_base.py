@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from audit.config import RemediationAppConfig
-from audit.models import CheckInfo, Finding, Severity, TenantSnapshot, User, subject_of
+from audit.models import CheckInfo, Finding, Severity, TenantSnapshot, User
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,17 @@ def user_finding(
 
 
 def tenant_finding(
-    check: CheckInfo, snapshot: TenantSnapshot, evidence: str, severity: Severity | None = None
+    check: CheckInfo,
+    snapshot: TenantSnapshot,
+    evidence: str,
+    severity: Severity | None = None,
+    subject: str | None = None,
 ) -> Finding:
-    """A finding about a tenant setting: the user fields stay empty."""
+    """A finding about a tenant setting: the user fields stay empty.
+
+    `subject` names the role, domain or credential concerned when a check reports several per tenant; it is
+    the finding's identity across runs, so rewording the evidence keeps its first_seen.
+    """
     return Finding(
         tenant_id=snapshot.tenant_id,
         check_id=check.id,
@@ -62,7 +70,7 @@ def tenant_finding(
         cause=check.cause,
         fix=check.fix,
         evidence=evidence,
-        subject=subject_of(check.id, evidence),
+        subject=subject.lower() if subject else None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, tenant_finding
-from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="app-disabled",
@@ -26,6 +26,11 @@ CHECK = CheckInfo(
         "register a new app), then consent to the app again in each tenant."
     ),
     needs=("remediation_sp",),
+    scope=Scope.APP,
+    explains=(UNKNOWN_REASON,),
+    needs_consent=True,
+    readiness="remediation app enabled",
+    precedence=3,
 )
 
 

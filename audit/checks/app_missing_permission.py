@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from audit import rbac
 from audit.checks._base import CheckContext, CheckUnavailable, tenant_finding
-from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 # Microsoft Graph application permission (appRole) ids.
 REQUIRED_ROLES = {
@@ -47,6 +47,12 @@ CHECK = CheckInfo(
         "resourceId and the role's id as appRoleId."
     ),
     needs=("remediation_sp", "remediation_roles", "graph_sp_id"),
+    scope=Scope.APP,
+    explains=(UNKNOWN_REASON,),
+    needs_consent=True,
+    readiness="remediation app holds Mail.ReadWrite and Organization.Read.All",
+    legacy_subject=r"application permission (\S+)",
+    precedence=4,
 )
 
 
@@ -100,4 +106,4 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                 f"; {name} is granted only as a delegated permission ({delegated[name.lower()]}), "
                 "which app-only calls do not use"
             )
-        yield tenant_finding(CHECK, snapshot, evidence)
+        yield tenant_finding(CHECK, snapshot, evidence, subject=name)

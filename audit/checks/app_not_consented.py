@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, tenant_finding
-from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import UNKNOWN_REASON, USER_INVALID, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="app-not-consented",
@@ -24,6 +24,11 @@ CHECK = CheckInfo(
         "permissions on the Permissions page."
     ),
     needs=("remediation_sp",),
+    scope=Scope.APP,
+    explains=(UNKNOWN_REASON, USER_INVALID),
+    shows_no_consent=True,
+    readiness="remediation app consented in this tenant",
+    precedence=2,
 )
 
 

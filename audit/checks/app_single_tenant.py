@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, CheckUnavailable, tenant_finding
-from audit.models import USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import USER_INVALID, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 SINGLE_TENANT = "azureadmyorg"
 
@@ -26,6 +26,11 @@ CHECK = CheckInfo(
         "admin consent in each other tenant. Alternatively register a separate app in each tenant."
     ),
     needs=(),  # reads the app registration where it can, else the service principal (see run)
+    scope=Scope.APP,
+    explains=(USER_INVALID,),
+    needs_consent=True,
+    readiness="remediation app accepts this many tenants",
+    precedence=5,
 )
 
 

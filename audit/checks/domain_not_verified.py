@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, CheckUnavailable, tenant_finding
-from audit.models import USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import USER_INVALID, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="domain-not-verified",
@@ -25,6 +25,11 @@ CHECK = CheckInfo(
         "each is verified."
     ),
     needs=("organization",),
+    scope=Scope.TENANT,
+    explains=(USER_INVALID,),
+    readiness="configured domains verified",
+    legacy_subject=r"^domain (\S+)",
+    precedence=7,
 )
 
 
@@ -43,4 +48,5 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                     f"domain {domain} is configured for this tenant but is not among its verified domains "
                     f"({', '.join(verified) or 'none'})"
                 ),
+                subject=domain.strip(),
             )

@@ -12,7 +12,7 @@ from audit.checks._facts import (
     describe_probe,
     licence_candidates,
 )
-from audit.models import MAILBOX_INACTIVE, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="exchange-license-suspended",
@@ -34,6 +34,8 @@ CHECK = CheckInfo(
         "Get-MgUserLicenseDetail -UserId <upn> shows the result."
     ),
     needs=("users",),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE),
+    precedence=2,
 )
 
 

@@ -14,7 +14,15 @@ from audit.checks._facts import (
     is_hybrid_mail_enabled,
     licence_candidates,
 )
-from audit.models import RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import (
+    MAILBOX_INACTIVE,
+    RESOURCE_NOT_FOUND,
+    USER_INVALID,
+    CheckInfo,
+    Finding,
+    Severity,
+    TenantSnapshot,
+)
 
 # A new mailbox usually appears within minutes but may take up to a day: younger accounts are only
 # medium (they may still resolve on their own).
@@ -39,6 +47,8 @@ CHECK = CheckInfo(
         "(see on-premises-mailbox)."
     ),
     needs=("users",),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE, USER_INVALID),
+    precedence=4,
 )
 
 

@@ -43,6 +43,7 @@ CHECK = CheckInfo(
     ),
     needs=("users",),  # app_scope or rbac: one of them is enough, see run()
     reads=("app_scope", "rbac"),
+    explains=(UNKNOWN_REASON,),
 )
 
 

@@ -35,6 +35,8 @@ CHECK = CheckInfo(
         "minutes to a few hours. If the account must not have a mailbox, keep mail from being routed to it."
     ),
     needs=("users",),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE),
+    precedence=3,
 )
 
 

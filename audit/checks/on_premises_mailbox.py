@@ -14,7 +14,7 @@ from audit.checks._facts import (
     not_assessed,
     probe_of,
 )
-from audit.models import MAILBOX_INACTIVE, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="on-premises-mailbox",
@@ -34,6 +34,8 @@ CHECK = CheckInfo(
         "on-premises tools."
     ),
     needs=("users",),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE),
+    precedence=1,
 )
 
 

@@ -7,7 +7,16 @@ from dataclasses import replace
 
 from audit.checks._base import CheckContext, day, parse_time, tenant_finding
 from audit.checks._facts import normalize_address, user_addresses
-from audit.models import USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot, User
+from audit.models import (
+    MAILBOX_INACTIVE,
+    RESOURCE_NOT_FOUND,
+    USER_INVALID,
+    CheckInfo,
+    Finding,
+    Severity,
+    TenantSnapshot,
+    User,
+)
 
 CHECK = CheckInfo(
     id="recipient-not-in-directory",
@@ -27,6 +36,8 @@ CHECK = CheckInfo(
         "another tenant, remediation cannot act on it in this tenant."
     ),
     needs=("recipients", "users"),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE, USER_INVALID),
+    counted_among="recipients",
 )
 
 

@@ -8,7 +8,15 @@ from datetime import timedelta
 
 from audit.checks._base import CheckContext, as_utc, day, parse_time, user_finding
 from audit.checks._facts import SkuIndex, describe_plans, is_mail_enabled, mailbox_plans
-from audit.models import MAILBOX_INACTIVE, USER_INVALID, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import (
+    MAILBOX_INACTIVE,
+    RESOURCE_NOT_FOUND,
+    USER_INVALID,
+    CheckInfo,
+    Finding,
+    Severity,
+    TenantSnapshot,
+)
 
 RETENTION = timedelta(days=30)  # Entra ID purges deleted users after 30 days
 
@@ -30,6 +38,8 @@ CHECK = CheckInfo(
         "retention policy on the mailbox, and delete it again (it then becomes an inactive mailbox)."
     ),
     needs=("deleted_users",),
+    explains=(RESOURCE_NOT_FOUND, MAILBOX_INACTIVE, USER_INVALID),
+    counted_among="deleted_users",
 )
 
 

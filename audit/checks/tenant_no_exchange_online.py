@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, tenant_finding
-from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot
+from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Scope, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
     id="tenant-no-exchange-online",
@@ -26,6 +26,9 @@ CHECK = CheckInfo(
         "the mailboxes, which can take some hours. Then run the audit again."
     ),
     needs=("exchange_online",),
+    scope=Scope.TENANT,
+    readiness="Exchange Online serves this tenant",
+    precedence=1,
 )
 
 

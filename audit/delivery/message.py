@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from audit.config import Config, EmailConfig
 from audit.models import Finding, RunResult, Severity, TenantStatus
+from audit.report.tally import severity_counts
 
 if TYPE_CHECKING:
     from audit.graph import GraphClient
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_TYPES = {".xlsx": XLSX_TYPE, ".json": "application/json", ".csv": "text/csv"}
-SEVERITIES = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW)
+SEVERITIES = Severity.worst_first()
 SMTP_TIMEOUT = 60.0
 LISTED_FINDINGS = 50  # new / resolved findings listed in the body; the workbook has them all
 
@@ -113,8 +114,7 @@ def summarize(result: RunResult, files: ReportFiles) -> Summary:
 
 
 def _severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = Counter(str(f.severity) for f in findings)
-    return {s.value: counts.get(s.value, 0) for s in SEVERITIES}
+    return severity_counts(findings)
 
 
 def _plural(n: int, word: str) -> str:

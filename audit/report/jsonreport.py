@@ -5,9 +5,10 @@ Schema 1::
     {"schema": 1,
      "run": {"started", "finished", "version", "probes"},
      "tenants": [{"name", "tenant_id", "status", "error", "users_scanned", "mailboxes_probed",
-                  "not_evaluated": [{"check_id", "reason"}], "users_in_directory", "not_assessed"}],
+                  "not_evaluated": [{"check_id", "reason", "read_in"}], "users_in_directory", "not_assessed",
+                  "failure"}],
      "findings": [{tenant_id, check_id, severity, user_principal_name, user_id, display_name,
-                   predicted_error, cause, fix, evidence, first_seen}],
+                   predicted_error, cause, fix, evidence, first_seen, subject}],
      "accepted": [{...finding..., "exception": {"check_id", "user", "tenant", "reason", "owner",
                                                 "expires", "source"}}],
      "trend": [{"report", "started", "critical", "high", "medium", "low"}]}
@@ -28,14 +29,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audit.checks import check_info
 from audit.models import (
     FINDING_FIELDS,
+    Failure,
     Finding,
     NotEvaluated,
     RunResult,
     Severity,
     TenantResult,
     TenantStatus,
+    legacy_read_in,
     subject_of,
 )
 from audit.report.cells import iso, parse_time
@@ -56,7 +60,6 @@ class ReportError(Exception):
 
 def finding_json(finding: Finding) -> dict:
     data = asdict(finding)
-    del data["subject"]
     data["severity"] = str(finding.severity)
     return data
 
@@ -90,10 +93,11 @@ def _tenant_json(t: TenantResult) -> dict:
         "error": t.error,
         "users_scanned": t.users_scanned,
         "mailboxes_probed": t.mailboxes_probed,
-        "not_evaluated": [{"check_id": n.check_id, "reason": n.reason} for n in t.not_evaluated],
+        "not_evaluated": [{"check_id": n.check_id, "reason": n.reason, "read_in": n.read_in} for n in t.not_evaluated],
         "users_in_directory": t.users_in_directory,
         "not_assessed": dict(t.not_assessed),
         "not_assessed_users": list(t.not_assessed_users),
+        "failure": str(t.failure) if t.failure else None,
     }
 
 
@@ -180,7 +184,7 @@ def _read_capped(path: Path) -> bytes:
 TEXT, OPTIONAL_TEXT, COUNT = (str,), (str, type(None)), (int, type(None))
 FINDING_TYPES = {
     **{name: TEXT for name in ("tenant_id", "check_id", "severity", "predicted_error", "cause", "fix", "evidence")},
-    **{name: OPTIONAL_TEXT for name in ("user_principal_name", "user_id", "display_name", "first_seen")},
+    **{name: OPTIONAL_TEXT for name in ("user_principal_name", "user_id", "display_name", "first_seen", "subject")},
 }
 TENANT_TYPES = {
     "name": TEXT,
@@ -193,6 +197,7 @@ TENANT_TYPES = {
     "not_assessed": (dict, type(None)),
     "not_evaluated": (list, type(None)),
     "not_assessed_users": (list, type(None)),
+    "failure": OPTIONAL_TEXT,
 }
 
 
@@ -241,6 +246,7 @@ def _check_types(data) -> None:
             _need(n, (dict,), f"{where}.not_evaluated[{j}]")
             _need(n.get("check_id"), TEXT, f"{where}.not_evaluated[{j}].check_id")
             _need(n.get("reason"), TEXT, f"{where}.not_evaluated[{j}].reason")
+            _need(n.get("read_in"), OPTIONAL_TEXT, f"{where}.not_evaluated[{j}].read_in")
         for j, user in enumerate(t.get("not_assessed_users") or []):
             _need(user, TEXT, f"{where}.not_assessed_users[{j}]")
 
@@ -251,9 +257,24 @@ def _finding(d: dict) -> Finding:
         if values[name] is None:
             raise KeyError(name)
     values["severity"] = Severity(values["severity"])
-    if values["user_id"] is None:
-        values["subject"] = subject_of(values["check_id"], values["evidence"])
+    if "subject" not in d and values["user_id"] is None:  # written before findings stored their subject
+        info = check_info(values["check_id"])
+        values["subject"] = subject_of(info.legacy_subject, values["evidence"]) if info else None
     return Finding(**values)
+
+
+def _failure(d: dict) -> Failure | None:
+    if "failure" in d:
+        return Failure(d["failure"]) if d["failure"] else None
+    # Written before tenants stored their failure kind: the error said it.
+    if d.get("status") == TenantStatus.FAILED:
+        return Failure.AUTHENTICATION if str(d.get("error") or "").startswith("authentication") else Failure.GRAPH
+    return None
+
+
+def _not_evaluated(n: dict) -> NotEvaluated:
+    read_in = n["read_in"] if "read_in" in n else legacy_read_in(n["reason"])  # older reports: in the reason
+    return NotEvaluated(n["check_id"], n["reason"], read_in)
 
 
 def _tenant(d: dict, findings: list[Finding]) -> TenantResult:
@@ -266,7 +287,8 @@ def _tenant(d: dict, findings: list[Finding]) -> TenantResult:
         users_in_directory=d.get("users_in_directory"),
         mailboxes_probed=int(d.get("mailboxes_probed") or 0),
         not_assessed={str(k): int(v) for k, v in (d.get("not_assessed") or {}).items()},
-        not_evaluated=[NotEvaluated(n["check_id"], n["reason"]) for n in d.get("not_evaluated") or []],
+        not_evaluated=[_not_evaluated(n) for n in d.get("not_evaluated") or []],
         findings=findings,
         not_assessed_users=tuple(str(u) for u in d.get("not_assessed_users") or ()),
+        failure=_failure(d),
     )

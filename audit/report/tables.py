@@ -10,16 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from audit.checks.app_credential_expiring import sign_in_credentials, signing_only
+from audit.checks.app_missing_permission import REQUIRED_ROLES
 from audit.models import CheckInfo, Finding, MailboxProbe, RunResult, TenantResult, User, needs_text
 from audit.report.cells import excel_time
 from audit.report.changes import Changes
 from audit.report.exceptions import AcceptedException
 
-# Microsoft Graph application permissions the remediation app needs (appRoleId on Graph's SP).
-REQUIRED_ROLES = {
-    "Mail.ReadWrite": "e2a3a72e-5f79-4c64-b1b1-878b674786c9",
-    "Organization.Read.All": "498476ce-e0fe-48b0-b801-37ba7e2685c6",
-}
 # Best first: the capabilityStatus values of an assigned plan.
 PLAN_STATUS_ORDER = ("Enabled", "Warning", "Suspended", "LockedOut", "Deleted")
 
@@ -343,12 +340,15 @@ def _role_state(assignments, graph_sp_id, role_id: str) -> str:
 def credential_summary(app: Mapping, now) -> tuple[str, object, object]:
     """Text listing each secret/certificate, the next expiry still ahead, and the last expiry."""
     items = []
-    for kind, field in (("secret", "passwordCredentials"), ("certificate", "keyCredentials")):
-        for c in app.get(field) or []:
-            name = c.get("displayName") or c.get("keyId") or "?"
-            items.append((excel_time(c.get("endDateTime")), kind, name))
+    for kind, c in sign_in_credentials(app):  # the same credentials the expiry check judges
+        name = c.get("displayName") or c.get("keyId") or "?"
+        items.append((excel_time(c.get("endDateTime")), kind, name))
+    signing = sum(1 for c in app.get("keyCredentials") or () if signing_only(c))
+    aside = (
+        f"; {signing} signing-only certificate{'s' if signing != 1 else ''} (cannot sign the app in)" if signing else ""
+    )
     if not items:
-        return "no secrets or certificates", None, None
+        return "no secrets or certificates" + aside, None, None
     now_naive = excel_time(now)
     ends = [end for end, _, _ in items if end is not None]
     ahead = [end for end in ends if now_naive is None or end >= now_naive]
@@ -356,6 +356,7 @@ def credential_summary(app: Mapping, now) -> tuple[str, object, object]:
         f"{kind} '{name}' until {end:%Y-%m-%d}" if end else f"{kind} '{name}' (no end date)"
         for end, kind, name in sorted(items, key=lambda i: (i[0] is None, i[0] or 0))
     )
+    text += aside
     return text, (min(ahead) if ahead else None), (max(ends) if ends else None)
 
 

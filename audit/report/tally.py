@@ -1,15 +1,31 @@
-"""Finding counts for the Summary sheet, tallied once with pandas instead of rescanning per tenant and check."""
+"""Finding counts: per severity for any list of findings, and for the Summary sheet per tenant and check.
+
+The one place findings are tallied; the Summary's tables are tallied once with pandas instead of rescanning
+per tenant and check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from audit.models import Finding
+from audit.models import Finding, Severity
 
-SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITIES = tuple(s.value for s in Severity.worst_first())
+
+
+def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
+    """How many findings of each severity, worst first, every severity present (0 when none)."""
+    counts = Counter(str(f.severity) for f in findings)
+    return {s: counts.get(s, 0) for s in SEVERITIES}
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'2 critical, 1 high': the severities that occur, worst first."""
+    return ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts.get(s))
 
 
 @dataclass(frozen=True)

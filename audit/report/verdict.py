@@ -7,14 +7,16 @@ is a Gap, listed with its reason.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audit.models import READ_IN_HOME_AUDIT, Finding, RunResult, Severity, TenantResult, TenantStatus
+from audit.checks import needing_consent, showing_no_consent
+from audit.models import Finding, NotEvaluated, RunResult, TenantResult, TenantStatus
+from audit.report.tally import SEVERITIES, counts_text, severity_counts
+
+__all__ = ["INCOMPLETE", "NOT_SAFE", "SAFE", "SEVERITIES", "Gap", "Verdict", "gaps", "severity_counts", "verdict"]
 
 SAFE, NOT_SAFE, INCOMPLETE = "SAFE", "NOT SAFE", "INCOMPLETE"
-SEVERITIES = [s.value for s in sorted(Severity, key=lambda s: -s.rank)]
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,6 @@ class Verdict:
     word: str
     reason: str
     gaps: tuple[Gap, ...]
-
-
-def severity_counts(findings: Iterable[Finding]) -> dict[str, int]:
-    counts = Counter(str(f.severity) for f in findings)
-    return {s: counts.get(s, 0) for s in SEVERITIES}
 
 
 def gaps(result: RunResult) -> list[Gap]:
@@ -55,11 +52,11 @@ def gaps(result: RunResult) -> list[Gap]:
             continue
         if t.status == TenantStatus.PARTIAL and (t.error or not t.not_assessed):
             found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
-        unconsented = any(f.check_id == "app-not-consented" for f in t.findings)
+        unconsented = any(f.check_id in showing_no_consent() for f in t.findings)
         for n in t.not_evaluated:
-            if unconsented and n.check_id in NEED_CONSENT:
+            if unconsented and n.check_id in needing_consent():
                 continue  # nothing to evaluate until the app is consented, and that is already a finding
-            if _covered_by_home_tenant(n.reason, result):
+            if _covered_by_home_tenant(n, result):
                 continue  # the app registration is checked once, in its home tenant's audit of this run
             found.append(Gap(t.name, f"check {n.check_id} not evaluated", n.reason))
         for reason, count in sorted(t.not_assessed.items()):
@@ -77,21 +74,17 @@ def gaps(result: RunResult) -> list[Gap]:
     return found
 
 
-# Checks about the remediation app's service principal: they have nothing to look at in a tenant where
-# the app was never consented (app-not-consented says so).
-NEED_CONSENT = frozenset({"app-disabled", "app-missing-permission", "app-single-tenant"})
-
-
-def _covered_by_home_tenant(reason: str, result: RunResult) -> bool:
-    if not reason.endswith(READ_IN_HOME_AUDIT):
+def _covered_by_home_tenant(n: NotEvaluated, result: RunResult) -> bool:
+    """The app registration is checked once, in its home tenant's audit, when that tenant is in this run."""
+    if not n.read_in:
         return False
-    return any(t.tenant_id.lower() in reason.lower() and t.status != TenantStatus.FAILED for t in result.tenants)
+    return any(t.tenant_id.lower() == n.read_in.lower() and t.status != TenantStatus.FAILED for t in result.tenants)
 
 
 def verdict(result: RunResult, counted: Sequence[Finding]) -> Verdict:
     found = tuple(gaps(result))
     counts = severity_counts(counted)
-    detail = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s])
+    detail = counts_text(counts)
     incomplete = _incomplete_text(result, found)
     if counted:
         reason = f"{len(counted)} finding{'s' if len(counted) != 1 else ''} would make remediation fail ({detail})."

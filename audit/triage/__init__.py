@@ -38,7 +38,7 @@ through the runner, routing), diagnose (one row's cause), run (the whole triage 
 output (the workbook, JSON and CSV, staged like the audit report).
 """
 
-from audit.triage.diagnose import MAILBOX_CHECKS, diagnose
+from audit.triage.diagnose import diagnose, mailbox_checks
 from audit.triage.errorlog import ErrorLog, error_kind, mailbox_address, read_error_log
 from audit.triage.output import ADDED, added_headers, read_triage_json, triage_json, write_triage
 from audit.triage.result import Diagnosis, Outcome, TenantLookup, TriagedRow, TriageResult
@@ -46,7 +46,7 @@ from audit.triage.run import exit_code, triage
 
 __all__ = [
     "ADDED",
-    "MAILBOX_CHECKS",
+    "mailbox_checks",
     "Diagnosis",
     "ErrorLog",
     "Outcome",

@@ -5,35 +5,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audit.checks import catalogue
+from audit.checks import catalogue, check_info, explaining
 from audit.checks._facts import SkuIndex, describe_licences, describe_probe
 from audit.config import Config
-from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, UNKNOWN_REASON, USER_INVALID, Finding, Severity, User
+from audit.models import (
+    RESOURCE_NOT_FOUND,
+    UNKNOWN_REASON,
+    USER_INVALID,
+    Finding,
+    Scope,
+    Severity,
+    User,
+)
 from audit.triage.result import Diagnosis, Outcome
 from audit.triage.tenants import TenantView, domain_of
 
 INFO = {c.id: c for c in catalogue()}
-MAILBOX_CHECKS = ("on-premises-mailbox", "exchange-license-suspended", "no-exchange-license", "mailbox-not-provisioned")
-APP_CHECKS = (
-    "app-not-consented",
-    "app-disabled",
-    "app-credential-expiring",
-    "app-missing-permission",
-    "mailbox-outside-app-scope",
-)
-RELEVANT = {
-    RESOURCE_NOT_FOUND: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
-    MAILBOX_INACTIVE: (*MAILBOX_CHECKS, "recipient-not-in-directory", "soft-deleted-user"),
-    UNKNOWN_REASON: APP_CHECKS,
-    USER_INVALID: (
-        "app-single-tenant",
-        "app-not-consented",
-        "domain-not-verified",
-        "recipient-not-in-directory",
-        "soft-deleted-user",
-        "mailbox-not-provisioned",
-    ),
-}
+
+
+def mailbox_checks() -> tuple[str, ...]:
+    """Checks about an account's own mailbox, most specific first: the first that fired for the owner explains
+    Resource is Not Found / Mailbox Inactive."""
+    return explaining(RESOURCE_NOT_FOUND, Scope.USER)
+
 
 NO_CAUSE_FIX = (
     "Retry the remediation. If it fails again with the same error, run the full audit of this tenant: the "
@@ -90,7 +84,7 @@ class RunFacts:
 
 
 def _from(finding: Finding, evidence: str | None = None) -> Diagnosis:
-    info = INFO.get(finding.check_id)
+    info = check_info(finding.check_id)
     return Diagnosis(
         info.title if info else finding.check_id,
         finding.check_id,
@@ -122,7 +116,7 @@ def _other_findings(view: TenantView, user: User | None, used: str = "") -> str:
 
 def _no_cause(view: TenantView, kind: str, what: str, user: User | None) -> Diagnosis:
     evidence = f"no cause found in the tenant now; {what}"
-    gaps = view.not_checked(RELEVANT[kind])
+    gaps = view.not_checked(explaining(kind))
     if gaps:
         evidence += f"; could not check: {', '.join(gaps)}"
     return Diagnosis(
@@ -161,7 +155,7 @@ def _mailbox_state(view: TenantView, kind: str, address: str) -> Diagnosis:
     if user is None:
         return _absent(view, address)
     found = view.user_findings(user.id)
-    for check_id in MAILBOX_CHECKS:
+    for check_id in mailbox_checks():
         if check_id in found:
             return _from(found[check_id], found[check_id].evidence + _other_findings(view, user, check_id))
     state = _user_state(view, user)

@@ -133,6 +133,8 @@ def test_one_finding_per_missing_role():
     findings = run(app_missing_permission, snapshot(roles=[]))
     assert len(findings) == 2
     assert "Mail.ReadWrite" in findings[0].evidence and "Organization.Read.All" in findings[1].evidence
+    # Each finding's identity across runs is set by the check, not read back out of its evidence.
+    assert [f.subject for f in findings] == ["mail.readwrite", "organization.read.all"]
     assert "held on Microsoft Graph: none" in findings[0].evidence
 
 
@@ -252,6 +254,7 @@ def test_one_finding_per_credential_each_with_its_own_severity():
         (Severity.HIGH, "certificate 'CN=old'"),
         (Severity.MEDIUM, "secret 'soon'"),
     ]
+    assert findings[0].subject == "cert0002" and findings[1].subject  # the start of each keyId
 
 
 def test_expiring_within_the_warning_window_is_medium():

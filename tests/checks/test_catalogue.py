@@ -171,3 +171,74 @@ def test_check_unavailable_becomes_not_evaluated():
         CHECK=CheckInfo("undecided", "t", Severity.LOW, UNKNOWN_REASON, "c", "f"),
     )
     assert run_checks(snapshot(), context(), checks=[module])[1][0].reason == "needs the thing"
+
+
+def test_the_lists_derived_from_the_catalogue_are_the_ones_spelled_out_before():
+    """Readiness, triage and the verdict once kept their own lists of check ids; derived from the checks'
+    metadata they come out the same (readiness lists the user checks in catalogue order)."""
+    from audit.checks import explaining, needing_consent, showing_no_consent
+    from audit.readiness import mailbox_checks, tenant_items
+    from audit.triage import mailbox_checks as triage_mailbox_checks
+
+    assert tenant_items() == [
+        ("tenant-no-exchange-online", "Exchange Online serves this tenant"),
+        ("app-not-consented", "remediation app consented in this tenant"),
+        ("app-disabled", "remediation app enabled"),
+        ("app-missing-permission", "remediation app holds Mail.ReadWrite and Organization.Read.All"),
+        ("app-single-tenant", "remediation app accepts this many tenants"),
+        ("app-credential-expiring", "remediation app credentials valid"),
+        ("domain-not-verified", "configured domains verified"),
+    ]
+    assert set(mailbox_checks()) == {
+        "no-exchange-license",
+        "exchange-license-suspended",
+        "mailbox-not-provisioned",
+        "on-premises-mailbox",
+        "mailbox-outside-app-scope",
+        "soft-deleted-user",
+        "recipient-not-in-directory",
+    }
+    mailbox = ("on-premises-mailbox", "exchange-license-suspended", "no-exchange-license", "mailbox-not-provisioned")
+    assert triage_mailbox_checks()[:4] == mailbox  # the first that fired for an account explains the error
+    assert set(triage_mailbox_checks()[4:]) == {"recipient-not-in-directory", "soft-deleted-user"}  # never own one
+    relevant = {
+        RESOURCE_NOT_FOUND: {*mailbox, "recipient-not-in-directory", "soft-deleted-user"},
+        MAILBOX_INACTIVE: {*mailbox, "recipient-not-in-directory", "soft-deleted-user"},
+        UNKNOWN_REASON: {
+            "app-not-consented",
+            "app-disabled",
+            "app-credential-expiring",
+            "app-missing-permission",
+            "mailbox-outside-app-scope",
+        },
+        USER_INVALID: {
+            "app-single-tenant",
+            "app-not-consented",
+            "domain-not-verified",
+            "recipient-not-in-directory",
+            "soft-deleted-user",
+            "mailbox-not-provisioned",
+        },
+    }
+    assert {error: set(explaining(error)) for error in relevant} == relevant
+    assert needing_consent() == {"app-disabled", "app-missing-permission", "app-single-tenant"}
+    assert showing_no_consent() == {"app-not-consented"}
+
+
+# Where a check id may still be written outside the catalogue: triage's per-check diagnosis (it reasons
+# about particular checks, e.g. a single-tenant app seen from another tenant), the exceptions file example
+# in a docstring.
+ID_ALLOWED = ("audit/triage", "audit/report/exceptions.py")
+
+
+def test_no_module_outside_the_catalogue_lists_check_ids():
+    root = Path(__file__).resolve().parents[2]
+    ids = "|".join(re.escape(c.id) for c in catalogue())
+    spelled = re.compile(rf"[\"']({ids})[\"']")
+    found = []
+    for path in sorted((root / "audit").rglob("*.py")):
+        where = path.relative_to(root).as_posix()
+        if where.startswith(("audit/checks/", "audit/simulator/", *ID_ALLOWED)):
+            continue
+        found += [f"{where}: {m.group(1)}" for m in spelled.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []

@@ -195,6 +195,7 @@ def test_configured_domain_not_verified_is_flagged_per_domain():
     assert (f.check_id, f.severity, f.predicted_error) == ("domain-not-verified", Severity.HIGH, USER_INVALID)
     assert (f.user_id, f.user_principal_name, f.display_name) == (None, None, None)
     assert "fabrikam.com is configured for this tenant" in f.evidence
+    assert f.subject == "fabrikam.com"
     assert "contoso.com, contoso.onmicrosoft.com" in f.evidence
 
 

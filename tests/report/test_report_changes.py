@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import openpyxl
@@ -142,3 +143,38 @@ def test_users_not_assessed_are_not_resolved_without_a_snapshot(write):
     two = write(bare)
     again, _ = read_json_report(two.json)
     assert {t.name: t.not_assessed_users for t in again.tenants}["contoso"] == ("u-carol",)
+
+
+def _permission_findings(started, wording: str):
+    result = sample_result(started=started)
+    fabrikam = result.tenants[1]
+    fabrikam.findings = [
+        replace(finding(FABRIKAM, "app-missing-permission", "critical", None, wording.format(role)), subject=role)
+        for role in ("Mail.ReadWrite", "Organization.Read.All")
+    ]
+    return result
+
+
+def test_rewording_the_evidence_keeps_a_tenant_finding_open_with_its_first_seen(write):
+    """Identity is the subject the check set and the report stored, not a phrase parsed out of the evidence."""
+    write(_permission_findings(T1, "{} is not granted"))
+    two = write(_permission_findings(T2, "the app lacks {} (reworded)"))
+    tenant_level = [f for f in two.findings if f.check_id == "app-missing-permission"]
+    assert {f.subject for f in tenant_level} == {"Mail.ReadWrite", "Organization.Read.All"}
+    assert {f.first_seen for f in tenant_level} == {iso(T1)}
+    assert not [f for f in two.changes.new if f.check_id == "app-missing-permission"]
+    assert not [f for f in two.changes.resolved if f.check_id == "app-missing-permission"]
+
+
+def test_a_report_written_before_subjects_were_stored_still_names_them(write, tmp_path):
+    one = write(_permission_findings(T1, "no Microsoft Graph application permission {} (id); held: none"))
+    data = json.loads(one.json.read_text())
+    for f in data["findings"]:
+        del f["subject"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    _, counted = read_json_report(old)
+    assert {f.subject for f in counted if f.check_id == "app-missing-permission"} == {
+        "mail.readwrite",
+        "organization.read.all",
+    }

@@ -32,6 +32,7 @@ FINDING_KEYS = {
     "fix": str,
     "evidence": str,
     "first_seen": str,
+    "subject": (str, type(None)),  # added in schema 1: the role, domain or credential of a tenant finding
 }
 
 
@@ -53,12 +54,13 @@ def test_json_schema_keys_and_types(write):
         assert t["status"] in ("ok", "failed", "partial")
         assert t["error"] is None or isinstance(t["error"], str)
         assert isinstance(t["users_scanned"], int) and isinstance(t["mailboxes_probed"], int)
-        assert all(set(n) == {"check_id", "reason"} for n in t["not_evaluated"])
+        assert all(set(n) == {"check_id", "reason", "read_in"} for n in t["not_evaluated"])
+        assert t["failure"] in (None, "authentication", "graph")
         assert "users_in_directory" in t and isinstance(t["not_assessed"], dict)
     statuses = {t["name"]: (t["status"], t["error"]) for t in data["tenants"]}
     assert statuses["northwind"][0] == "failed" and "AADSTS7000215" in statuses["northwind"][1]
     assert data["tenants"][1]["not_evaluated"] == [
-        {"check_id": "recipient-not-in-directory", "reason": "no recipients list was given"}
+        {"check_id": "recipient-not-in-directory", "reason": "no recipients list was given", "read_in": None}
     ]
     assert len(data["findings"]) == 4
     for f in data["findings"]:

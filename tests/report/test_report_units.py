@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -96,6 +98,32 @@ def test_credential_summary_next_and_last_expiry():
     assert credential_summary({}, now) == ("no secrets or certificates", None, None)
 
 
+def test_credential_summary_counts_what_the_expiry_check_counts():
+    """A keyCredential with usage Sign signs tokens for others and cannot sign the app in (keyCredential
+    resource type, Graph docs): the Tenant sheet leaves it out of the credentials and their expiry dates,
+    as app-credential-expiring does, and says it is there."""
+    from audit.checks.app_credential_expiring import sign_in_credentials
+
+    now = datetime(2025, 6, 1, tzinfo=UTC)
+    app = {
+        "passwordCredentials": [{"displayName": "s1", "endDateTime": "2025-09-01T00:00:00Z"}],
+        "keyCredentials": [
+            {"keyId": "verify01", "usage": "Verify", "endDateTime": "2026-01-01T00:00:00Z"},
+            {"keyId": "sign0001", "usage": "Sign", "endDateTime": "2027-01-01T00:00:00Z"},
+        ],
+    }
+    text, next_expiry, last_expiry = credential_summary(app, now)
+    assert [c.get("keyId") or c["displayName"] for _, c in sign_in_credentials(app)] == ["s1", "verify01"]
+    assert "sign0001" not in text and text.endswith("; 1 signing-only certificate (cannot sign the app in)")
+    assert next_expiry == datetime(2025, 9, 1) and last_expiry == datetime(2026, 1, 1)  # not the Sign one's 2027
+    only_signing = {"keyCredentials": [{"keyId": "sign0001", "usage": "Sign", "endDateTime": "2027-01-01T00:00:00Z"}]}
+    assert credential_summary(only_signing, now) == (
+        "no secrets or certificates; 1 signing-only certificate (cannot sign the app in)",
+        None,
+        None,
+    )
+
+
 def test_default_catalogue_and_licensing_are_used_when_available(tmp_path):
     checks = pytest.importorskip("audit.checks")
     import openpyxl
@@ -150,7 +178,7 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
         "fabrikam",
         "52d847a0-445b-4a7e-894d-81ddc3d510e2",
         TenantStatus.OK,
-        not_evaluated=[NotEvaluated("app-credential-expiring", reason)],
+        not_evaluated=[NotEvaluated("app-credential-expiring", reason, read_in=home)],
     )
     audited = TenantResult("contoso", home, TenantStatus.OK)
     failed = TenantResult("contoso", home, TenantStatus.FAILED, error="AADSTS7000215")
@@ -161,6 +189,12 @@ def test_app_registration_read_in_home_tenant_is_no_gap_elsewhere():
 
     assert [g.what for g in gaps(run_of(other, audited))] == []
     assert "check app-credential-expiring not evaluated" in [g.what for g in gaps(run_of(other, failed))]
+    # The field decides, not the wording: the same reason reworded is still covered by the home audit ...
+    reworded = replace(other, not_evaluated=[NotEvaluated("app-credential-expiring", "read at home", read_in=home)])
+    assert [g.what for g in gaps(run_of(reworded, audited))] == []
+    # ... and the sentence alone, without the field, no longer is.
+    unmarked = replace(other, not_evaluated=[NotEvaluated("app-credential-expiring", reason)])
+    assert [g.what for g in gaps(run_of(unmarked, audited))] == ["check app-credential-expiring not evaluated"]
 
 
 def test_app_checks_that_need_consent_are_no_gap_where_consent_is_the_finding():
@@ -186,3 +220,56 @@ def test_app_checks_that_need_consent_are_no_gap_where_consent_is_the_finding():
 
     assert whats(unconsented) == ["check mailbox-outside-app-scope not evaluated"]
     assert "check app-missing-permission not evaluated" in whats(consented)
+
+
+def test_exit_code_reads_the_failure_kind_not_the_error_text(write, tmp_path):
+    from audit.exitcodes import ExitCode
+    from audit.models import Failure, RunResult, TenantResult
+    from audit.report import read_json_report
+    from audit.runner import exit_code
+
+    started = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def run_of(*tenants):
+        return RunResult(started=started, finished=started, version="t", probes=True, tenants=list(tenants))
+
+    refused = TenantResult("a", "t-a", TenantStatus.FAILED, error="AADSTS7000215", failure=Failure.AUTHENTICATION)
+    unreadable = TenantResult("b", "t-b", TenantStatus.FAILED, error="authentication-like text", failure=Failure.GRAPH)
+    assert exit_code(run_of(refused), [], "high") == ExitCode.USAGE
+    assert exit_code(run_of(unreadable), [], "high") == ExitCode.PARTIAL
+    assert exit_code(run_of(refused, unreadable), [], "high") == ExitCode.PARTIAL
+
+    # Stored in the JSON report, so a merge of shard reports decides the same way; older reports said it
+    # only in the error text, which is read then.
+    files = write(run_of(refused, unreadable))
+    result, _ = read_json_report(files.json)
+    assert [t.failure for t in result.tenants] == [Failure.AUTHENTICATION, Failure.GRAPH]
+    data = json.loads(files.json.read_text())
+    for t in data["tenants"]:
+        del t["failure"]
+    data["tenants"][0]["error"] = "authentication: AADSTS7000215"
+    data["tenants"][1]["error"] = "Graph answered 503 after retries"
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    result, _ = read_json_report(old)
+    assert [t.failure for t in result.tenants] == [Failure.AUTHENTICATION, Failure.GRAPH]
+
+
+def test_read_in_is_stored_and_read_from_older_reports(write, tmp_path):
+    from audit.models import READ_IN_HOME_AUDIT, NotEvaluated, RunResult, TenantResult
+    from audit.report import read_json_report
+
+    home = "e419272c-dee4-42c8-8890-810aa7d8d9cf"
+    reason = f"the app registration lives in its home tenant {home}, which {READ_IN_HOME_AUDIT}"
+    started = datetime(2026, 11, 30, tzinfo=UTC)
+    other = TenantResult(
+        "fabrikam", "t-f", TenantStatus.OK, not_evaluated=[NotEvaluated("app-credential-expiring", reason, home)]
+    )
+    files = write(RunResult(started=started, finished=started, version="t", probes=True, tenants=[other]))
+    data = json.loads(files.json.read_text())
+    assert data["tenants"][0]["not_evaluated"][0]["read_in"] == home
+    del data["tenants"][0]["not_evaluated"][0]["read_in"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    result, _ = read_json_report(old)
+    assert result.tenants[0].not_evaluated[0].read_in == home
