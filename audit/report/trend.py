@@ -9,15 +9,15 @@ with the previous report).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from audit.report.cells import iso, parse_time
-from audit.report.changes import FAMILY, OTHER_FAMILIES
+from audit.report.cells import iso
+from audit.report.changes import previous_reports
+from audit.report.jsonreport import ReportError, read_json_report
 from audit.report.verdict import SEVERITIES
 
 TREND_POINTS = 12  # this run and the 11 reports before it
@@ -34,25 +34,18 @@ class Point:
 
 
 def _point(path: Path) -> Point | None:
+    # The same guarded reader as the comparison with the previous report: size cap, field types, nesting.
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        started = parse_time(data["run"]["started"])
-        counts = Counter(str(f["severity"]) for f in data["findings"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        run, counted = read_json_report(path)
+    except ReportError:
         return None
-    if started is None:
-        return None
-    return Point(path.name, started, {s: counts.get(s, 0) for s in SEVERITIES})
+    counts = Counter(str(f.severity) for f in counted)
+    return Point(path.name, run.started, {s: counts.get(s, 0) for s in SEVERITIES})
 
 
 def trend(out_dir: Path, current: Point, points: int = TREND_POINTS) -> list[Point]:
     """`current` and up to points-1 earlier reports of out_dir, oldest first."""
-    earlier = [
-        p
-        for p in Path(out_dir).glob(f"{FAMILY}*.json")
-        if p.name != current.report and p.is_file() and not p.name.startswith(OTHER_FAMILIES)
-    ]
-    earlier.sort(key=lambda p: (p.stat().st_mtime, p.name), reverse=True)
+    earlier = previous_reports(Path(out_dir), Path(current.report).stem)  # newest first, no link followed
     found: list[Point] = []
     for path in earlier:
         if len(found) >= points - 1:
