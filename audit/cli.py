@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "demo",
         "run the whole audit against the built-in Graph simulator",
-        "Run the real audit against three generated tenants served by the built-in Graph simulator "
+        "Run the real audit against four generated tenants served by the built-in Graph simulator "
         "(over HTTPS on 127.0.0.1) and write the report. Nothing leaves this machine.",
     )
     p.add_argument("--users", type=int, default=500, help="users in the main demo tenant (default 500)")

@@ -52,7 +52,7 @@ def run_in_pty(argv: list[str], cwd: Path, columns: int = 160, rows: int = 60, t
     return os.waitstatus_to_exitcode(status), b"".join(chunks).decode("utf-8", errors="replace")
 
 
-def frames(output: str, columns: int = 160, rows: int = 60, step: int = 400):
+def frames(output: str, columns: int = 160, rows: int = 60, step: int = 100):
     """The screen as a person would have seen it while the output arrived, every `step` characters."""
     screen = pyte.Screen(columns, rows)
     stream = pyte.Stream(screen)
@@ -85,7 +85,9 @@ def test_a_terminal_shows_live_progress_lines_with_totals(on_a_terminal) -> None
     assert any(re.search(r"tenants +━*.* [0-4]/4 +\d+%", line) for f in busy for line in f)
     # Totals and percentages where the total is known: the directory's user count ($count).
     lines = [line for f in seen for line in f]
-    assert any(re.search(r"contoso: users +\S+ +\d+/2500 +\d+%", line) for line in lines)
+    # Any tenant will do: on a loaded machine one tenant's list may be read before its count arrives.
+    sizes = "(contoso: users +\\S+ +\\d+/2500|fabrikam: users +\\S+ +\\d+/625|northwind: users +\\S+ +\\d+/500)"
+    assert any(re.search(sizes + r" +\d+%", line) for line in lines)
     assert any(re.search(r"(fabrikam|contoso|northwind): mailboxes +\S+ +\d+/\d+ +\d+%", line) for line in lines)
     assert any("writing the report" in line for line in lines)
 
