@@ -171,3 +171,11 @@ def test_render_aligns_items_and_says_ready_or_not():
     as_json = json.loads(render(report, as_json=True))
     assert as_json["ready"] is False
     assert as_json["tenants"][0]["items"][0] == {"status": "PASS", "item": "authentication", "detail": "token issued"}
+
+
+def test_a_share_is_given_even_of_a_single_user():
+    one = result(finding("no-exchange-license", Severity.HIGH, user_id="u1"), users_scanned=1)
+    assert items(tenant_readiness(one))["mailboxes: no-exchange-license"] == (
+        "WARN",
+        "1 would fail (100.0% of 1 users read)",
+    )

@@ -25,7 +25,7 @@ from tests.checks.builders import snapshot
 
 BEFORE = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
 NOW = BEFORE + timedelta(days=7)
-TENANT = "11111111-1111-4111-8111-111111111111"  # the tenant id of tests.checks.builders.snapshot
+TENANT = "abcdef12-3456-4789-8abc-def123456789"  # letters in it: tenant ids are matched case-insensitively
 
 
 def old_finding(check_id: str = "no-exchange-license", user_id: str | None = "u1") -> Finding:
