@@ -11,8 +11,9 @@ import json
 import pytest
 
 from audit.models import Finding, NotEvaluated, Severity, TenantResult, TenantStatus
-from audit.readiness import Readiness, TenantReadiness, render, tenant_readiness
+from audit.readiness import Readiness, TenantReadiness, check_readiness, render, tenant_readiness
 from audit.runner import ExitCode
+from audit.simulator import generate_tenant
 from tests.checks.builders import TENANT_ID, snapshot, user
 
 ALL_ROLES = ("User.Read.All", "Organization.Read.All", "Application.Read.All", "MailboxSettings.Read")
@@ -87,7 +88,7 @@ def test_a_clean_tenant_with_every_role_is_ready_and_lists_its_roles():
 def test_a_failed_tenant_is_one_fail_item():
     failed = TenantResult("contoso", TENANT_ID, TenantStatus.FAILED, error="AADSTS7000215: bad secret")
     readiness = tenant_readiness(failed)
-    assert not readiness.ready
+    assert (readiness.name, readiness.tenant_id, readiness.ready) == ("contoso", TENANT_ID, False)
     assert items(readiness) == {"authentication and directory access": ("FAIL", "AADSTS7000215: bad secret")}
     no_reason = tenant_readiness(TenantResult("contoso", TENANT_ID, TenantStatus.PARTIAL))
     assert items(no_reason) == {"authentication and directory access": ("FAIL", "failed")}
@@ -179,3 +180,18 @@ def test_a_share_is_given_even_of_a_single_user():
         "WARN",
         "1 would fail (100.0% of 1 users read)",
     )
+
+
+def test_render_says_ready_and_indents_its_json():
+    report = Readiness([tenant_readiness(result())])
+    assert render(report).splitlines()[0] == f"contoso ({TENANT_ID}): READY"
+    text = render(report, as_json=True)
+    assert text.startswith('{\n  "ready": true,\n  "tenants": [\n    {\n      "name": "contoso",')
+
+
+def test_check_readiness_audits_only_the_tenant_asked_for(sim_factory, make_config, tmp_path):
+    first, second = generate_tenant("first", 6, seed=1), generate_tenant("second", 6, seed=2)
+    sim = sim_factory([first, second])
+    config = make_config(sim, [first, second], tmp_path)
+    assert [t.name for t in check_readiness(config, "second").tenants] == ["second"]
+    assert [t.name for t in check_readiness(config).tenants] == ["first", "second"]

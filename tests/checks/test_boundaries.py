@@ -179,3 +179,32 @@ def test_with_one_tenant_an_address_of_nobodys_domain_names_this_tenant():
     snap = snapshot([user("a")], recipients=["stray@elsewhere.example"])
     [f] = run(recipient_not_in_directory, snap, context())
     assert "elsewhere.example is not a verified domain of this tenant" in f.evidence
+
+
+def test_credentials_are_named_by_display_name_key_identifier_or_key_alone():
+    def expiring(cred: dict) -> str:
+        app = {"id": "app-obj", "appId": APP_ID, "passwordCredentials": [cred], "keyCredentials": []}
+        [f] = run(app_credential_expiring, snapshot(application=app), context())
+        return f.evidence
+
+    end = stamp(NOW + timedelta(days=2))
+    assert expiring({"keyId": "k1234567-89", "displayName": "main", "endDateTime": end}).startswith(
+        "secret 'main' (key k1234567) expires"
+    )
+    assert expiring({"keyId": "k2", "customKeyIdentifier": "Q0lE", "endDateTime": end}).startswith(
+        "secret 'Q0lE' (key k2) expires"
+    )
+    assert expiring({"keyId": "k3", "endDateTime": end}).startswith("secret (key k3) expires")
+    assert expiring({"endDateTime": end}).startswith("secret (key ) expires")
+
+
+def test_the_evidence_counts_every_credential_still_valid():
+    app = credential_app(NOW - timedelta(days=1))
+    app["passwordCredentials"] += [
+        {"keyId": "v1", "displayName": "a", "endDateTime": stamp(NOW + timedelta(days=90))},
+        {"keyId": "v2", "displayName": "b", "endDateTime": stamp(NOW + timedelta(days=200))},
+    ]
+    [f] = run(app_credential_expiring, snapshot(application=app), context())
+    assert f.evidence == "secret 'edge' (key edge0001) expired 2025-11-30 (1 days ago); 2 credential(s) valid today"
+    [only] = credential_findings(NOW - timedelta(days=1))
+    assert only.evidence == "secret 'edge' (key edge0001) expired 2025-11-30 (1 days ago); no credential is still valid"
