@@ -12,7 +12,7 @@ import pytest
 
 from audit.checks import CheckContext, app_credential_expiring, mailbox_not_provisioned, recipient_not_in_directory
 from audit.config import RemediationAppConfig
-from audit.models import Severity
+from audit.models import Dataset, Severity
 from tests.checks.builders import (
     APP_ID,
     NO_MAILBOX,
@@ -208,3 +208,59 @@ def test_the_evidence_counts_every_credential_still_valid():
     assert f.evidence == "secret 'edge' (key edge0001) expired 2025-11-30 (1 days ago); 2 credential(s) valid today"
     [only] = credential_findings(NOW - timedelta(days=1))
     assert only.evidence == "secret 'edge' (key edge0001) expired 2025-11-30 (1 days ago); no credential is still valid"
+
+
+# --- every user and every address is judged, not only the first ones ---------------------------------
+
+
+def test_an_unlicensed_user_first_does_not_stop_the_provisioning_check():
+    stuck = [("exchange", "Enabled", "PendingInput"), ("exchange", "Enabled", "Error")]
+    users = [user("plain"), e3_user("late", provisioned=stuck)]
+    [f] = run(mailbox_not_provisioned, snapshot(users))
+    assert f.user_id == "late"
+    assert "Exchange provisioning status Error, PendingInput" in f.evidence
+
+
+def test_every_missing_address_is_reported_after_a_repeat_or_another_tenants_one():
+    recipients = ["gone@contoso.com", "GONE@contoso.com", "someone@fabrikam.example", "left@contoso.com"]
+    ctx = run_context(first=True, other_domains=frozenset({"fabrikam.example"}))
+    findings = run(recipient_not_in_directory, snapshot([user("a")], recipients=recipients), ctx)
+    assert [f.user_principal_name for f in findings] == ["gone@contoso.com", "left@contoso.com"]
+    assert all(f.evidence.startswith("no user owns ") for f in findings)
+
+
+def test_a_configured_domain_counts_as_ours_whatever_its_case():
+    snap = snapshot([user("a")], recipients=["x@fabrikam.example"])
+    [f] = run(recipient_not_in_directory, snap, context(domains=("Fabrikam.Example",)))
+    assert f.evidence.startswith("no user owns x@fabrikam.example as mail")
+    assert "verified domain" not in f.evidence
+
+
+def test_the_domain_is_what_follows_the_last_at_sign():
+    [f] = run(recipient_not_in_directory, snapshot([user("a")], recipients=["odd@part@contoso.com"]))
+    assert "verified domain" not in f.evidence
+
+
+def test_evidence_keeps_its_first_words_when_it_adds_a_reason():
+    stray = run(recipient_not_in_directory, snapshot([user("a")], recipients=["s@elsewhere.example"]))
+    unread = run(
+        recipient_not_in_directory,
+        snapshot([user("a")], recipients=["r@contoso.com"], deleted=Dataset.missing("403 from Graph")),
+    )
+    former = user("f", upn="former@contoso.com", deleted=None)
+    undated = run(
+        recipient_not_in_directory, snapshot([user("a")], recipients=["former@contoso.com"], deleted=[former])
+    )
+    assert stray[0].evidence == (
+        "no user owns s@elsewhere.example as mail, user principal name or proxy address; "
+        "elsewhere.example is not a verified domain of this tenant"
+    )
+    assert unread[0].evidence.endswith("; soft-deleted users could not be checked: 403 from Graph")
+    assert unread[0].evidence.startswith("no user owns r@contoso.com")
+    assert undated[0].evidence == (
+        "no user owns former@contoso.com as mail, user principal name or proxy address; "
+        "it belongs only to the soft-deleted user former@contoso.com"
+    )
+    dated = user("f", upn="former@contoso.com", deleted="2025-11-20T10:00:00Z")
+    [f] = run(recipient_not_in_directory, snapshot([user("a")], recipients=["former@contoso.com"], deleted=[dated]))
+    assert f.evidence.endswith("soft-deleted user former@contoso.com (deleted 2025-11-20)")
