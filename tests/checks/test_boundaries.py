@@ -264,3 +264,11 @@ def test_evidence_keeps_its_first_words_when_it_adds_a_reason():
     dated = user("f", upn="former@contoso.com", deleted="2025-11-20T10:00:00Z")
     [f] = run(recipient_not_in_directory, snapshot([user("a")], recipients=["former@contoso.com"], deleted=[dated]))
     assert f.evidence.endswith("soft-deleted user former@contoso.com (deleted 2025-11-20)")
+
+
+def test_a_young_account_exactly_23_hours_old_says_23_hours_in_the_whole_evidence():
+    _, evidence = provisioning_severity(timedelta(hours=23))
+    assert evidence == (
+        "holds EXCHANGE_S_ENTERPRISE (Enabled); but no mailbox exists: mailbox probe: no_mailbox "
+        "(MailboxNotEnabledForRESTAPI); account created 23 h ago: provisioning may still be running"
+    )
