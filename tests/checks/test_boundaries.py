@@ -215,7 +215,7 @@ def test_the_evidence_counts_every_credential_still_valid():
 
 def test_users_without_a_usable_plan_first_do_not_stop_the_provisioning_check():
     stuck = [("exchange", "Enabled", "PendingInput"), ("exchange", "Enabled", "Error")]
-    users = [user("plain"), e3_user("lapsed", status="Deleted"), e3_user("late", provisioned=stuck)]
+    users = [user("plain"), e3_user("lapsed", status="Deleted"), e3_user("fine"), e3_user("late", provisioned=stuck)]
     [f] = run(mailbox_not_provisioned, snapshot(users))
     assert f.user_id == "late"
     assert "Exchange provisioning status Error, PendingInput" in f.evidence
