@@ -36,7 +36,7 @@ from .limits import (
     format_seconds,
 )
 from .mail import MailHandlers
-from .odata import GraphFail, Request, Response, fail_response, graph_error
+from .odata import GraphFail, Request, Response, fail_response, graph_error, refuse_repeated_options
 from .pki import new_key
 from .reports import PERIODS, mailbox_usage_csv
 from .state import TenantState
@@ -282,6 +282,7 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
         query = parse_query(split.query)
         try:
             if path.lower().startswith("/v1.0/"):
+                refuse_repeated_options(split.query)
                 return self.graph(Request(method, path[5:], query, headers, body))
             if path.startswith("/upload/") and method == "PUT":
                 self.counters.count(OUTLOOK, "attachments.upload")

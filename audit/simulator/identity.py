@@ -142,6 +142,9 @@ class IdentityHandlers:
                 "has not been installed by the administrator of the tenant or consented to by any user "
                 "in the tenant. You may have sent your authentication request to the wrong tenant.",
             )
+        refusal = client.get("refuse_with")  # a client whose every sign-in Entra refuses with this error
+        if refusal:
+            raise TokenError(int(refusal["status"]), refusal["error"], int(refusal["code"]), refusal["text"])
         scopes = scope.split()
         if len(scopes) != 1 or not scopes[0].endswith("/.default"):
             raise TokenError(

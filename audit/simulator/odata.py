@@ -9,6 +9,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 JSON_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 
@@ -205,6 +206,25 @@ def _unsupported(prop: str, entity: str) -> GraphFail:
 
 
 # ---------------------------------------------------------------------------------------------- paging
+def refuse_repeated_options(raw_query: str) -> None:
+    """A system query option ($top, $select, $skiptoken ...) may be given once: OData's URL conventions
+    allow each at most once (oasis-tcs/odata-specs#2004, #2007), and a strict server refuses the rest. A
+    client that adds its first query to an `@odata.nextLink` repeats them; Graph's paging guide says to
+    request the next link's URL as it is (Graph docs concepts/paging.md)."""
+    seen: set[str] = set()
+    for name, _ in parse_qsl(raw_query, keep_blank_values=True):
+        option = name.lower()
+        if not option.startswith("$"):
+            continue
+        if option in seen:
+            raise GraphFail(
+                400,
+                "BadRequest",
+                f"Query option '{name}' was specified more than once, but it must be specified at most once.",
+            )
+        seen.add(option)
+
+
 def encode_skiptoken(state: dict) -> str:
     raw = json.dumps(state, separators=(",", ":")).encode()
     return "RFNwdAIA" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
