@@ -14,5 +14,5 @@ def test_every_severity_is_counted_and_absent_ones_are_zero():
     counts = severity_counts([finding(Severity.HIGH, "a"), finding(Severity.HIGH, "b"), finding(Severity.LOW, "c")])
     assert counts == {"critical": 0, "high": 2, "medium": 0, "low": 1}
     assert all(type(n) is int for n in counts.values())
-    assert list(counts) == SEVERITIES == ["critical", "high", "medium", "low"]
+    assert list(counts) == list(SEVERITIES) == ["critical", "high", "medium", "low"]
     assert severity_counts([]) == dict.fromkeys(SEVERITIES, 0)
