@@ -99,7 +99,8 @@ def test_tenant_outside_this_run_is_not_resolved(write):
     only_contoso = sample_result(started=T2)
     only_contoso.tenants = only_contoso.tenants[:1]
     files = write(only_contoso)
-    assert not any(f.tenant_id == FABRIKAM for f in files.assessment.changes.resolved + files.assessment.changes.unverified)
+    changes = files.assessment.changes
+    assert not any(f.tenant_id == FABRIKAM for f in changes.resolved + changes.unverified)
     assert not files.assessment.changes.resolved
 
 
