@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from audit.config import AuditConfig
 from audit.models import CheckInfo, RunResult
 from audit.report import files as fs
 from audit.report.assess import Assessment, assess, read_previous
@@ -20,7 +21,7 @@ from audit.report.verdict import NOT_SAFE, SAFE, severity_counts
 
 log = logging.getLogger("audit")
 
-DEFAULT_FORMATS = ("xlsx", "json")
+DEFAULT_FORMATS = AuditConfig().formats  # what a config that names no formats writes
 
 
 @dataclass(frozen=True)
