@@ -1,4 +1,4 @@
-"""write_reports: the workbook, its JSON twin and the findings CSV, written safely; summary_line."""
+"""write_reports: the earlier reports read, the run assessed, each chosen format rendered and written safely."""
 
 from __future__ import annotations
 
