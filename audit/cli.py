@@ -34,10 +34,12 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def _formats(text: str) -> tuple[str, ...]:
+    from audit.report.formats import FORMATS
+
     formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
-    unknown = sorted(set(formats) - {"xlsx", "json", "csv"})
+    unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
-        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or '(none)'}; use xlsx,json,csv")
+        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown) or '(none)'}; use {','.join(FORMATS)}")
     return formats
 
 
@@ -343,7 +345,7 @@ def _options(args, **extra) -> RunOptions:
 def _print_outcome(outcome) -> None:
     from audit.report.tally import counts_text, severity_counts
 
-    files = outcome.report
+    files, judged = outcome.report, outcome.report.assessment
     for tenant in outcome.result.tenants:
         by_sev = counts_text(severity_counts(tenant.findings))
         detail = f"{len(tenant.findings)} findings ({by_sev or 'none'})"
@@ -352,24 +354,23 @@ def _print_outcome(outcome) -> None:
         if tenant.status != "failed":  # users the audit could not judge, with the fix (e.g. a role to grant)
             detail += "".join(f"; {n} not assessed: {why}" for why, n in sorted(tenant.not_assessed.items()) if n)
         print(f"{tenant.name:<20} {tenant.status:<8} users {tenant.users_scanned:>7}  {detail}")
-    print(verdict_line(outcome.result, files))
-    for path in (files.xlsx, files.json, files.csv):
-        if path:
-            print(f"wrote {path}")
-    line = not_evaluated_line(files)
+    print(verdict_line(outcome.result, judged))
+    for path in files.paths.values():
+        print(f"wrote {path}")
+    line = not_evaluated_line(judged)
     if line:
         print(line)
     if outcome.mail_error:
         print(f"mail not sent: {outcome.mail_error}", file=sys.stderr)
 
 
-def verdict_line(result, files) -> str:
+def verdict_line(result, assessment) -> str:
     """The run's answer in one line: 'NOT SAFE: 5 critical, 126 high, 30 medium in 3 tenants'."""
     from audit.report.tally import counts_text, severity_counts
-    from audit.report.verdict import INCOMPLETE, SAFE, verdict
+    from audit.report.verdict import INCOMPLETE, SAFE
 
-    judged = files.verdict or verdict(result, files.findings)
-    found = counts_text(severity_counts(files.findings))
+    judged = assessment.verdict
+    found = counts_text(severity_counts(assessment.findings))
     n = len(result.tenants)
     where = f"in {n} tenant{'s' if n != 1 else ''}"
     if judged.word == SAFE:
@@ -383,9 +384,9 @@ def verdict_line(result, files) -> str:
 PERMISSION_IN_REASON = re.compile(r"permission ([A-Z][A-Za-z]+(?:\.[A-Za-z]+)+)")
 
 
-def not_evaluated_line(files) -> str | None:
+def not_evaluated_line(assessment) -> str | None:
     """One line when checks were not evaluated: how many, where, and the permission that would fix it."""
-    gaps = [g for g in (files.verdict.gaps if files.verdict else ()) if g.what.startswith("check ")]
+    gaps = [g for g in assessment.verdict.gaps if g.what.startswith("check ")]
     if not gaps:
         return None
     tenants = ", ".join(dict.fromkeys(g.tenant for g in gaps))

@@ -139,7 +139,6 @@ SECRET_KEYS = frozenset(
 )
 SECRET_HINT = "put the secret in an environment variable and name that variable in client_secret_env"
 SEVERITIES = tuple(s.value for s in Severity.worst_first())
-FORMATS = ("xlsx", "json", "csv")
 
 
 class _Loader:
@@ -560,6 +559,8 @@ def _audit(ld: _Loader, data: dict) -> AuditConfig:
     ld.table(t, w, AUDIT_KEYS)
     formats = ld.take_str_list(t, w, "formats", '["xlsx", "json"]')
     if formats is not None:
+        from audit.report.formats import FORMATS  # late: the report package imports this module's neighbours
+
         bad = [f for f in formats if f.lower() not in FORMATS]
         ld.check(
             not bad and bool(formats),

@@ -437,7 +437,7 @@ def merge(
         )
     finally:
         carried.close()
-    code = exit_code(result, files.findings, audit.fail_on)
+    code = exit_code(result, files.assessment.findings, audit.fail_on)
     outcome = MergeOutcome(result, files, code, inputs=shards)
     if email and config is not None:
         mail_report(outcome, config)

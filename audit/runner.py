@@ -44,9 +44,13 @@ class RunOptions:
 @dataclass
 class RunOutcome:
     result: RunResult
-    report: object  # audit.report.ReportFiles
+    report: object  # audit.report.ReportFiles: the files written and the assessment they render
     exit_code: int
     mail_error: str | None = None
+
+    @property
+    def assessment(self):  # audit.report.Assessment: what the exit code, the CLI and the delivery read
+        return self.report.assessment
 
 
 def shard_of(tenant: TenantConfig, shards: int) -> int:
@@ -271,7 +275,7 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
             keep=audit.keep,
             exceptions=exceptions,
         )
-    code = exit_code(result, files.findings, audit.fail_on)
+    code = exit_code(result, files.assessment.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
     if options.email and delivery_configured(config):
         if progress:
@@ -292,14 +296,12 @@ def log_finished(outcome: RunOutcome) -> None:
 
     In JSON logs these are fields of the record (`event` = "run finished"), for collectors to alert on.
     """
-    from audit.report.verdict import severity_counts, verdict
+    from audit.report.verdict import severity_counts
 
-    files = outcome.report
-    counted = getattr(files, "findings", [])
-    judged = getattr(files, "verdict", None) or verdict(outcome.result, counted)
-    counts = severity_counts(counted)
+    judged = outcome.assessment.verdict
+    counts = severity_counts(outcome.assessment.findings)
     tenants = Counter(str(t.status) for t in outcome.result.tenants)
-    paths = [str(p) for p in (getattr(files, k, None) for k in ("xlsx", "json", "csv")) if p]
+    paths = [str(p) for p in outcome.report.paths.values()]
     fields = {
         "event": "run finished",
         "verdict": judged.word,

@@ -401,7 +401,7 @@ def test_only_on_change_skips_an_unchanged_report(tmp_path: Path, smtp_server) -
     write_reports(run_result(FIRST), out, stem="etd-audit-first")
     same = run_result(FIRST, start=START + timedelta(days=7))
     files = write_reports(same, out, stem="etd-audit-second")
-    assert not has_news(same, files)
+    assert not has_news(same, files.assessment)
     cfg = config(
         EmailConfig(
             to=("secops@contoso.com",),
@@ -418,7 +418,7 @@ def test_only_on_change_skips_an_unchanged_report(tmp_path: Path, smtp_server) -
     # A tenant that now fails is news even when no finding changed.
     failing = run_result(FIRST, fabrikam=TenantStatus.FAILED, start=START + timedelta(days=14))
     files = write_reports(failing, out, stem="etd-audit-third")
-    assert has_news(failing, files)
+    assert has_news(failing, files.assessment)
     assert send_report(failing, files, cfg) is True
     assert len(inbox.messages) == 1
 
@@ -683,7 +683,7 @@ def big_xlsx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_graph_large_workbook_goes_through_an_upload_session(reports, graph_setup, big_xlsx: Path) -> None:
     sim, cfg = graph_setup(lambda roles: [*roles, "Mail.ReadWrite"])
     result, files = reports
-    files = replace(files, xlsx=big_xlsx)
+    files = replace(files, paths={**files.paths, "xlsx": big_xlsx})
     assert send_report(result, files, cfg) is True
     (sent,) = sim.sent_mail
     assert sent["message"]["subject"] == subject_line(result, files)
@@ -701,5 +701,5 @@ def test_graph_large_workbook_without_mail_readwrite(reports, graph_setup, big_x
     sim, cfg = graph_setup(lambda roles: [r for r in roles if r != "Mail.ReadWrite"])
     result, files = reports
     with pytest.raises(MailError, match="Mail.ReadWrite"):
-        send_report(result, replace(files, xlsx=big_xlsx), cfg)
+        send_report(result, replace(files, paths={**files.paths, "xlsx": big_xlsx}), cfg)
     assert sim.sent_mail == []

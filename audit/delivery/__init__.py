@@ -81,7 +81,7 @@ def send_report(
     for name in names:
         channel = CHANNELS[name]
         if channel.only_on_change(config):
-            news = has_news(result, files) if news is None else news
+            news = has_news(result, files.assessment) if news is None else news
             if not news:
                 log.info("report not sent by %s: nothing changed since the last report (only_on_change)", name)
                 continue

@@ -22,7 +22,7 @@ from audit.report.tally import severity_counts
 
 if TYPE_CHECKING:
     from audit.graph import GraphClient
-    from audit.report import ReportFiles
+    from audit.report import Assessment, ReportFiles
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FILE_TYPES = {".xlsx": XLSX_TYPE, ".json": "application/json", ".csv": "text/csv"}
@@ -37,7 +37,8 @@ class MailError(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    """What every channel is handed: the run, its written report, the config and where secrets come from."""
+    """What every channel is handed: the run, its written report (files.assessment says what it found), the
+    config and where secrets come from."""
 
     result: RunResult
     files: ReportFiles
@@ -83,9 +84,9 @@ class Summary:
     resolved: tuple[Finding, ...]
 
 
-def summarize(result: RunResult, files: ReportFiles) -> Summary:
-    findings = list(files.findings)  # the findings that count (accepted exceptions taken out)
-    new, resolved = tuple(files.changes.new), tuple(files.changes.resolved)
+def summarize(result: RunResult, assessment: Assessment) -> Summary:
+    findings = list(assessment.findings)  # the findings that count (accepted exceptions taken out)
+    new, resolved = tuple(assessment.changes.new), tuple(assessment.changes.resolved)
     lines = []
     for tenant in result.tenants:
         tid = tenant.tenant_id.lower()
@@ -129,7 +130,7 @@ def subject_line(result: RunResult, files: ReportFiles) -> str:
     """e.g. `etd-audit: contoso — 12 findings (3 critical, +2 new, -1 resolved)`; also the webhook text."""
     from audit.report import summary_line
 
-    return _one_line(f"etd-audit: {summary_line(result, files)}")
+    return _one_line(f"etd-audit: {summary_line(result, files.assessment)}")
 
 
 def _h(value: object) -> str:
@@ -168,8 +169,8 @@ def _finding_rows(findings: Iterable[Finding], tenants: Mapping[str, str]) -> li
     return rows
 
 
-def _unverified(files: ReportFiles) -> str:
-    count = len(getattr(files.changes, "unverified", ()))
+def _unverified(assessment: Assessment) -> str:
+    count = len(assessment.changes.unverified)
     if not count:
         return ""
     return (
@@ -179,11 +180,11 @@ def _unverified(files: ReportFiles) -> str:
 
 
 def _report_names(files: ReportFiles) -> list[str]:
-    return [str(p) for p in (files.xlsx, files.json, files.csv) if p]
+    return [str(p) for p in files.paths.values()]
 
 
 def render_html(result: RunResult, files: ReportFiles) -> str:
-    summary = summarize(result, files)
+    summary = summarize(result, files.assessment)
     names = {t.tenant_id.lower(): t.name for t in result.tenants}
     tenant_rows = [
         [
@@ -245,8 +246,8 @@ def render_html(result: RunResult, files: ReportFiles) -> str:
                     set(),
                 ),
             ]
-    if _unverified(files):
-        parts.append(f"<p>{_h(_unverified(files))}</p>")
+    if _unverified(files.assessment):
+        parts.append(f"<p>{_h(_unverified(files.assessment))}</p>")
     parts.append("<p>The attached report lists every finding with its cause and fix.</p>")
     if _report_names(files):
         parts.append("<p>Report files: " + ", ".join(_h(n) for n in _report_names(files)) + "</p>")
@@ -255,7 +256,7 @@ def render_html(result: RunResult, files: ReportFiles) -> str:
 
 
 def render_text(result: RunResult, files: ReportFiles) -> str:
-    summary = summarize(result, files)
+    summary = summarize(result, files.assessment)
     out = [subject_line(result, files), ""]
     out.append(
         f"{'Tenant':<24} {'Status':<8} {'Users':>7} {'Crit':>5} {'High':>5} {'Med':>5} {'Low':>5} {'New':>5} {'Res':>5}"
@@ -276,8 +277,8 @@ def render_text(result: RunResult, files: ReportFiles) -> str:
         if found:
             out += ["", f"{title}:"]
             out += [f"  {row[0]} {row[1]} {row[2]} {row[3]}" for row in _finding_rows(found, names)]
-    if _unverified(files):
-        out += ["", _unverified(files)]
+    if _unverified(files.assessment):
+        out += ["", _unverified(files.assessment)]
     out += ["", "The attached report lists every finding with its cause and fix."]
     if _report_names(files):
         out.append("Report files: " + ", ".join(_report_names(files)))
@@ -285,11 +286,9 @@ def render_text(result: RunResult, files: ReportFiles) -> str:
 
 
 def attachment_path(files: ReportFiles) -> Path | None:
-    """The workbook; the JSON or CSV only when no workbook was written."""
-    for path in (files.xlsx, files.json, files.csv):
-        if path:
-            return Path(path)
-    return None
+    """The first file in the format registry's order: the workbook; the JSON or CSV only without a workbook."""
+    first = next(iter(files.paths.values()), None)
+    return Path(first) if first else None
 
 
 def build_message(result: RunResult, files: ReportFiles, email: EmailConfig) -> EmailMessage:
@@ -313,25 +312,12 @@ def build_message(result: RunResult, files: ReportFiles, email: EmailConfig) -> 
 # Whether to send
 
 
-def _previous_statuses(previous: Path | None) -> dict[str, str] | None:
-    """Tenant statuses recorded in the previous JSON report, or None when they cannot be read."""
-    from audit.report.jsonreport import ReportError, read_json_report
-
-    if not previous:
-        return None
-    try:
-        earlier, _ = read_json_report(previous)
-    except (ReportError, OSError):
-        return None
-    return {t.tenant_id.lower(): str(t.status) for t in earlier.tenants}
-
-
-def has_news(result: RunResult, files: ReportFiles) -> bool:
+def has_news(result: RunResult, assessment: Assessment) -> bool:
     """New or resolved findings, a first report, or a tenant whose status is not what it was."""
-    changes = files.changes
+    changes = assessment.changes
     if changes.new or changes.resolved or changes.previous is None:
         return True
-    before = _previous_statuses(changes.previous)
+    before = assessment.previous_statuses
     if before is None:
         return any(t.status != TenantStatus.OK for t in result.tenants)
     return any(before.get(t.tenant_id.lower()) != str(t.status) for t in result.tenants)

@@ -52,7 +52,17 @@ def previous_reports(out_dir: Path, stem: str) -> list[Path]:
 def load_previous(
     out_dir: Path, stem: str, tenant_ids: Collection[str] | None = None
 ) -> tuple[Path | None, RunResult | None, list[str]]:
-    """The earlier run to compare with; notes name any newer report that could not be read.
+    """The earlier run to compare with; notes name any newer report that could not be read (see read_previous)."""
+    path, previous, notes, _ = read_previous(out_dir, stem, tenant_ids)
+    return path, previous, notes
+
+
+def read_previous(
+    out_dir: Path, stem: str, tenant_ids: Collection[str] | None = None
+) -> tuple[Path | None, RunResult | None, list[str], RunResult | None]:
+    """load_previous, and the newest report used as it was written (all of its tenants, as they were).
+
+    The earlier run to compare with; notes name any newer report that could not be read.
 
     Without tenant_ids: the newest readable earlier report. With them: each tenant is taken from the newest
     report that covered it (listed it, and did not fail to read it), so a run of only some tenants
@@ -73,7 +83,7 @@ def load_previous(
             notes.append(f"Earlier report skipped: {err}")
             continue
         if wanted is None:
-            return path, previous, notes
+            return path, previous, notes, previous
         fallback = iso(previous.started)
         for tenant in previous.tenants:
             tid = tenant.tenant_id.lower()
@@ -82,12 +92,12 @@ def load_previous(
                 found[tid] = (path, replace(tenant, findings=stamped))
                 newest = newest or (path, previous)
     if newest is None:
-        return None, None, notes
+        return None, None, notes, None
     path, run = newest
     older = [f"{t.name} with {p.name}" for p, t in found.values() if p != path]
     if older:
         notes.append(f"Compared {', '.join(older)}: the newest earlier report that covered each tenant.")
-    return path, replace(run, tenants=[t for _, t in found.values()]), notes
+    return path, replace(run, tenants=[t for _, t in found.values()]), notes, run
 
 
 def compare(

@@ -28,7 +28,6 @@ log = logging.getLogger("audit")
 
 FILE_MODE = 0o640
 DIR_MODE = 0o750
-REPORT_SUFFIXES = (".xlsx", ".json", ".csv")
 STALE_TEMP_SECONDS = 3600
 LOCK_NAME = ".etd-audit.lock"
 LOCK_WAIT_SECONDS = 600.0  # writing and pruning take seconds; a holder longer than this is stuck
@@ -194,8 +193,16 @@ def discard_stem(out_dir: Path, stem: str) -> None:
         temp.unlink(missing_ok=True)
 
 
-def free_stem(out_dir: Path, base: str, suffixes: tuple[str, ...] = REPORT_SUFFIXES) -> str:
+def report_suffixes() -> tuple[str, ...]:
+    """The suffixes of the report formats (audit.report.formats.FORMATS), e.g. ('.xlsx', '.json', '.csv')."""
+    from audit.report.formats import suffixes  # late: the formats import the writers, which import this module
+
+    return suffixes()
+
+
+def free_stem(out_dir: Path, base: str, suffixes: tuple[str, ...] | None = None) -> str:
     """`base`, or `base-2`, `base-3`...: the first stem of which no file exists yet in out_dir."""
+    suffixes = report_suffixes() if suffixes is None else suffixes
     stem, n = base, 2
     while any((out_dir / f"{stem}{suffix}").exists() for suffix in suffixes):
         stem, n = f"{base}-{n}", n + 1
@@ -264,12 +271,13 @@ def is_regular_file(path: Path) -> bool:
 
 
 def report_stems(out_dir: Path, family: str) -> dict[str, list[Path]]:
-    """Files named exactly <family><UTC stamp>.<xlsx|json|csv>, regular files only, grouped by stem."""
+    """Files named exactly <family><UTC stamp>.<a report format>, regular files only, grouped by stem."""
     name = re.compile(re.escape(family) + STAMP)
+    suffixes = report_suffixes()
     stems: dict[str, list[Path]] = {}
     for path in out_dir.glob(f"{family}*"):
         if (
-            path.suffix in REPORT_SUFFIXES
+            path.suffix in suffixes
             and name.fullmatch(path.stem)
             and not path.name.startswith(TRIAGE_PREFIX)
             and is_regular_file(path)

@@ -43,14 +43,19 @@ def _point(path: Path) -> Point | None:
     return Point(path.name, run.started, {s: counts.get(s, 0) for s in SEVERITIES})
 
 
-def trend(out_dir: Path, current: Point, points: int = TREND_POINTS) -> list[Point]:
-    """`current` and up to points-1 earlier reports of out_dir, oldest first."""
-    earlier = previous_reports(Path(out_dir), Path(current.report).stem)  # newest first, no link followed
+def earlier_points(out_dir: Path, stem: str, started: datetime, points: int = TREND_POINTS) -> list[Point]:
+    """Up to points-1 earlier reports of out_dir (not `stem`, none started after `started`), oldest first."""
+    earlier = previous_reports(Path(out_dir), stem)  # newest first, no link followed
     found: list[Point] = []
     for path in earlier:
         if len(found) >= points - 1:
             break
         point = _point(path)
-        if point is not None and point.started <= current.started:
+        if point is not None and point.started <= started:
             found.append(point)
-    return sorted(found, key=lambda p: p.started) + [current]
+    return sorted(found, key=lambda p: p.started)
+
+
+def trend(out_dir: Path, current: Point, points: int = TREND_POINTS) -> list[Point]:
+    """`current` and up to points-1 earlier reports of out_dir, oldest first."""
+    return [*earlier_points(out_dir, Path(current.report).stem, current.started, points), current]

@@ -16,11 +16,11 @@ from openpyxl.cell import WriteOnlyCell
 from audit import __version__
 from audit.report import files as fs
 from audit.report.cells import excel_time, iso, text_cell
+from audit.report.formats import write_csv
 from audit.report.jsonreport import dump
 from audit.report.tables import Column
 from audit.report.tables import Table as SheetTable
 from audit.report.workbook import SheetWriter, new_workbook, section, text_lines, write_table
-from audit.report.writer import write_csv
 from audit.triage.result import Outcome, TriagedRow, TriageResult
 
 STEM_PREFIX = fs.TRIAGE_PREFIX

@@ -221,10 +221,12 @@ def baseline(url: str, ca: str, tenant: dict, sample: int) -> dict:
 # --------------------------------------------------------------------------------------------- the audit
 def child_run(args: argparse.Namespace) -> int:
     """Inside the audit's subprocess: `etd-audit run`, timing the workbook writer on the side."""
-    from audit import cli
-    from audit.report import writer
+    from dataclasses import replace
 
-    original = writer._write_xlsx
+    from audit import cli
+    from audit.report.formats import FORMATS
+
+    original = FORMATS["xlsx"].write
     spent = [0.0]
 
     def timed(*a, **k):
@@ -234,7 +236,7 @@ def child_run(args: argparse.Namespace) -> int:
         finally:
             spent[0] += time.perf_counter() - start
 
-    writer._write_xlsx = timed
+    FORMATS["xlsx"] = replace(FORMATS["xlsx"], write=timed)
     start = time.perf_counter()
     code = cli.main(
         [

@@ -89,7 +89,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorder:
         triage(config, errorlog, out_dir=tmp / "triage")
         big = tmp / "big.xlsx"  # over Graph's 3 MB inline limit: draft, upload session, send
         big.write_bytes(random.Random(3).randbytes(4 * 1024 * 1024))
-        send_report(everything.result, replace(everything.report, xlsx=big), config)
+        send_report(
+            everything.result, replace(everything.report, paths={**everything.report.paths, "xlsx": big}), config
+        )
     os.environ.clear()
     os.environ.update(saved)
     return recorder

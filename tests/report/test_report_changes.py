@@ -42,7 +42,7 @@ def test_changes_between_two_runs(write):
     one = write(first_run())
     two = write(second_run())
 
-    changes = two.changes
+    changes = two.assessment.changes
     assert changes.previous == one.json
     assert keyset(changes.new) == {("no-exchange-license", "u-erin")}
     assert keyset(changes.resolved) == {("no-exchange-license", "u-bob")}
@@ -50,7 +50,7 @@ def test_changes_between_two_runs(write):
     assert keyset(changes.unverified) == {("on-premises-mailbox", "u-carol"), ("recipient-not-in-directory", "u-ghost")}
     assert keyset(changes.still_open) == {("soft-deleted-user", "u-dave"), ("app-missing-permission", None)}
 
-    first_seen = {(f.check_id, f.user_id): f.first_seen for f in two.findings}
+    first_seen = {(f.check_id, f.user_id): f.first_seen for f in two.assessment.findings}
     assert first_seen[("soft-deleted-user", "u-dave")] == iso(T1)
     assert first_seen[("app-missing-permission", None)] == iso(T1)
     assert first_seen[("no-exchange-license", "u-erin")] == iso(T2)
@@ -72,7 +72,7 @@ def test_changes_between_two_runs(write):
     summary = [r for r in wb["Summary"].iter_rows(values_only=True) if r[0] == "Compared with"]
     assert summary[0][1] == one.json.name
 
-    assert summary_line(second_run(), two) == (
+    assert summary_line(second_run(), two.assessment) == (
         "contoso, fabrikam, northwind — 3 findings (1 critical, 1 high, +1 new, -1 resolved)"
         " — INCOMPLETE: northwind failed"
     )
@@ -82,16 +82,16 @@ def test_first_seen_survives_a_chain_of_runs(write):
     write(first_run())
     write(second_run())
     three = write(sample_result(started=T3, drop=("u-bob", "u-carol")))
-    first_seen = {(f.check_id, f.user_id): f.first_seen for f in three.findings}
+    first_seen = {(f.check_id, f.user_id): f.first_seen for f in three.assessment.findings}
     assert first_seen[("soft-deleted-user", "u-dave")] == iso(T1)
 
 
 def test_first_report_has_no_previous_and_every_finding_is_new(write):
     files = write(sample_result())
-    assert files.changes.previous is None
-    assert len(files.changes.new) == len(files.findings) and not files.changes.resolved
-    assert all(f.first_seen == iso(STARTED) for f in files.findings)
-    assert "new" not in summary_line(sample_result(), files)
+    assert files.assessment.changes.previous is None
+    assert len(files.assessment.changes.new) == len(files.assessment.findings) and not files.assessment.changes.resolved
+    assert all(f.first_seen == iso(STARTED) for f in files.assessment.findings)
+    assert "new" not in summary_line(sample_result(), files.assessment)
 
 
 def test_tenant_outside_this_run_is_not_resolved(write):
@@ -99,8 +99,9 @@ def test_tenant_outside_this_run_is_not_resolved(write):
     only_contoso = sample_result(started=T2)
     only_contoso.tenants = only_contoso.tenants[:1]
     files = write(only_contoso)
-    assert not any(f.tenant_id == FABRIKAM for f in files.changes.resolved + files.changes.unverified)
-    assert not files.changes.resolved
+    changes = files.assessment.changes
+    assert not any(f.tenant_id == FABRIKAM for f in changes.resolved + changes.unverified)
+    assert not files.assessment.changes.resolved
 
 
 def test_unreadable_previous_report_is_skipped_with_a_note(write, tmp_path):
@@ -108,8 +109,8 @@ def test_unreadable_previous_report_is_skipped_with_a_note(write, tmp_path):
     broken = tmp_path / "reports" / "etd-audit-99990101T000000Z.json"
     broken.write_text("{not json")
     two = write(second_run())
-    assert two.changes.previous == one.json
-    assert any("skipped" in note and broken.name in note for note in two.changes.notes)
+    assert two.assessment.changes.previous == one.json
+    assert any("skipped" in note and broken.name in note for note in two.assessment.changes.notes)
 
 
 def test_read_json_report_round_trip(write):
@@ -120,7 +121,7 @@ def test_read_json_report_round_trip(write):
     assert [str(t.status) for t in result.tenants] == ["ok", "partial", "failed"]
     assert result.tenants[0].not_assessed == {"mailbox probe failed after retries": 1}
     assert result.tenants[0].users_in_directory == 5
-    assert keyset(counted) == keyset(files.findings)
+    assert keyset(counted) == keyset(files.assessment.findings)
     assert all(f.first_seen == iso(T1) for f in result.findings)
 
 
@@ -159,11 +160,11 @@ def test_rewording_the_evidence_keeps_a_tenant_finding_open_with_its_first_seen(
     """Identity is the subject the check set and the report stored, not a phrase parsed out of the evidence."""
     write(_permission_findings(T1, "{} is not granted"))
     two = write(_permission_findings(T2, "the app lacks {} (reworded)"))
-    tenant_level = [f for f in two.findings if f.check_id == "app-missing-permission"]
+    tenant_level = [f for f in two.assessment.findings if f.check_id == "app-missing-permission"]
     assert {f.subject for f in tenant_level} == {"Mail.ReadWrite", "Organization.Read.All"}
     assert {f.first_seen for f in tenant_level} == {iso(T1)}
-    assert not [f for f in two.changes.new if f.check_id == "app-missing-permission"]
-    assert not [f for f in two.changes.resolved if f.check_id == "app-missing-permission"]
+    assert not [f for f in two.assessment.changes.new if f.check_id == "app-missing-permission"]
+    assert not [f for f in two.assessment.changes.resolved if f.check_id == "app-missing-permission"]
 
 
 def test_a_report_written_before_subjects_were_stored_still_names_them(write, tmp_path):

@@ -91,11 +91,11 @@ def test_active_exceptions_move_findings_to_the_accepted_sheet(write):
         exception("app-missing-permission", tenant=FABRIKAM),
     ]
     files = write(sample_result(), exceptions=exceptions)
-    assert {(f.check_id, f.user_id) for f in files.accepted} == {
+    assert {(f.check_id, f.user_id) for f in files.assessment.accepted_findings} == {
         ("no-exchange-license", "u-bob"),
         ("app-missing-permission", None),
     }
-    assert {f.check_id for f in files.findings} == {"on-premises-mailbox", "soft-deleted-user"}
+    assert {f.check_id for f in files.assessment.findings} == {"on-premises-mailbox", "soft-deleted-user"}
 
     wb = openpyxl.load_workbook(files.xlsx)
     findings = [r[2] for r in wb["Findings"].iter_rows(min_row=2, values_only=True)]
@@ -128,9 +128,10 @@ def test_expired_exception_does_not_match_and_is_reported(write):
     expired = exception("on-premises-mailbox", user="u-carol", expires=date(2025, 1, 31))
     last_day = exception("soft-deleted-user", user="dave@contoso.com", tenant="contoso", expires=today)
     files = write(result, exceptions=[expired, last_day])
-    assert files.expired_exceptions == [expired]
-    assert {f.check_id for f in files.accepted} == {"soft-deleted-user"}  # valid through its expiry day
-    assert "on-premises-mailbox" in {f.check_id for f in files.findings}
+    assert list(files.assessment.expired_exceptions) == [expired]
+    accepted = files.assessment.accepted_findings
+    assert {f.check_id for f in accepted} == {"soft-deleted-user"}  # valid through its expiry day
+    assert "on-premises-mailbox" in {f.check_id for f in files.assessment.findings}
 
     wb = openpyxl.load_workbook(files.xlsx)
     ws = wb["Findings"]
@@ -149,7 +150,7 @@ def test_exception_matching_nothing_is_noted(write):
     files = write(
         sample_result(), exceptions=[exception("no-exchange-license", user="nobody@contoso.com", tenant=CONTOSO)]
     )
-    assert not files.accepted
+    assert not files.assessment.accepted
     wb = openpyxl.load_workbook(files.xlsx)
     assert any("matched no finding" in str(r[0]) for r in wb["Summary"].iter_rows(values_only=True))
 

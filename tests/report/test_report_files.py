@@ -226,7 +226,7 @@ def test_killed_run_leaves_the_previous_report_intact(write, tmp_path, mode):
 
     # the next run still finds the intact previous report
     files = write(sample_result(started=STARTED + timedelta(days=7)))
-    assert files.changes.previous == previous.json
+    assert files.assessment.changes.previous == previous.json
 
 
 def test_summary_line_formats(write):
@@ -235,12 +235,12 @@ def test_summary_line_formats(write):
     from audit.report import summary_line
 
     clean = clean_result()
-    assert summary_line(clean, write(clean)) == "contoso — 0 findings — safe"
+    assert summary_line(clean, write(clean).assessment) == "contoso — 0 findings — safe"
     result = sample_result()
     result.tenants = result.tenants[:1]
     result.tenants[0].not_assessed = {}
-    assert summary_line(result, write(result)).startswith("contoso — 3 findings (2 high")
-    assert CONTOSO not in summary_line(result, write(result))
+    assert summary_line(result, write(result).assessment).startswith("contoso — 3 findings (2 high")
+    assert CONTOSO not in summary_line(result, write(result).assessment)
 
 
 def test_report_written_time_defaults_to_now(tmp_path):

@@ -54,7 +54,7 @@ def test_findings_sheet_matches_the_findings(book):
     wb, files = book
     ws = wb["Findings"]
     rows = table(ws)
-    assert len(rows) == len(files.findings) == 4
+    assert len(rows) == len(files.assessment.findings) == 4
     assert [r["Severity"] for r in rows] == ["critical", "high", "high", "medium"]  # worst first
     bob = next(r for r in rows if r["Check"] == "no-exchange-license")
     assert bob == {
