@@ -64,11 +64,18 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         if self._bars is not None:
-            self._bars.stop()
+            # Empty the live region first, under the lock the callbacks take, so no late event redraws a
+            # line that stop() would then have to erase while another thread prints a log record.
+            with self.lock:
+                bars, self._bars = self._bars, None  # later events are logged as plain lines
+                for task in list(bars.task_ids):
+                    bars.remove_task(task)
+                self.lines.clear()
+                bars.refresh()
+                bars.stop()
             for handler, stream in self._swapped:
                 handler.setStream(stream)
             self._swapped.clear()
-            self._bars = None
 
     def _start(self) -> None:
         from rich import progress as bars
