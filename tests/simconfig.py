@@ -7,7 +7,8 @@
 - `secrets_env(placed) -> {variable: secret}`: the client secrets, under the one naming scheme
   (Simulator.secret_env_name: ETD_SIM_SECRET_<TENANT>), which the configuration names in client_secret_env.
 - `config_toml(config, extra="") -> str` / `write_config_file(config, path, extra="")`: the same
-  configuration as a TOML file, for tests that run the command line or a subprocess.
+  configuration as a TOML file, for tests that run the command line or a subprocess; `sim_toml(sim,
+  out_dir)` is that text for every tenant a simulator serves.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ Placed = Sequence[tuple[Simulator, dict]]
 AUTO = "auto"  # home tenant: the one that holds the remediation app's registration
 
 
-def secrets_env(placed: Placed) -> dict[str, str]:
+def served(sim: Simulator) -> list[tuple[Simulator, dict]]:
+    """Every tenant of the simulator that has an audit client to sign in with."""
+    return [(sim, spec) for spec in sim.tenants if spec.get("clients")]
+
+
+def secrets_env(source: Simulator | Placed) -> dict[str, str]:
+    placed = served(source) if isinstance(source, Simulator) else source
     return {Simulator.secret_env_name(spec["name"]): spec["clients"][0]["secret"] for _, spec in placed}
 
 
@@ -94,24 +101,32 @@ def config_toml(config: Config, extra: str = "") -> str:
             f"tenant_id = {_toml(tenant.tenant_id)}",
             f"client_id = {_toml(tenant.client_id)}",
             f"client_secret_env = {_toml(tenant.client_secret_env)}",
-            f"domains = {_toml(tenant.domains)}",
             f"authority_host = {_toml(tenant.authority_host)}",
             f"graph_endpoint = {_toml(tenant.graph_endpoint)}",
+            f"domains = {_toml(tenant.domains)}",
             "",
         ]
-    app = config.remediation_app
-    lines += ["[remediation_app]", f"app_id = {_toml(app.app_id)}"]
-    if app.home_tenant_id:
-        lines.append(f"home_tenant_id = {_toml(app.home_tenant_id)}")
-    if app.access_policy_file:
-        lines.append(f"access_policy_file = {_toml(app.access_policy_file)}")
+    lines.append("[remediation_app]")
+    lines += _set_fields(config.remediation_app, RemediationAppConfig(app_id=""), always=("app_id",))
     lines += ["", "[audit]"]
-    defaults = AuditConfig()
-    for field in fields(AuditConfig):
-        value = getattr(config.audit, field.name)
-        if field.name in ("out_dir", "ca_bundle") or (value is not None and value != getattr(defaults, field.name)):
+    lines += _set_fields(config.audit, AuditConfig(), always=("out_dir", "ca_bundle"))
+    return "\n".join(lines) + "\n" + (extra + "\n" if extra else "")
+
+
+def _set_fields(section: object, defaults: object, always: tuple[str, ...]) -> list[str]:
+    """`key = value` for the fields that differ from the defaults, and those always written."""
+    lines = []
+    for field in fields(section):  # type: ignore[arg-type]
+        value = getattr(section, field.name)
+        if field.name in always or (value is not None and value != getattr(defaults, field.name)):
             lines.append(f"{field.name} = {_toml(value)}")
-    return "\n".join([*lines, extra]) + "\n"
+    return lines
+
+
+def sim_toml(sim: Simulator, out_dir: Path | str, **options: object) -> str:
+    """config_toml of every tenant the simulator serves, reports going to out_dir."""
+    out = Path(out_dir)
+    return config_toml(sim_config(served(sim), out.parent, out_dir=out, **options))
 
 
 def write_config_file(config: Config, path: Path | None = None, extra: str = "") -> Path:
