@@ -20,11 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 from audit import logs, opath, rbac
-from audit.checks._facts import SkuIndex, is_mail_enabled, mailbox_plans
 from audit.clouds import CLOUDS, GRAPH_APP_ID
 from audit.config import Config, TenantConfig
 from audit.graph import (
@@ -39,6 +37,7 @@ from audit.graph import (
     odata_string,
     parse_retry_after,
 )
+from audit.licensing import SkuIndex, mailbox_plans
 from audit.models import (
     PERMISSION,
     READ_IN_HOME_AUDIT,
@@ -51,6 +50,7 @@ from audit.models import (
     ProvisionedPlan,
     TenantSnapshot,
     User,
+    is_mail_enabled,
 )
 from audit.psexport import read_export, text
 
@@ -668,12 +668,7 @@ class MailboxProber:
     def _run(self) -> None:
         try:
             inventory = self._inventory() if self._inventory else None
-            # SkuIndex reads only the snapshot's subscribed_skus, which is all there is yet.
-            skus = (
-                SkuIndex(SimpleNamespace(subscribed_skus=self._skus() if self._skus else Dataset(None)))
-                if inventory
-                else None
-            )
+            skus = SkuIndex.from_skus(self._skus() if self._skus else Dataset(None)) if inventory else None
             self._dispatch(inventory, skus)
         except BaseException as err:  # noqa: BLE001 - handed to close(), in the collecting thread
             self._error = err

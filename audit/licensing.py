@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
+from audit.models import AssignedPlan, Dataset, User
+
 log = logging.getLogger("audit")
 
 # Month of the Microsoft table the shipped data was derived from. Keep in step with data/LICENSING.md.
@@ -252,6 +254,136 @@ def __getattr__(name: str) -> frozenset[str]:
     if name == "MAILBOX_PLAN_IDS":
         return _tables().mailbox_plan_ids
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- a tenant's SKUs and a user's mailbox plans -------------------------------------------------------
+
+ENABLED = "enabled"
+GRACE = "warning"  # still works; stops when the grace period ends
+LAPSED = frozenset({"suspended", "deleted", "lockedout"})
+LICENSE_ERROR_STATES = frozenset({"error", "activewitherror"})
+
+
+class SkuIndex:
+    """Which mailbox plans each SKU carries: the tenant's subscribedSkus first, the shipped table second."""
+
+    def __init__(self, mailbox: dict[str, frozenset[str]], names: dict[str, str]):
+        self._mailbox = mailbox  # lower-case SKU id -> the mailbox plans the tenant says it carries
+        self._names = names  # lower-case SKU id -> skuPartNumber as the tenant reports it
+
+    @classmethod
+    def from_skus(cls, subscribed_skus: Dataset[list[dict]]) -> SkuIndex:
+        """Index the tenant's subscribedSkus items; an unread list leaves only the shipped table."""
+        mailbox: dict[str, frozenset[str]] = {}
+        names: dict[str, str] = {}
+        mailbox_ids = _tables().mailbox_plan_ids
+        if subscribed_skus.ok:
+            for sku in subscribed_skus.value or ():
+                sku_id = str(sku.get("skuId") or "").lower()
+                plans = {str(p.get("servicePlanId") or "").lower() for p in sku.get("servicePlans") or ()}
+                mailbox[sku_id] = frozenset(plans & mailbox_ids)
+                if sku.get("skuPartNumber"):
+                    names[sku_id] = sku["skuPartNumber"]
+        return cls(mailbox, names)
+
+    def mailbox_plans(self, sku_id: str) -> frozenset[str] | None:
+        """Mailbox plans the SKU carries; None when neither the tenant nor the table knows the SKU."""
+        sku_id = sku_id.lower()
+        known = self._mailbox.get(sku_id)
+        table = sku_mailbox_plan_ids(sku_id)
+        if known is None and sku_part_number(sku_id) is None:
+            return None
+        return (known or frozenset()) | table
+
+    def name(self, sku_id: str) -> str:
+        return self._names.get(sku_id.lower()) or sku_part_number(sku_id) or sku_id
+
+
+def plan_label(plan_id: str) -> str:
+    return plan_name(plan_id) or plan_id
+
+
+@dataclass(frozen=True)
+class MailboxPlans:
+    """A user's mailbox-giving Exchange plans, sorted by what their status means for the mailbox."""
+
+    enabled: tuple[AssignedPlan, ...]
+    grace: tuple[AssignedPlan, ...]
+    lapsed: tuple[AssignedPlan, ...]
+    disabled: tuple[tuple[str, str], ...]  # (plan id, SKU name) switched off through disabledPlans
+    other_exchange: tuple[AssignedPlan, ...]  # Exchange plans that give no mailbox (Foundation ...)
+
+    @property
+    def usable(self) -> tuple[AssignedPlan, ...]:
+        """Plans under which the mailbox works today (Enabled or in the Warning grace period)."""
+        return self.enabled + self.grace
+
+    @property
+    def present(self) -> bool:
+        return bool(self.enabled or self.grace or self.lapsed)
+
+
+def _switched_off(user: User, skus: SkuIndex) -> dict[str, str]:
+    """Mailbox plans disabled in every licence of the user that (may) carry them -> the SKU disabling it."""
+    mailbox_ids = _tables().mailbox_plan_ids
+    off: dict[str, str] = {}
+    still_on: set[str] = set()
+    for lic in user.licenses:
+        disabled = set(lic.disabled_plans) & mailbox_ids
+        for plan_id in disabled:
+            off.setdefault(plan_id, skus.name(lic.sku_id))
+        carried = skus.mailbox_plans(lic.sku_id)
+        if carried is None:
+            # A SKU we do not know may carry the plan: trust assignedPlans rather than guess it away.
+            still_on |= mailbox_ids - disabled
+        else:
+            still_on |= carried - disabled
+    return {plan_id: sku for plan_id, sku in off.items() if plan_id not in still_on}
+
+
+def mailbox_plans(user: User, skus: SkuIndex) -> MailboxPlans:
+    mailbox_ids = _tables().mailbox_plan_ids
+    off = _switched_off(user, skus)
+    enabled, grace, lapsed, other = [], [], [], []
+    seen: set[tuple[str, str]] = set()
+    for plan in user.plans:
+        key = (plan.plan_id, plan.status)
+        if key in seen:
+            continue
+        seen.add(key)
+        status = plan.status.lower()
+        if plan.plan_id not in mailbox_ids:
+            if plan.service.lower() == "exchange":
+                other.append(plan)
+        elif plan.plan_id in off:
+            continue
+        elif status == ENABLED:
+            enabled.append(plan)
+        elif status == GRACE:
+            grace.append(plan)
+        elif status in LAPSED:
+            lapsed.append(plan)
+    return MailboxPlans(tuple(enabled), tuple(grace), tuple(lapsed), tuple(sorted(off.items())), tuple(other))
+
+
+def describe_plans(plans: Iterable[AssignedPlan]) -> str:
+    return ", ".join(f"{plan_label(p.plan_id)} ({p.status})" for p in plans)
+
+
+def describe_licences(user: User, skus: SkuIndex) -> str:
+    if not user.licenses:
+        return "no licences"
+    by_group = {s.sku_id: s.assigned_by_group for s in user.license_states if s.assigned_by_group}
+    names = [skus.name(lic.sku_id) + (" (via group)" if lic.sku_id in by_group else "") for lic in user.licenses]
+    return "licences: " + ", ".join(names)
+
+
+def licence_errors(user: User, skus: SkuIndex) -> list[str]:
+    return [
+        f"licence {skus.name(s.sku_id)} in state {s.state}" + (f" ({s.error})" if s.error else "")
+        for s in user.license_states
+        if s.state.lower() in LICENSE_ERROR_STATES
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,6 +253,28 @@ class User:
         return self.user_type.lower() == "guest"
 
 
+def normalize_address(address: str | None) -> str:
+    """Lower-case, trimmed, without an `smtp:`/`SMTP:` prefix. Other prefixes (sip:, x500:) are kept."""
+    text = (address or "").strip()
+    if text[:5].lower() == "smtp:":
+        text = text[5:].strip()
+    return text.lower()
+
+
+def smtp_proxy_addresses(user: User) -> list[str]:
+    out = []
+    for entry in user.proxy_addresses:
+        prefix, sep, _ = entry.partition(":")
+        if not sep or prefix.strip().lower() == "smtp":
+            if address := normalize_address(entry):
+                out.append(address)
+    return out
+
+
+def is_mail_enabled(user: User) -> bool:
+    return bool(user.mail) or bool(smtp_proxy_addresses(user))
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxProbe:
     """What Graph said when asked for this user's mailbox (GET /users/{id}/mailboxSettings).

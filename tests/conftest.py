@@ -2,28 +2,22 @@
 
 - `sim_factory(tenants, faults=None, limits=None) -> Simulator`: starts a simulator (real HTTPS on
   127.0.0.1, ephemeral port); every simulator started this way is stopped at teardown.
-- `make_config(sim, tenants, tmp_path, **audit_overrides) -> Config`: an audit configuration for
-  those tenants, built from the config dataclasses (authority and Graph endpoint = the simulator,
-  ca_bundle = its CA, client secrets put in the environment for the test's duration).
+- `make_config(sim, tenants, tmp_path, **options) -> Config`: tests.simconfig.sim_config for those
+  tenants (sim None: tenants are (simulator, spec) pairs), with the client secrets put in the environment
+  for the test's duration and the configuration written to its path as TOML.
 - `small_tenant`: a generated 60-user tenant in which the remediation app is consented and enabled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from audit.config import AuditConfig, Config, RemediationAppConfig, TenantConfig
-from audit.simulator import (
-    DEMO_REMEDIATION_APP_ID,
-    FaultSpec,
-    Limits,
-    Simulator,
-    demo_domains,
-    generate_tenant,
-)
+from audit.config import Config
+from audit.simulator import FaultSpec, Limits, Simulator, generate_tenant
+from tests.simconfig import Placed, secrets_env, sim_config, write_config_file
 
 
 @pytest.fixture
@@ -42,33 +36,13 @@ def sim_factory() -> Iterator[Callable[..., Simulator]]:
 
 @pytest.fixture
 def make_config(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
-    def make(sim: Simulator, tenants: list[dict], tmp_path: Path, **audit_overrides) -> Config:
-        configs = []
-        for tenant in tenants:
-            env = Simulator.secret_env_name(tenant["name"])
-            monkeypatch.setenv(env, tenant["clients"][0]["secret"])
-            configs.append(
-                TenantConfig(
-                    name=tenant["name"],
-                    tenant_id=tenant["tenant_id"],
-                    client_id=tenant["clients"][0]["client_id"],
-                    client_secret_env=env,
-                    domains=tuple(demo_domains(tenant)),
-                    authority_host=sim.url,
-                    graph_endpoint=sim.url,
-                )
-            )
-        home = next(
-            (t for t in tenants if any(a["appId"] == DEMO_REMEDIATION_APP_ID for a in t.get("applications", []))),
-            None,
-        )
-        remediation = RemediationAppConfig(
-            app_id=DEMO_REMEDIATION_APP_ID, home_tenant_id=home["tenant_id"] if home else None
-        )
-        audit = AuditConfig(**{"out_dir": tmp_path / "reports", "ca_bundle": sim.ca_path, **audit_overrides})
-        path = tmp_path / "config.toml"
-        path.write_text(sim.config_toml(str(audit.out_dir)))
-        return Config(path=path, tenants=tuple(configs), remediation_app=remediation, audit=audit)
+    def make(sim: Simulator | None, tenants: Sequence[dict] | Placed, tmp_path: Path, **options) -> Config:
+        placed = list(tenants) if sim is None else [(sim, spec) for spec in tenants]
+        for name, secret in secrets_env(placed).items():
+            monkeypatch.setenv(name, secret)
+        config = sim_config(placed, tmp_path, **options)
+        write_config_file(config)
+        return config
 
     return make
 

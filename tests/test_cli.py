@@ -10,33 +10,23 @@ import pytest
 
 from audit.checks import catalogue
 from audit.cli import main
-from tests.e2e.tenant_builder import E3, TenantBuilder
+from audit.simulator import Simulator
+from tests.e2e.tenant_builder import E3, TenantBuilder, as_built
+from tests.simconfig import secrets_env, sim_config, write_config_file
 
 
 def write_config(
     path: Path, sim, builders, monkeypatch, *, secrets: dict | None = None, home: str | None = None, extra: str = ""
 ) -> Path:
-    lines = []
-    for b in builders:
-        env = f"ETD_CLI_SECRET_{b.name.upper()}"
-        monkeypatch.setenv(env, (secrets or {}).get(b.name, b.spec["clients"][0]["secret"]))
-        lines += [
-            "[[tenants]]",
-            f'name = "{b.name}"',
-            f'tenant_id = "{b.tenant_id}"',
-            f'client_id = "{b.spec["clients"][0]["client_id"]}"',
-            f'client_secret_env = "{env}"',
-            f'domains = ["{b.domain}"]',
-            f'authority_host = "{sim.url}"',
-            f'graph_endpoint = "{sim.url}"',
-            "",
-        ]
-    lines += ["[remediation_app]", 'app_id = "7d3c9d2e-5b1a-4c8e-9f6a-1e2d3c4b5a69"']
-    if home:
-        lines.append(f'home_tenant_id = "{home}"')
-    lines += ["", "[audit]", f'out_dir = "{path.parent / "reports"}"', f'ca_bundle = "{sim.ca_path}"', extra]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """The builder tenants' configuration as a TOML file for the command line; `secrets` (tenant name ->
+    value) puts a different secret in a tenant's variable; `extra` goes under [audit]."""
+    placed = [(sim, b.spec) for b in builders]
+    for name, secret in secrets_env(placed).items():
+        monkeypatch.setenv(name, secret)
+    for name, secret in (secrets or {}).items():
+        monkeypatch.setenv(Simulator.secret_env_name(name), secret)
+    domains = {b.name: (b.domain,) for b in builders}
+    return write_config_file(sim_config(placed, path.parent, **as_built(home=home, domains=domains)), path, extra)
 
 
 def healthy(name: str) -> TenantBuilder:

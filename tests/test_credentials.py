@@ -28,6 +28,7 @@ from audit.graph import GraphClient, GraphError, same_origin
 from audit.session import connect, proxy_url
 from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
+from tests.simconfig import secrets_env, sim_toml
 from tests.test_config import SECRET_ENV, base_config, write
 
 
@@ -353,8 +354,8 @@ def test_a_run_given_a_foreign_next_link_fails_the_tenant_without_sending_the_to
     config = tmp_path / "etd-audit.toml"
     with serving((200, {"Content-Type": "application/json"}, b'{"value": []}')) as (foreign, foreign_url):
         sim = sim_factory([tenant], faults=f"next_link_base={foreign_url}")
-        config.write_text(sim.config_toml(str(tmp_path / "reports")))
-        done = etd_audit("--log-format", "json", "run", "--config", str(config), "--no-email", env=sim.secrets_env())
+        config.write_text(sim_toml(sim, str(tmp_path / "reports")))
+        done = etd_audit("--log-format", "json", "run", "--config", str(config), "--no-email", env=secrets_env(sim))
     assert foreign.seen == []
     assert done.returncode == 3  # the tenant could not be read: a partial run, and the report says why
     failed = [r for r in json_lines(done.stderr) if r.get("tenant") == "contoso" and r["level"] == "error"]

@@ -8,14 +8,13 @@ import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from audit.checks._facts import SkuIndex
 from audit.collect import parse_usage_report, settle, should_probe, user_from_graph
 from audit.demo import demo_config
 from audit.graph import GraphClient
+from audit.licensing import SkuIndex
 from audit.models import Dataset, MailboxProbe
 from audit.runner import RunOptions, audit_tenant, audit_tenants
 from audit.simulator import demo_tenants, generate_tenant
@@ -182,7 +181,7 @@ def test_a_v1_row_without_recipient_type_proves_the_mailbox():
     inventory = parse_usage_report(V1_CSV)
     assert inventory.refresh_date == "2026-01-10" and not inventory.concealed
     assert inventory.mailboxes == {"alice@contoso.example": ("", False), "gone@contoso.example": ("", True)}
-    skus = SkuIndex(SimpleNamespace(subscribed_skus=Dataset(None)))
+    skus = SkuIndex.from_skus(Dataset(None))
     settled = settle(_licensed("alice@contoso.example"), inventory, skus)
     assert settled == MailboxProbe("mailbox", purpose=None, source="usage_report")
     assert settle(_licensed("gone@contoso.example"), inventory, skus) is None  # deleted: ask Exchange

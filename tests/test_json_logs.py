@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from audit.simulator import generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 BOUND = 300.0  # upper bound for one subprocess; never an expected duration
 SECRET = "very-secret-value-4711"
@@ -49,8 +50,8 @@ def test_missing_config_is_a_json_record(tmp_path: Path) -> None:
 def test_unset_secret_variable_is_a_json_record(sim_factory, tmp_path: Path) -> None:
     sim = sim_factory([generate_tenant("contoso", 10, seed=2, scenario="healthy")])
     config = tmp_path / "etd-audit.toml"
-    config.write_text(sim.config_toml(str(tmp_path / "reports")))
-    env = {name: "" for name in sim.secrets_env()}
+    config.write_text(sim_toml(sim, str(tmp_path / "reports")))
+    env = {name: "" for name in secrets_env(sim)}
     done = etd_audit("--log-format", "json", "run", "--config", str(config), env=env)
     # The only tenant cannot sign in: exit 2, and every line, the tenant's failure included, is JSON.
     assert done.returncode == 2, done.stderr
@@ -63,8 +64,8 @@ def test_a_run_logs_json_with_tenant_phase_and_a_final_record(sim_factory, tmp_p
     tenants = [generate_tenant("contoso", 40, seed=2), generate_tenant("fabrikam", 20, seed=3, scenario="healthy")]
     sim = sim_factory(tenants)
     config = tmp_path / "etd-audit.toml"
-    config.write_text(sim.config_toml(str(tmp_path / "reports")))
-    done = etd_audit("--log-format", "json", "run", "--config", str(config), "--no-email", env=sim.secrets_env())
+    config.write_text(sim_toml(sim, str(tmp_path / "reports")))
+    done = etd_audit("--log-format", "json", "run", "--config", str(config), "--no-email", env=secrets_env(sim))
     assert done.returncode in (0, 1), done.stderr
     records = json_lines(done.stderr)
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from audit.config import Config, ConfigError, RemediationAppConfig, ScheduleConfig
-from audit.schedule import _main, cron_trigger, heartbeat_ok, serve, write_heartbeat
+from audit.schedule import cron_trigger, heartbeat_ok, serve, write_heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
 BOUND = 60.0  # generous upper bound for anything a subprocess has to do; never an expected duration
@@ -224,9 +224,16 @@ def test_heartbeat_content(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["beat.json"]  # no temporary file left behind
 
 
-def test_check_heartbeat_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_heartbeat_entry_point(tmp_path: Path) -> None:
     path = tmp_path / "beat.json"
     write_heartbeat(path, last_run=None, last_exit=None, next_run=None)
-    assert _main(["--check-heartbeat", str(path), "--max-age", "120"]) == 0
-    assert _main(["--check-heartbeat", str(tmp_path / "missing.json"), "--max-age", "120"]) == 1
-    assert "missing.json is missing, unreadable or older than 120 s" in capsys.readouterr().out
+
+    # The container's health check runs the module itself (see the Dockerfile's HEALTHCHECK).
+    def health(beat: Path) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "audit.schedule", "--check-heartbeat", str(beat), "--max-age", "120"]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert health(path).returncode == 0
+    missing = health(tmp_path / "missing.json")
+    assert missing.returncode == 1
+    assert "missing.json is missing, unreadable or older than 120 s" in missing.stdout

@@ -24,6 +24,7 @@ from audit.cli import build_parser, main
 from audit.config import Config, RemediationAppConfig, TenantConfig, load_config
 from audit.runner import RunOptions, select_tenants, shard_of
 from audit.simulator import Simulator, generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 N = 3
 TENANTS = [
@@ -56,11 +57,11 @@ def runs(tmp_path_factory):
         )
     )
     with Simulator(specs) as sim, pytest.MonkeyPatch.context() as env:
-        for name, value in sim.secrets_env().items():
+        for name, value in secrets_env(sim).items():
             env.setenv(name, value)
         config = root / "etd-audit.toml"
         config.write_text(
-            sim.config_toml(str(root / "reports")) + f'exceptions_file = "{exceptions}"\n'
+            sim_toml(sim, str(root / "reports")) + f'exceptions_file = "{exceptions}"\n'
             'formats = ["xlsx", "json", "csv"]\n'
         )
         codes = {"single": main(["run", "--config", str(config), "--out", str(root / "single"), "--no-email"])}
@@ -200,7 +201,7 @@ def test_a_failed_tenant_in_one_shard_is_failed_in_the_merge(runs, capsys):
             ["run", "--config", str(runs["config"]), "--shard", f"{k}/{N}", "--out", str(root / "broken"), "--no-email"]
         )
     finally:
-        env.setenv(victim.client_secret_env, runs["sim"].secrets_env()[victim.client_secret_env])
+        env.setenv(victim.client_secret_env, secrets_env(runs["sim"])[victim.client_secret_env])
     others = [f"shard-{i}" for i in range(N) if i != k]
     capsys.readouterr()
     assert merge(runs, "broken", *others, out="merged-broken") == 3

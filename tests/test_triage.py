@@ -5,11 +5,9 @@ Hand-written tenants, one exact case per user; hand-written logs in tests/data/t
 
 from __future__ import annotations
 
-import json
 import re
 import stat
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -263,24 +261,18 @@ def three_tenants() -> tuple[Tenant, Tenant, Tenant]:
 
 
 def _config(make_config, sim, tenants: list[Tenant], tmp_path: Path) -> Config:
-    config = make_config(sim, [t.spec for t in tenants], tmp_path)
     home = tenants[0]
-    policy = tmp_path / "policies.json"
-    policy.write_text(
-        json.dumps(
-            [
-                {
-                    "Identity": f"{home.tenant_id}\\{DEMO_REMEDIATION_APP_ID}:S-1-5-21-1",
-                    "AppId": DEMO_REMEDIATION_APP_ID,
-                    "ScopeName": "etd-scope",
-                    "ScopeIdentity": f"etd-scope@{home.domain}",
-                    "AccessRight": "RestrictAccess",
-                    "IsValid": True,
-                }
-            ]
-        )
-    )
-    return replace(config, remediation_app=replace(config.remediation_app, access_policy_file=policy))
+    policy = [
+        {
+            "Identity": f"{home.tenant_id}\\{DEMO_REMEDIATION_APP_ID}:S-1-5-21-1",
+            "AppId": DEMO_REMEDIATION_APP_ID,
+            "ScopeName": "etd-scope",
+            "ScopeIdentity": f"etd-scope@{home.domain}",
+            "AccessRight": "RestrictAccess",
+            "IsValid": True,
+        }
+    ]
+    return make_config(sim, [t.spec for t in tenants], tmp_path, policy=policy)
 
 
 def _by_note(result) -> dict[str, object]:

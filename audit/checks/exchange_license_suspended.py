@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, user_finding, worst
-from audit.checks._facts import (
-    LICENSE_ERROR_STATES,
-    SkuIndex,
-    describe_plans,
-    describe_probe,
-    licence_candidates,
-)
+from audit.checks._facts import describe_probe, licence_candidates
+from audit.licensing import LICENSE_ERROR_STATES, SkuIndex, describe_plans
 from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
@@ -40,7 +35,7 @@ CHECK = CheckInfo(
 
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    skus = SkuIndex(snapshot)
+    skus = SkuIndex.from_skus(snapshot.subscribed_skus)
     for user, probe, plans in licence_candidates(snapshot):
         severities: list[Severity] = []
         evidence: list[str] = []

@@ -9,11 +9,11 @@ from audit.checks._base import CheckContext, as_utc, parse_time, user_finding
 from audit.checks._facts import (
     DIRECTORY_ONLY,
     PROVISIONING_STUCK,
-    describe_plans,
     describe_probe,
     is_hybrid_mail_enabled,
     licence_candidates,
 )
+from audit.licensing import describe_plans
 from audit.models import (
     MAILBOX_INACTIVE,
     RESOURCE_NOT_FOUND,

@@ -7,16 +7,9 @@ from collections.abc import Iterator
 
 from audit import rbac
 from audit.checks._base import CheckContext, CheckUnavailable, user_finding
-from audit.checks._facts import (
-    SkuIndex,
-    describe_probe,
-    has_mailbox,
-    is_shared_or_resource,
-    mailbox_plans,
-    not_assessed,
-    probe_of,
-)
+from audit.checks._facts import describe_probe, has_mailbox, is_shared_or_resource, not_assessed, probe_of
 from audit.checks.app_missing_permission import REQUIRED_ROLES, graph_roles_held
+from audit.licensing import SkuIndex, mailbox_plans
 from audit.models import UNKNOWN_REASON, CheckInfo, Finding, Severity, TenantSnapshot, User
 
 CHECK = CheckInfo(
@@ -49,7 +42,7 @@ CHECK = CheckInfo(
 
 def _mailboxes(snapshot: TenantSnapshot) -> Iterator[tuple[User, object]]:
     """The mailboxes remediation could be asked to touch, with their probe."""
-    skus = SkuIndex(snapshot)
+    skus = SkuIndex.from_skus(snapshot.subscribed_skus)
     for user in snapshot.users.value or ():
         if user.is_guest:
             continue

@@ -5,16 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, user_finding
-from audit.checks._facts import (
-    SkuIndex,
-    describe_licences,
-    describe_plans,
-    describe_probe,
-    is_hybrid_mail_enabled,
-    licence_candidates,
-    licence_errors,
-    plan_label,
-)
+from audit.checks._facts import describe_probe, is_hybrid_mail_enabled, licence_candidates
+from audit.licensing import SkuIndex, describe_licences, describe_plans, licence_errors, plan_label
 from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
@@ -41,7 +33,7 @@ CHECK = CheckInfo(
 
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    skus = SkuIndex(snapshot)
+    skus = SkuIndex.from_skus(snapshot.subscribed_skus)
     for user, probe, plans in licence_candidates(snapshot):
         if probe is not None and probe.outcome == "mailbox":
             continue

@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from audit.checks._base import CheckContext, user_finding
-from audit.checks._facts import (
-    SkuIndex,
-    describe_plans,
-    describe_probe,
-    is_hybrid_mail_enabled,
-    mailbox_plans,
-    not_assessed,
-    probe_of,
-)
+from audit.checks._facts import describe_probe, is_hybrid_mail_enabled, not_assessed, probe_of
+from audit.licensing import SkuIndex, describe_plans, mailbox_plans
 from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, CheckInfo, Finding, Severity, TenantSnapshot
 
 CHECK = CheckInfo(
@@ -40,7 +33,7 @@ CHECK = CheckInfo(
 
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    skus = SkuIndex(snapshot)
+    skus = SkuIndex.from_skus(snapshot.subscribed_skus)
     for user in snapshot.users.value or ():
         # Disabled synchronised accounts are left out: most are leavers whose cloud licence was removed,
         # which cannot be told apart from an on-premises shared mailbox here.

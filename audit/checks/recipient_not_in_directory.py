@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from audit.checks._base import CheckContext, day, parse_time, tenant_finding
-from audit.checks._facts import normalize_address, user_addresses
+from audit.checks._facts import user_addresses
 from audit.models import (
     MAILBOX_INACTIVE,
     RESOURCE_NOT_FOUND,
@@ -16,6 +16,7 @@ from audit.models import (
     Severity,
     TenantSnapshot,
     User,
+    normalize_address,
 )
 
 CHECK = CheckInfo(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from audit.checks._base import CheckContext, as_utc, day, parse_time, user_finding
-from audit.checks._facts import SkuIndex, describe_plans, is_mail_enabled, mailbox_plans
+from audit.licensing import SkuIndex, describe_plans, mailbox_plans
 from audit.models import (
     MAILBOX_INACTIVE,
     RESOURCE_NOT_FOUND,
@@ -16,6 +16,7 @@ from audit.models import (
     Finding,
     Severity,
     TenantSnapshot,
+    is_mail_enabled,
 )
 
 RETENTION = timedelta(days=30)  # Entra ID purges deleted users after 30 days
@@ -44,7 +45,7 @@ CHECK = CheckInfo(
 
 
 def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
-    skus = SkuIndex(snapshot)
+    skus = SkuIndex.from_skus(snapshot.subscribed_skus)
     now = as_utc(ctx.now)
     for user in snapshot.deleted_users.value or ():
         plans = mailbox_plans(user, skus)

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from audit.checks import catalogue, check_info, explaining
-from audit.checks._facts import SkuIndex, describe_licences, describe_probe
+from audit.checks._facts import describe_probe
 from audit.config import Config
+from audit.licensing import SkuIndex, describe_licences
 from audit.models import (
     RESOURCE_NOT_FOUND,
     UNKNOWN_REASON,
@@ -99,7 +100,7 @@ def _merge(findings: Sequence[Finding]) -> Diagnosis:
 
 
 def _user_state(view: TenantView, user: User) -> str:
-    skus = SkuIndex(view.snapshot) if view.snapshot else None
+    skus = SkuIndex.from_skus(view.snapshot.subscribed_skus) if view.snapshot else None
     parts = [f"{user.upn} ({'enabled' if user.enabled else 'disabled'}, {user.user_type.lower()})"]
     if skus is not None:
         parts.append(describe_licences(user, skus))

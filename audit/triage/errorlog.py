@@ -6,9 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from audit.checks._facts import normalize_address
 from audit.csvin import ADDRESS_HINT, ERROR_COLUMNS, InputError, Table, address_column, content_column, read_table
-from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, UNKNOWN_REASON, USER_INVALID
+from audit.models import MAILBOX_INACTIVE, RESOURCE_NOT_FOUND, UNKNOWN_REASON, USER_INVALID, normalize_address
 
 EMAIL_LIKE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 EMAIL_INSIDE = re.compile(r"[^\s<>\"',;:()\[\]]+@[^\s<>\"',;:()\[\]]+\.[A-Za-z]{2,63}")

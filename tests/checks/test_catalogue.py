@@ -73,11 +73,13 @@ def test_validation_rejects_a_module_whose_id_does_not_match():
         run=lambda s, c: [],
         CHECK=CheckInfo("no-such-check", "t", Severity.LOW, UNKNOWN_REASON, "c", "f"),
     )
+    before = list(CHECKS)
     with pytest.raises(RuntimeError, match="does not match the module name"):
-        audit.checks._validate([fake])
+        audit.checks.register(fake)
     dup = SimpleNamespace(__name__="audit.checks.app_disabled", run=lambda s, c: [], CHECK=CHECKS[8].CHECK)
     with pytest.raises(RuntimeError, match="duplicate"):
-        audit.checks._validate([CHECKS[8], dup])
+        audit.checks.register(dup)
+    assert CHECKS == before  # a rejected module is not added
 
 
 def test_healthy_tenant_has_no_findings():

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-from audit.checks._facts import (
-    SkuIndex,
-    has_mailbox,
-    is_hybrid_mail_enabled,
-    mailbox_plans,
-    normalize_address,
-    user_addresses,
-)
-from audit.models import MailboxProbe
+from audit.checks._facts import has_mailbox, is_hybrid_mail_enabled, user_addresses
+from audit.licensing import SkuIndex, mailbox_plans
+from audit.models import MailboxProbe, normalize_address
 from tests.checks.builders import EXO_P1, EXO_P2, FOUNDATION, SKU_E3, snapshot, user
 
 
@@ -40,7 +34,7 @@ def test_hybrid_mail_enabled_needs_sync_immutable_id_and_an_address():
 
 def test_mailbox_plans_sort_by_status_and_ignore_foundation():
     u = user("u", licenses=[(SKU_E3,)], plans=[(EXO_P2, "Warning"), (FOUNDATION, "Enabled"), (EXO_P1, "LockedOut")])
-    plans = mailbox_plans(u, SkuIndex(snapshot()))
+    plans = mailbox_plans(u, SkuIndex.from_skus(snapshot().subscribed_skus))
     assert [p.plan_id for p in plans.grace] == [EXO_P2]
     assert [p.plan_id for p in plans.lapsed] == [EXO_P1]
     assert [p.plan_id for p in plans.other_exchange] == [FOUNDATION]
@@ -51,18 +45,18 @@ def test_unknown_sku_may_carry_a_plan_until_the_tenant_says_otherwise():
     custom_sku = "0badc0de-0000-4000-8000-000000000001"
     u = user("u", licenses=[(SKU_E3, EXO_P2), (custom_sku,)], plans=[(EXO_P2, "Enabled")])
     # E3 switches Plan 2 off; the unknown SKU might carry it, so assignedPlans is trusted.
-    assert mailbox_plans(u, SkuIndex(snapshot())).enabled
+    assert mailbox_plans(u, SkuIndex.from_skus(snapshot().subscribed_skus)).enabled
     # The tenant's SKU list says the custom SKU carries Plan 1 only: Plan 2 is switched off everywhere.
     skus = [
         {"skuId": custom_sku, "skuPartNumber": "CUSTOM_SUITE", "servicePlans": [{"servicePlanId": EXO_P1}]},
         {"skuId": SKU_E3, "skuPartNumber": "ENTERPRISEPACK", "servicePlans": [{"servicePlanId": EXO_P2}]},
     ]
-    plans = mailbox_plans(u, SkuIndex(snapshot(skus=skus)))
+    plans = mailbox_plans(u, SkuIndex.from_skus(snapshot(skus=skus).subscribed_skus))
     assert not plans.enabled and plans.disabled == ((EXO_P2, "ENTERPRISEPACK"),)
 
 
 def test_has_mailbox_prefers_the_probe():
-    no_plans = mailbox_plans(user("u"), SkuIndex(snapshot()))
+    no_plans = mailbox_plans(user("u"), SkuIndex.from_skus(snapshot().subscribed_skus))
     assert has_mailbox(MailboxProbe("mailbox"), no_plans) is True
     assert has_mailbox(MailboxProbe("no_mailbox"), no_plans) is False
     assert has_mailbox(MailboxProbe("failed"), no_plans) is None

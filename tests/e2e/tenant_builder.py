@@ -27,6 +27,12 @@ AUDIT_ROLES = [
 ]
 
 
+def as_built(**options: object) -> dict:
+    """make_config options for tenants made here: their remediation app, and no home tenant or configured
+    domains unless the test names them."""
+    return {"app_id": REMEDIATION_APP_ID, "home": None, "domains": {}, **options}
+
+
 def _id(name: str, tenant: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{name}"))
 

@@ -27,8 +27,7 @@ import pytest
 
 from audit.config import load_config
 from audit.runner import RunOptions, audit_tenant
-from tests.e2e.tenant_builder import E3, ORG_READ_ALL, REMEDIATION_APP_ID, TenantBuilder, _id
-from tests.e2e.test_traps import config_for
+from tests.e2e.tenant_builder import E3, ORG_READ_ALL, REMEDIATION_APP_ID, TenantBuilder, _id, as_built
 
 SID = "S-1-5-21-3169798578-2053692951-2481737396-4642945"
 SCOPE_FILTER = "((Department -eq 'Sales') -and (CustomAttribute1 -ne 'NoRemediation'))"
@@ -90,10 +89,10 @@ def _format_list(rows: list[dict]) -> str:
     ("form", "encoding"),
     [("json", "utf-16"), ("json", "utf-8"), ("csv", "utf-8"), ("format-list", "utf-16")],
 )
-def test_real_access_policy_export(sim_factory, policy_tenant, tmp_path, monkeypatch, form, encoding):
+def test_real_access_policy_export(sim_factory, policy_tenant, tmp_path, make_config, form, encoding):
     b, ids, rows = policy_tenant
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch)
+    config = make_config(sim, [b.spec], tmp_path, **as_built())
     path = tmp_path / "policies.export"
     if form == "json":
         content = json.dumps(rows, indent=2)
@@ -119,7 +118,7 @@ def test_real_access_policy_export(sim_factory, policy_tenant, tmp_path, monkeyp
     assert "in DenyAccess scope Vip" in found[ids["vip"]]
 
 
-def test_scope_address_with_a_quote_is_quoted_for_filter(sim_factory, tmp_path, monkeypatch):
+def test_scope_address_with_a_quote_is_quoted_for_filter(sim_factory, tmp_path, make_config):
     """An address may hold an apostrophe; inside a $filter string literal it is written twice (OData Version 4.01
     Part 2: URL Conventions, docs.oasis-open.org/odata/odata/v4.01/odata-v4.01-part2-url-conventions.html)."""
     b = TenantBuilder("contoso")
@@ -135,17 +134,17 @@ def test_scope_address_with_a_quote_is_quoted_for_filter(sim_factory, tmp_path, 
         }
     ]
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch, policy=policy)
+    config = make_config(sim, [b.spec], tmp_path, **as_built(policy=policy))
     result = audit_tenant(config.tenants[0], config, RunOptions(), recipients=None)
     assert result.status == "ok", (result.error, _not_evaluated(result))
     assert set(_findings(result, "mailbox-outside-app-scope")) == {outside}
 
 
-def test_scope_not_found_is_not_a_finding(sim_factory, policy_tenant, tmp_path, monkeypatch):
+def test_scope_not_found_is_not_a_finding(sim_factory, policy_tenant, tmp_path, make_config):
     b, ids, rows = policy_tenant
     rows = [{**rows[0], "ScopeIdentityRaw": f"{SID};{_id('gone', 'x')}", "ScopeName": "no such group"}]
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch, policy=rows)
+    config = make_config(sim, [b.spec], tmp_path, **as_built(policy=rows))
     result = audit_tenant(config.tenants[0], config, RunOptions(), recipients=None)
     assert not _findings(result, "mailbox-outside-app-scope")
     assert "was found in the directory neither by object id" in _not_evaluated(result)["mailbox-outside-app-scope"]
@@ -213,16 +212,16 @@ def _rbac_files(tmp_path: Path, b: TenantBuilder, grants: list[dict], scopes: li
     return files
 
 
-def _audit(sim_factory, b, tmp_path, monkeypatch, files: dict, roles: list[str] | None = None):
+def _audit(sim_factory, b, tmp_path, make_config, files: dict, roles: list[str] | None = None):
     if roles is not None:
         b.spec["clients"][0]["roles"] = roles
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch)
+    config = make_config(sim, [b.spec], tmp_path, **as_built())
     config = replace(config, remediation_app=replace(config.remediation_app, **files))
     return audit_tenant(config.tenants[0], config, RunOptions(), recipients=None)
 
 
-def test_rbac_management_scope_counts_as_held_and_scopes_mailboxes(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_management_scope_counts_as_held_and_scopes_mailboxes(sim_factory, rbac_tenant, tmp_path, make_config):
     b, ids, _ = rbac_tenant
     files = _rbac_files(
         tmp_path,
@@ -230,7 +229,7 @@ def test_rbac_management_scope_counts_as_held_and_scopes_mailboxes(sim_factory, 
         [{"Role": "Application Mail.ReadWrite", "CustomResourceScope": "Sales scope"}],
         [{"Name": "Sales scope", "RecipientFilter": SCOPE_FILTER}],
     )
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, files)
+    result = _audit(sim_factory, b, tmp_path, make_config, files)
     assert result.status == "ok", (result.error, _not_evaluated(result))
     assert not [f for f in result.findings if f.check_id == "app-missing-permission"]  # no false critical
     found = _findings(result, "mailbox-outside-app-scope")
@@ -242,7 +241,7 @@ def test_rbac_management_scope_counts_as_held_and_scopes_mailboxes(sim_factory, 
     )
 
 
-def test_rbac_administrative_unit_scope(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_administrative_unit_scope(sim_factory, rbac_tenant, tmp_path, make_config):
     b, ids, unit = rbac_tenant
     files = _rbac_files(
         tmp_path,
@@ -258,20 +257,20 @@ def test_rbac_administrative_unit_scope(sim_factory, rbac_tenant, tmp_path, monk
         [{"Name": "Sales scope", "RecipientFilter": SCOPE_FILTER}],
     )
     roles = [*b.spec["clients"][0]["roles"], "AdministrativeUnit.Read.All"]
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, files, roles=roles)
+    result = _audit(sim_factory, b, tmp_path, make_config, files, roles=roles)
     assert set(_findings(result, "mailbox-outside-app-scope")) == {ids["ned"], ids["room-1"]}  # lars: in the unit
 
 
-def test_rbac_administrative_unit_without_permission_is_not_evaluated(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_administrative_unit_without_permission_is_not_evaluated(sim_factory, rbac_tenant, tmp_path, make_config):
     b, _, unit = rbac_tenant
     grant = {"Role": "Application Mail.ReadWrite", "RecipientWriteScope": "AdministrativeUnit"}
     files = _rbac_files(tmp_path, b, [{**grant, "CustomRecipientWriteScope": unit}], [])
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, files)
+    result = _audit(sim_factory, b, tmp_path, make_config, files)
     assert not _findings(result, "mailbox-outside-app-scope")
     assert "AdministrativeUnit.Read.All" in _not_evaluated(result)["mailbox-outside-app-scope"]
 
 
-def test_rbac_filter_on_a_property_graph_does_not_show(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_filter_on_a_property_graph_does_not_show(sim_factory, rbac_tenant, tmp_path, make_config):
     b, _, _ = rbac_tenant
     files = _rbac_files(
         tmp_path,
@@ -279,13 +278,13 @@ def test_rbac_filter_on_a_property_graph_does_not_show(sim_factory, rbac_tenant,
         [{"Role": "Application Mail.ReadWrite", "CustomResourceScope": "by db"}],
         [{"Name": "by db", "RecipientFilter": "Database -eq 'EURPR01DG123-db001'"}],
     )
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, files)
+    result = _audit(sim_factory, b, tmp_path, make_config, files)
     assert not _findings(result, "mailbox-outside-app-scope")
     assert "tests Database, which Graph does not show" in _not_evaluated(result)["mailbox-outside-app-scope"]
     assert not [f for f in result.findings if f.check_id == "app-missing-permission"]  # still held, scope unknown
 
 
-def test_rbac_assignee_by_name_needs_the_service_principal_export(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_assignee_by_name_needs_the_service_principal_export(sim_factory, rbac_tenant, tmp_path, make_config):
     """RoleAssignee may show the Exchange pointer's name; only Get-ServicePrincipal ties it to this tenant."""
     b, ids, _ = rbac_tenant
     sp_id = _id("remediation-sp", b.name)
@@ -294,12 +293,12 @@ def test_rbac_assignee_by_name_needs_the_service_principal_export(sim_factory, r
     scopes = [{"Name": "all", "RecipientFilter": "RecipientTypeDetails -ne 'DiscoveryMailbox'"}]
 
     without = _rbac_files(tmp_path, b, [{**grant, "CustomResourceScope": "all"}], scopes)
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, without)
+    result = _audit(sim_factory, b, tmp_path, make_config, without)
     missing = [f.evidence for f in result.findings if f.check_id == "app-missing-permission"]
     assert len(missing) == 1 and "Mail.ReadWrite" in missing[0]  # not credited on a name alone
 
     with_pointer = _rbac_files(tmp_path, b, [{**grant, "CustomResourceScope": "all"}], scopes, pointers=[pointer])
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, with_pointer)
+    result = _audit(sim_factory, b, tmp_path, make_config, with_pointer)
     assert not [f for f in result.findings if f.check_id == "app-missing-permission"]
     assert not _findings(result, "mailbox-outside-app-scope")
 
@@ -356,7 +355,7 @@ def test_demo_tenants_show_both_cases(sim_factory, tmp_path):
     assert any("DenyAccess scope" in e for e in contoso.values())
 
 
-def test_rbac_member_of_group_uses_direct_members(sim_factory, rbac_tenant, tmp_path, monkeypatch):
+def test_rbac_member_of_group_uses_direct_members(sim_factory, rbac_tenant, tmp_path, make_config):
     """MemberOfGroup filters on the memberOf back-link, given the group's distinguished name
     (exchangepedia.com, "memberOf Attribute can now be used in OPATH filters"): direct members only."""
     b, ids, _ = rbac_tenant
@@ -372,6 +371,6 @@ def test_rbac_member_of_group_uses_direct_members(sim_factory, rbac_tenant, tmp_
         [{"Role": "Application Mail.ReadWrite", "CustomResourceScope": "pilot"}],
         [{"Name": "pilot", "RecipientFilter": f"MemberOfGroup -eq '{dn}'"}],
     )
-    result = _audit(sim_factory, b, tmp_path, monkeypatch, files)
+    result = _audit(sim_factory, b, tmp_path, make_config, files)
     assert result.status == "ok", (result.error, _not_evaluated(result))
     assert set(_findings(result, "mailbox-outside-app-scope")) == {ids["ned"], ids["lars"], ids["room-1"]}

@@ -2,53 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from audit.config import AuditConfig, Config, RemediationAppConfig, TenantConfig
 from audit.runner import RunOptions, audit_tenant
-from tests.e2e.tenant_builder import E3, EXO_P1, MAIL_READWRITE, PBI_FREE, REMEDIATION_APP_ID, TenantBuilder
-
-
-def config_for(
-    sim,
-    builders,
-    tmp_path: Path,
-    monkeypatch,
-    *,
-    home: str | None = None,
-    policy: list[dict] | None = None,
-    domains: dict | None = None,
-) -> Config:
-    tenants = []
-    for b in builders:
-        env = f"ETD_TEST_SECRET_{b.name.upper()}"
-        monkeypatch.setenv(env, b.spec["clients"][0]["secret"])
-        tenants.append(
-            TenantConfig(
-                name=b.name,
-                tenant_id=b.tenant_id,
-                client_id=b.spec["clients"][0]["client_id"],
-                client_secret_env=env,
-                domains=tuple((domains or {}).get(b.name, ())),
-                authority_host=sim.url,
-                graph_endpoint=sim.url,
-            )
-        )
-    policy_file = None
-    if policy is not None:
-        policy_file = tmp_path / "policies.json"
-        policy_file.write_text(json.dumps(policy))
-    return Config(
-        path=tmp_path / "test.toml",
-        tenants=tuple(tenants),
-        remediation_app=RemediationAppConfig(
-            app_id=REMEDIATION_APP_ID, home_tenant_id=home, access_policy_file=policy_file
-        ),
-        audit=AuditConfig(out_dir=tmp_path / "reports", ca_bundle=Path(sim.ca_path)),
-    )
+from tests.e2e.tenant_builder import E3, EXO_P1, MAIL_READWRITE, PBI_FREE, REMEDIATION_APP_ID, TenantBuilder, as_built
 
 
 @pytest.fixture
@@ -96,16 +53,14 @@ def findings_by_user(result):
     return out
 
 
-def test_traps_end_to_end(sim_factory, trap_tenant, tmp_path, monkeypatch):
+def test_traps_end_to_end(sim_factory, trap_tenant, tmp_path, make_config):
     b, ids, policy = trap_tenant
     sim = sim_factory([b.spec])
-    config = config_for(
+    config = make_config(
         sim,
-        [b],
+        [b.spec],
         tmp_path,
-        monkeypatch,
-        policy=policy,
-        domains={"contoso": ("contoso.example", "legacy-contoso.example")},
+        **as_built(policy=policy, domains={"contoso": ("contoso.example", "legacy-contoso.example")}),
     )
     recipients = [
         "ALICE@CONTOSO.EXAMPLE",
@@ -157,11 +112,11 @@ def test_traps_end_to_end(sim_factory, trap_tenant, tmp_path, monkeypatch):
     assert 0 < result.mailboxes_probed < len(members)
 
 
-def test_healthy_tenant_has_no_app_findings(sim_factory, tmp_path, monkeypatch):
+def test_healthy_tenant_has_no_app_findings(sim_factory, tmp_path, make_config):
     b = TenantBuilder("fabrikam").remediation_app()
     b.user("amy", license=E3)
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch, domains={"fabrikam": ("fabrikam.example",)})
+    config = make_config(sim, [b.spec], tmp_path, **as_built(domains={"fabrikam": ("fabrikam.example",)}))
     result = audit_tenant(config.tenants[0], config, RunOptions(), recipients=None)
     assert result.status == "ok"
     assert result.findings == []
@@ -170,7 +125,7 @@ def test_healthy_tenant_has_no_app_findings(sim_factory, tmp_path, monkeypatch):
     assert {"mailbox-outside-app-scope", "recipient-not-in-directory", "app-credential-expiring"} <= not_evaluated
 
 
-def test_app_checks_across_tenants(sim_factory, tmp_path, monkeypatch):
+def test_app_checks_across_tenants(sim_factory, tmp_path, make_config):
     home = TenantBuilder("vendor").remediation_app(audience="AzureADMyOrg").application(secret_days=10, cert_days=-3)
     home.user("ann", license=E3)
     absent = TenantBuilder("tailspin")
@@ -178,7 +133,7 @@ def test_app_checks_across_tenants(sim_factory, tmp_path, monkeypatch):
     disabled = TenantBuilder("woodgrove").remediation_app(enabled=False)
     disabled.user("wes", license=E3)
     sim = sim_factory([home.spec, absent.spec, disabled.spec])
-    config = config_for(sim, [home, absent, disabled], tmp_path, monkeypatch, home=home.tenant_id)
+    config = make_config(sim, [home.spec, absent.spec, disabled.spec], tmp_path, **as_built(home=home.tenant_id))
     by_tenant = {t.name: audit_tenant(t, config, RunOptions(), recipients=None) for t in config.tenants}
     checks = {name: sorted(f.check_id for f in r.findings) for name, r in by_tenant.items()}
     assert "app-single-tenant" in checks["vendor"]
@@ -188,13 +143,13 @@ def test_app_checks_across_tenants(sim_factory, tmp_path, monkeypatch):
     assert "app-missing-permission" not in checks["woodgrove"]
 
 
-def test_audit_without_mailbox_permission_reports_not_assessed(sim_factory, tmp_path, monkeypatch):
+def test_audit_without_mailbox_permission_reports_not_assessed(sim_factory, tmp_path, make_config):
     b = TenantBuilder("adatum").remediation_app()
     b.user("abe", license=E3)
     b.user("ulf", mailbox=None)
     b.spec["clients"][0]["roles"] = ["User.Read.All", "Organization.Read.All", "Application.Read.All"]
     sim = sim_factory([b.spec])
-    config = config_for(sim, [b], tmp_path, monkeypatch)
+    config = make_config(sim, [b.spec], tmp_path, **as_built())
     result = audit_tenant(config.tenants[0], config, RunOptions(), recipients=None)
     # The audit's own missing permission is never reported as a mailbox problem.
     assert not any(f.user_id == b.spec["users"][0]["id"] for f in result.findings)

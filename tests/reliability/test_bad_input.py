@@ -17,6 +17,7 @@ import pytest
 
 from audit.cli import main
 from audit.simulator import Simulator, generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 from tests.test_auth import make_cert
 
 LITERAL_SECRET = "Abc~123.LiteralSecret"
@@ -298,9 +299,9 @@ def test_bad_input_is_refused_with_a_clear_message(sim_factory, tmp_path, monkey
     spec = generate_tenant("contoso", 12, seed=2)
     spec["clients"][0]["roles"] = [r for r in spec["clients"][0]["roles"] if r not in taken]
     sim = sim_factory([spec])
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
-    case = Case(sim, spec, tmp_path, monkeypatch, sim.config_toml(str(tmp_path / "reports")))
+    case = Case(sim, spec, tmp_path, monkeypatch, sim_toml(sim, str(tmp_path / "reports")))
 
     exit_code = main(make(case))
 

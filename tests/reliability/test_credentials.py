@@ -16,15 +16,16 @@ import pytest
 
 from audit.cli import main
 from audit.simulator import Simulator, generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 
 @pytest.fixture
 def two_tenants(sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Simulator, Path]:
     sim = sim_factory([generate_tenant("contoso", 8, seed=3), generate_tenant("fabrikam", 8, seed=4)])
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
     config = tmp_path / "config.toml"
-    config.write_text(sim.config_toml(str(tmp_path / "reports")))
+    config.write_text(sim_toml(sim, str(tmp_path / "reports")))
     return sim, config
 
 
@@ -69,7 +70,7 @@ def test_secret_file_signs_in_and_a_missing_one_fails_its_tenant(two_tenants, tm
     text = text.replace('client_secret_env = "ETD_SIM_SECRET_FABRIKAM"', f'client_secret_file = "{secret}"')
     text = text.replace('client_secret_env = "ETD_SIM_SECRET_CONTOSO"', f'client_secret_file = "{tmp_path}/none"')
     config.write_text(text)
-    for name in sim.secrets_env():
+    for name in secrets_env(sim):
         monkeypatch.delenv(name)
 
     code = run(config)
@@ -103,7 +104,7 @@ def test_a_missing_certificate_file_fails_only_its_tenant(two_tenants, tmp_path)
 
 def test_every_tenant_without_a_credential_is_still_exit_2_with_a_report(two_tenants, tmp_path, monkeypatch) -> None:
     sim, config = two_tenants
-    for name in sim.secrets_env():
+    for name in secrets_env(sim):
         monkeypatch.delenv(name)
 
     assert run(config) == 2  # no tenant could sign in: the job's setup is wrong, as before
@@ -128,7 +129,7 @@ def test_commands_that_never_sign_in_or_mail_need_none_of_those_secrets(two_tena
     assert run(config, "--out", str(tmp_path / "shard-0")) in (0, 1)
     # The merge: no tenant secret in its environment (the merge pod holds none); here it does not mail
     # either, so no mail secret is needed.
-    for name in sim.secrets_env():
+    for name in secrets_env(sim):
         monkeypatch.delenv(name)
 
     code = main(

@@ -21,8 +21,8 @@ from collections import Counter
 import pytest
 
 from audit.runner import RunOptions, audit_tenants
-from audit.simulator import demo_recipients, demo_tenants
-from tests.reliability._support import config_over, finding_tuples, probe_table, user_ids, write_recipients
+from audit.simulator import demo_access_policies, demo_recipients, demo_tenants
+from tests.reliability._support import finding_tuples, probe_table, user_ids, write_recipients
 
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 SEED = 7
@@ -31,7 +31,7 @@ DEFAULT_FAULTS = "429=0.1,retry_after=1,5xx=0.05,drop=0.02,bad_json=0.03,no_valu
 SOAK_FAULTS = "429=0.1,retry_after=1-3,5xx=0.05,drop=0.02,bad_json=0.01,no_value=0.01,token_ttl=60,seed=3"
 
 
-def audit_twice(sim_factory, tmp_path, monkeypatch, users: int, faults: str):
+def audit_twice(sim_factory, make_config, tmp_path, users: int, faults: str):
     """(fault-free result, faulty result, faulty simulator's counters) for the same generated tenants."""
     results = []
     for label, spec in (("clean", None), ("faulty", faults)):
@@ -39,7 +39,7 @@ def audit_twice(sim_factory, tmp_path, monkeypatch, users: int, faults: str):
         sim = sim_factory(tenants, faults=spec)
         folder = tmp_path / label
         folder.mkdir()
-        config = config_over([(sim, t) for t in tenants], folder, monkeypatch, policies=True)
+        config = make_config(sim, tenants, folder, policy=demo_access_policies(tenants))
         recipients = write_recipients(folder / "recipients.csv", demo_recipients(tenants))
         results.append((audit_tenants(config, RunOptions(probe="all", recipients_file=recipients)), sim))
     (clean, _), (faulty, sim) = results
@@ -76,8 +76,8 @@ def assert_faults_were_served(counters: dict, tenants: int) -> None:
     assert counters["tokens_issued"] > tenants, counters
 
 
-def test_faulty_audit_equals_fault_free_audit(sim_factory, tmp_path, monkeypatch):
-    clean, faulty, counters = audit_twice(sim_factory, tmp_path, monkeypatch, USERS, DEFAULT_FAULTS)
+def test_faulty_audit_equals_fault_free_audit(sim_factory, make_config, tmp_path):
+    clean, faulty, counters = audit_twice(sim_factory, make_config, tmp_path, USERS, DEFAULT_FAULTS)
     assert sum(t.users_scanned for t in clean.tenants) == USERS + USERS // 4 + USERS // 5 + USERS // 10
     assert sum(len(t.findings) for t in clean.tenants) > 50  # a comparison worth making
     assert_same_audit(clean, faulty)
@@ -86,8 +86,8 @@ def test_faulty_audit_equals_fault_free_audit(sim_factory, tmp_path, monkeypatch
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)  # the default 300 s is for ordinary tests; this one takes about 25 minutes
-def test_faulty_audit_equals_fault_free_audit_at_full_scale(sim_factory, tmp_path, monkeypatch):
-    clean, faulty, counters = audit_twice(sim_factory, tmp_path, monkeypatch, 5000, SOAK_FAULTS)
+def test_faulty_audit_equals_fault_free_audit_at_full_scale(sim_factory, make_config, tmp_path):
+    clean, faulty, counters = audit_twice(sim_factory, make_config, tmp_path, 5000, SOAK_FAULTS)
     assert clean.tenants[0].users_scanned == 5000
     assert_same_audit(clean, faulty)
     assert_faults_were_served(counters, len(faulty.tenants))

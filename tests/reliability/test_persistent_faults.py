@@ -17,7 +17,6 @@ from audit.models import TenantStatus
 from audit.report import read_json_report
 from audit.runner import ExitCode, RunOptions, run
 from audit.simulator import Limits, generate_tenant
-from tests.reliability._support import config_over
 
 NAMES = ("contoso", "fabrikam", "northwind", "adatum")
 
@@ -38,7 +37,7 @@ def section(rows: list[tuple], title: str) -> list[dict]:
     return out
 
 
-def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, tmp_path, monkeypatch):
+def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, make_config, tmp_path):
     specs = {name: generate_tenant(name, 40, seed=4) for name in NAMES}
     sims = {
         "contoso": sim_factory([specs["contoso"]]),
@@ -46,7 +45,7 @@ def test_persistent_faults_mark_tenants_and_exit_3(sim_factory, tmp_path, monkey
         "northwind": sim_factory([specs["northwind"]], limits=Limits(outlook_concurrency=0, outlook_retry_after=0)),
         "adatum": sim_factory([specs["adatum"]], faults="bad_json=0.5,no_value=0.5,retry_after=0,seed=2"),
     }
-    config = config_over([(sims[n], specs[n]) for n in NAMES], tmp_path, monkeypatch)
+    config = make_config(None, [(sims[n], specs[n]) for n in NAMES], tmp_path)
 
     outcome = run(config, RunOptions(probe="all", email=False))
 

@@ -26,6 +26,7 @@ from audit.report import write_reports
 from audit.report.files import FolderBusy, ReportWriteError
 from audit.simulator import generate_tenant
 from tests.report.conftest import sample_result
+from tests.simconfig import secrets_env, sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def setup(sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     sim = sim_factory([generate_tenant("contoso", 10, seed=11)])
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
     config = tmp_path / "config.toml"
-    config.write_text(sim.config_toml(str(tmp_path / "reports")))
+    config.write_text(sim_toml(sim, str(tmp_path / "reports")))
     return sim, config, tmp_path / "reports"
 
 
@@ -255,10 +256,10 @@ def test_the_sign_in_service_going_away_mid_run_makes_only_its_tenant_partial(
 ) -> None:
     specs = [generate_tenant("contoso", 40, seed=12), generate_tenant("fabrikam", 40, seed=13)]
     sim = sim_factory(specs, faults="token_ttl=1,latency=0.2")  # Graph refuses a token after 1 s
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
     relay = Relay(("127.0.0.1", sim.port))
-    text = sim.config_toml(str(tmp_path / "reports"))
+    text = sim_toml(sim, str(tmp_path / "reports"))
     first = text.index('authority_host = "')  # contoso's, the first tenant
     end = text.index("\n", first)
     config = tmp_path / "config.toml"

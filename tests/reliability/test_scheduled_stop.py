@@ -21,6 +21,7 @@ import pytest
 
 from audit.schedule import default_heartbeat_file, write_heartbeat
 from audit.simulator import generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 120.0  # an upper bound on waiting, never an expected duration
@@ -60,7 +61,7 @@ def wait_for(condition, what: str, proc: subprocess.Popen | None = None, bound: 
 def scheduler_env(sim, tmp_path: Path) -> dict[str, str]:
     return {
         **os.environ,
-        **sim.secrets_env(),
+        **secrets_env(sim),
         "PYTHONPATH": str(ROOT),
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "HOME": str(tmp_path / "home"),
@@ -71,7 +72,7 @@ def test_a_second_signal_during_the_renames_leaves_the_whole_report(sim_factory,
     sim = sim_factory([generate_tenant("contoso", 40, seed=3, scenario="healthy")])
     out = tmp_path / "reports"
     config = tmp_path / "etd-audit.toml"
-    config.write_text(sim.config_toml(str(out)) + '\n[schedule]\ncron = "0 6 1 1 *"\n')
+    config.write_text(sim_toml(sim, str(out)) + '\n[schedule]\ncron = "0 6 1 1 *"\n')
     entry = tmp_path / "pausing_entry.py"
     entry.write_text(PAUSING_ENTRY)
     stderr = tmp_path / "stderr.log"
@@ -107,7 +108,7 @@ def test_a_second_signal_during_the_renames_leaves_the_whole_report(sim_factory,
 def test_the_default_heartbeat_is_private_and_not_in_tmp(sim_factory, tmp_path):
     sim = sim_factory([generate_tenant("contoso", 10, seed=3, scenario="healthy")])
     config = tmp_path / "etd-audit.toml"
-    config.write_text(sim.config_toml(str(tmp_path / "reports")) + '\n[schedule]\ncron = "0 6 1 1 *"\n')
+    config.write_text(sim_toml(sim, str(tmp_path / "reports")) + '\n[schedule]\ncron = "0 6 1 1 *"\n')
     env = scheduler_env(sim, tmp_path)
     beat = default_heartbeat_file(env)
     assert beat == tmp_path / "state" / "etd-audit" / "heartbeat"

@@ -37,6 +37,7 @@ from openpyxl import load_workbook
 
 from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
+from tests.simconfig import sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SECRET = "ETDTEST~ClientSecret.q7Rz4vLp9Wk2"
@@ -133,7 +134,7 @@ def test_verbose_json_run_leaks_no_secret_token_or_assertion(sim_factory, smtp_t
     key_file.chmod(0o600)
     bundle = tmp_path / "ca-bundle.pem"
     bundle.write_text(sim.ca_path.read_text() + smtp_ca)
-    text = sim.config_toml(str(out))
+    text = sim_toml(sim, str(out))
     text = text.replace(
         'client_secret_env = "ETD_SIM_SECRET_FABRIKAM"',
         f'certificate_path = "{key_file}"\ncertificate_thumbprint = "{fabrikam["thumbprint"]}"',
@@ -238,7 +239,7 @@ def test_the_command_refuses_an_untrusted_certificate_unless_ca_bundle_names_it(
     env.update(PYTHONPATH=str(ROOT), ETD_SIM_SECRET_CONTOSO=CLIENT_SECRET)
     if "REQUESTS_CA_BUNDLE" not in env:  # as on CI: the system bundle, which must not let the simulator in
         env["REQUESTS_CA_BUNDLE"] = ssl.get_default_verify_paths().cafile or ""
-    trusted = sim.config_toml(str(tmp_path / "reports"))
+    trusted = sim_toml(sim, str(tmp_path / "reports"))
     untrusted = re.sub(r"^ca_bundle = .*\n", "", trusted, flags=re.M)
     results = {}
     for name, text in (("untrusted", untrusted), ("trusted", trusted)):

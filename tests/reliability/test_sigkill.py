@@ -25,6 +25,7 @@ import pytest
 from audit.cli import main
 from audit.report import read_json_report
 from audit.simulator import generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("collection", "write", "prune")
@@ -78,11 +79,11 @@ def kill_in(phase: str, child: subprocess.Popen, sim, folder: Path, before: set[
 
 def kills(points: int, sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     sim = sim_factory([generate_tenant("contoso", 150, seed=21)], faults="latency=0.01")
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
     folder = tmp_path / "reports"
     config = tmp_path / "config.toml"
-    config.write_text(sim.config_toml(str(folder)).replace("[audit]\n", "[audit]\nkeep = 1\n"))
+    config.write_text(sim_toml(sim, str(folder)).replace("[audit]\n", "[audit]\nkeep = 1\n"))
     command = ["run", "--config", str(config), "--no-email", "--probe", "all"]
     assert main(command) in (0, 1)  # a complete report to start from
     rng = random.Random(int(os.environ.get("ETD_KILL_SEED", "15")))

@@ -19,6 +19,7 @@ import pytest
 from audit.config import load_config
 from audit.runner import RunOptions, run
 from audit.simulator import generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +42,8 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
     sim = sim_factory([generate_tenant("contoso", users, seed=2)], faults=faults)
     out = tmp_path / "reports"
     config_path = tmp_path / "config.toml"
-    config_path.write_text(sim.config_toml(str(out)))
-    for name, value in sim.secrets_env().items():
+    config_path.write_text(sim_toml(sim, str(out)))
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
 
     # An earlier report in the folder, which must come through untouched.

@@ -22,6 +22,7 @@ from audit.csvin import MAX_BYTES, InputError, read_recipients
 from audit.exitcodes import ExitCode
 from audit.report.jsonreport import MAX_REPORT_BYTES
 from audit.simulator import Simulator, generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND = 60  # seconds; a bound on a subprocess, not an expected duration
@@ -35,13 +36,13 @@ def world(tmp_path_factory):
         Simulator([generate_tenant("contoso", 30, seed=4, scenario="home")]) as sim,
         pytest.MonkeyPatch.context() as mp,
     ):
-        for name, value in sim.secrets_env().items():
+        for name, value in secrets_env(sim).items():
             mp.setenv(name, value)
         config = root / "etd-audit.toml"
-        config.write_text(sim.config_toml(str(root / "reports")))
+        config.write_text(sim_toml(sim, str(root / "reports")))
         shard = root / "shard"
         assert main(["run", "--config", str(config), "--out", str(shard), "--no-email"]) in (0, 1)
-        yield {"root": root, "config": config, "shard": shard, "env": {**os.environ, **sim.secrets_env()}}
+        yield {"root": root, "config": config, "shard": shard, "env": {**os.environ, **secrets_env(sim)}}
 
 
 def shard_copy(world, tmp_path: Path) -> tuple[Path, Path, Path]:

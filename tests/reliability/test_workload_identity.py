@@ -20,6 +20,7 @@ from audit.auth import AuthError, TokenProvider
 from audit.cli import main
 from audit.config import load_config
 from audit.simulator import Simulator, generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 SUBJECT = "system:serviceaccount:etd-audit:etd-audit"
 
@@ -48,11 +49,11 @@ def report_tenants(folder: Path) -> dict[str, dict]:
 @pytest.fixture
 def federated(sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     sim = sim_factory([federated_spec("contoso", 5), federated_spec("fabrikam", 6)])
-    for name in sim.secrets_env():
+    for name in secrets_env(sim):
         monkeypatch.delenv(name, raising=False)  # no stored secret anywhere
     token_file = tmp_path / "azure-identity-token"
     config = tmp_path / "config.toml"
-    config.write_text(use_federation(sim.config_toml(str(tmp_path / "reports")), token_file))
+    config.write_text(use_federation(sim_toml(sim, str(tmp_path / "reports")), token_file))
     return sim, config, token_file
 
 
@@ -169,7 +170,7 @@ def managed(sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     other = generate_tenant("fabrikam", 8, seed=8)
     other["clients"][0]["managed_identity"] = "user"
     sim = sim_factory([home, other])
-    for name in sim.secrets_env():
+    for name in secrets_env(sim):
         monkeypatch.delenv(name, raising=False)
     for name, value in sim.managed_identity_env().items():
         monkeypatch.setenv(name, value)
@@ -177,7 +178,7 @@ def managed(sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 
 def managed_config(sim: Simulator, tmp_path: Path, identities: dict[str, str]) -> Path:
-    text = sim.config_toml(str(tmp_path / "reports"))
+    text = sim_toml(sim, str(tmp_path / "reports"))
     for tenant, identity in identities.items():
         text = text.replace(
             f'client_secret_env = "{Simulator.secret_env_name(tenant)}"', f'managed_identity = "{identity}"'

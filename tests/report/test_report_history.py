@@ -13,6 +13,7 @@ from pathlib import Path
 
 from audit.cli import main
 from audit.simulator import generate_tenant
+from tests.simconfig import secrets_env, sim_toml
 
 
 def reports(out: Path) -> list[dict]:
@@ -32,11 +33,11 @@ def test_a_single_tenant_run_does_not_reset_the_others_history(sim_factory, tmp_
     contoso = generate_tenant("contoso", 40, seed=5, scenario="home")
     fabrikam = generate_tenant("fabrikam", 40, seed=6, scenario="disabled")
     sim = sim_factory([contoso, fabrikam])
-    for name, value in sim.secrets_env().items():
+    for name, value in secrets_env(sim).items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "reports"
     config = tmp_path / "etd-audit.toml"
-    config.write_text(sim.config_toml(str(out)))
+    config.write_text(sim_toml(sim, str(out)))
     run = ["run", "--config", str(config), "--no-email", "--format", "json"]
 
     main(run)
