@@ -8,17 +8,15 @@ mailbox today: both are probed (settle answers None).
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from audit.checks._facts import SkuIndex
+from audit.licensing import SkuIndex
 from audit.collect import MailboxInventory, settle, user_from_graph
 from audit.models import Dataset, MailboxProbe
 from tests.e2e.tenant_builder import E3
 
 REFRESH = "2026-01-10"
-SKUS = SkuIndex(SimpleNamespace(subscribed_skus=Dataset(None)))
+SKUS = SkuIndex.from_skus(Dataset(None))
 MAILBOX_FROM_REPORT = MailboxProbe("mailbox", purpose="user", source="usage_report")
 SHARED_FROM_REPORT = MailboxProbe("mailbox", purpose="shared", source="usage_report")
 

@@ -27,7 +27,7 @@ from tests.reliability._support import finding_tuples, probe_table, user_ids, wr
 NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)
 SEED = 7
 USERS = int(os.environ.get("ETD_FAULT_USERS", "250"))
-DEFAULT_FAULTS = "429=0.1,retry_after=1,5xx=0.05,drop=0.02,bad_json=0.03,no_value=0.03,token_ttl=5,seed=3"
+DEFAULT_FAULTS = "429=0.1,retry_after=1,5xx=0.05,drop=0.02,bad_json=0.03,no_value=0.03,token_ttl=2,seed=3"
 SOAK_FAULTS = "429=0.1,retry_after=1-3,5xx=0.05,drop=0.02,bad_json=0.01,no_value=0.01,token_ttl=60,seed=3"
 
 
