@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from audit.licensing import SkuIndex
 from audit.collect import MailboxInventory, settle, user_from_graph
+from audit.licensing import SkuIndex
 from audit.models import Dataset, MailboxProbe
 from tests.e2e.tenant_builder import E3
 
