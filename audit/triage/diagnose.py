@@ -5,7 +5,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from audit.checks import catalogue, check_info, explaining
+from audit.checks import (
+    app_credential_expiring,
+    app_disabled,
+    app_missing_permission,
+    app_not_consented,
+    app_single_tenant,
+    check_info,
+    domain_not_verified,
+    explaining,
+    mailbox_not_provisioned,
+    mailbox_outside_app_scope,
+    recipient_not_in_directory,
+    soft_deleted_user,
+    tenant_no_exchange_online,
+)
 from audit.checks._facts import describe_probe
 from audit.config import Config
 from audit.licensing import SkuIndex, describe_licences
@@ -20,8 +34,6 @@ from audit.models import (
 )
 from audit.triage.result import Diagnosis, Outcome
 from audit.triage.tenants import TenantView, domain_of
-
-INFO = {c.id: c for c in catalogue()}
 
 
 def mailbox_checks() -> tuple[str, ...]:
@@ -74,11 +86,11 @@ class RunFacts:
         home = (config.remediation_app.home_tenant_id or "").lower()
         # The home tenant's finding reads the app registration itself: prefer it to a service principal's.
         findings = sorted((f for t in tenants for f in t.findings), key=lambda f: f.tenant_id.lower() != home)
-        single = next((f for f in findings if f.check_id == "app-single-tenant"), None)
+        single = next((f for f in findings if f.check_id == app_single_tenant.CHECK.id), None)
         creds = [
             f
             for f in findings
-            if f.check_id == "app-credential-expiring" and f.severity in (Severity.CRITICAL, Severity.HIGH)
+            if f.check_id == app_credential_expiring.CHECK.id and f.severity in (Severity.CRITICAL, Severity.HIGH)
         ]
         creds.sort(key=lambda f: -f.severity.rank)
         return cls(config.remediation_app.home_tenant_id, single, creds)
@@ -136,17 +148,17 @@ def _not_assessed(evidence: str) -> Diagnosis:
 def _absent(view: TenantView, address: str) -> Diagnosis:
     """The address resolves to no user: soft-deleted owner, or nobody at all."""
     deleted = view.deleted_owner(address)
-    missing = view.address_finding("recipient-not-in-directory", address)
+    missing = view.address_finding(recipient_not_in_directory.CHECK.id, address)
     if deleted is not None:
-        own = view.user_findings(deleted.id).get("soft-deleted-user")
+        own = view.user_findings(deleted.id).get(soft_deleted_user.CHECK.id)
         parts = [f"no active user owns {address}; it belongs only to the soft-deleted user {deleted.upn}"]
         if own is not None:
             parts.append(own.evidence)
-        info = INFO["soft-deleted-user"]
+        info = soft_deleted_user.CHECK
         return Diagnosis(info.title, info.id, "; ".join(parts), own.fix if own else info.fix, Outcome.FIX)
     if missing is not None:
         return _from(missing)
-    info = INFO["recipient-not-in-directory"]
+    info = recipient_not_in_directory.CHECK
     return Diagnosis(info.title, info.id, f"no user in {view.name} owns {address}", info.fix, Outcome.FIX)
 
 
@@ -204,16 +216,16 @@ def _mailbox_state(view: TenantView, kind: str, address: str) -> Diagnosis:
 
 def _app_access(view: TenantView, kind: str, address: str, facts: RunFacts) -> Diagnosis:
     """Remediation Failed - Unknown Reason: the app's consent, state, credential, roles, access policy."""
-    for check_id in ("app-not-consented", "app-disabled"):
+    for check_id in (app_not_consented.CHECK.id, app_disabled.CHECK.id):
         if found := view.tenant_findings(check_id):
             return _merge(found)
     lapsed = [f for f in facts.credentials if f.severity == Severity.CRITICAL]
     if lapsed:
         return _merge(lapsed)
-    if found := view.tenant_findings("app-missing-permission"):
+    if found := view.tenant_findings(app_missing_permission.CHECK.id):
         return _merge(found)
     user = view.owner(address)
-    if user is not None and (scope := view.user_findings(user.id).get("mailbox-outside-app-scope")):
+    if user is not None and (scope := view.user_findings(user.id).get(mailbox_outside_app_scope.CHECK.id)):
         return _from(scope)
     if facts.credentials:
         d = _merge(facts.credentials)
@@ -242,8 +254,8 @@ def _user_lookup(view: TenantView, kind: str, address: str, facts: RunFacts) -> 
     sp = view.snapshot.remediation_sp.value if view.snapshot and view.snapshot.remediation_sp.ok else None
     home = str(facts.home_tenant_id or (sp or {}).get("appOwnerOrganizationId") or "").lower()
     outside_home = bool(home) and view.config.tenant_id.lower() != home
-    own = view.tenant_findings("app-single-tenant")
-    unconsented = view.tenant_findings("app-not-consented")
+    own = view.tenant_findings(app_single_tenant.CHECK.id)
+    unconsented = view.tenant_findings(app_not_consented.CHECK.id)
     domain = domain_of(address)
     if own and (outside_home or not home):
         where = "" if home else " (the app's home tenant is not known: this holds if it is not this one)"
@@ -265,7 +277,7 @@ def _user_lookup(view: TenantView, kind: str, address: str, facts: RunFacts) -> 
     if org is not None and domain in view.config.domains:
         verified = {str(d.get("name") or "").lower() for d in org.get("verifiedDomains") or ()}
         if domain not in verified:
-            info = INFO["domain-not-verified"]
+            info = domain_not_verified.CHECK
             return Diagnosis(
                 info.title,
                 info.id,
@@ -277,7 +289,7 @@ def _user_lookup(view: TenantView, kind: str, address: str, facts: RunFacts) -> 
     user = view.owner(address)
     if user is None:
         return _absent(view, address)
-    pending = view.user_findings(user.id).get("mailbox-not-provisioned")
+    pending = view.user_findings(user.id).get(mailbox_not_provisioned.CHECK.id)
     if pending is not None:
         return _from(pending)
     return _no_cause(
@@ -308,7 +320,7 @@ def diagnose(view: TenantView, kind: str | None, error: str, address: str, facts
             UNKNOWN_ERROR_FIX,
             Outcome.UNKNOWN_ERROR,
         )
-    if found := view.tenant_findings("tenant-no-exchange-online"):
+    if found := view.tenant_findings(tenant_no_exchange_online.CHECK.id):
         return _merge(found)  # no mailbox exists in the tenant: whatever the error said, this is why
     if kind == UNKNOWN_REASON:
         return _app_access(view, kind, address, facts)
@@ -338,7 +350,7 @@ def nowhere(candidates: Sequence[TenantView], address: str) -> Diagnosis:
         searched = ", ".join(t.name for t in candidates if t not in failed) or "any tenant"
         reasons = ", ".join(f"{t.name} ({t.error or (t.snapshot.users.error if t.snapshot else '')})" for t in failed)
         return _not_assessed(f"{address} was not found in {searched}; could not look in {reasons}")
-    info = INFO["recipient-not-in-directory"]
+    info = recipient_not_in_directory.CHECK
     return Diagnosis(
         info.title,
         info.id,
