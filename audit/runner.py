@@ -6,6 +6,7 @@ chooses how to exit; this module returns what happened.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections import Counter
@@ -73,6 +74,18 @@ def select_tenants(config: Config, options: RunOptions) -> list[TenantConfig]:
     return tenants
 
 
+def _in_tenant_context(audit_one: Callable[..., TenantResult]) -> Callable[..., TenantResult]:
+    """Log records made while auditing one tenant carry its name (and start in the sign-in phase)."""
+
+    @functools.wraps(audit_one)
+    def audit(tenant: TenantConfig, *args, **kwargs) -> TenantResult:
+        with logs.context(tenant=tenant.name, phase="sign-in"):
+            return audit_one(tenant, *args, **kwargs)
+
+    return audit
+
+
+@_in_tenant_context
 def audit_tenant(
     tenant: TenantConfig,
     config: Config,
@@ -89,32 +102,6 @@ def audit_tenant(
 
     addresses: read only the users owning these (a triage); connection: an existing sign-in to reuse.
     """
-    with logs.context(tenant=tenant.name, phase="sign-in"):
-        return _audit_tenant(
-            tenant,
-            config,
-            options,
-            recipients=recipients,
-            progress=progress,
-            addresses=addresses,
-            connection=connection,
-            now=now,
-            limiter=limiter,
-        )
-
-
-def _audit_tenant(
-    tenant: TenantConfig,
-    config: Config,
-    options: RunOptions,
-    *,
-    recipients: list[str] | None,
-    progress: Callable | None = None,
-    addresses: list[str] | None = None,
-    connection: tuple[TokenProvider, GraphClient] | None = None,
-    now: datetime | None = None,
-    limiter: OutlookLimiter | None = None,
-) -> TenantResult:
     audit = config.audit
     started = now or datetime.now(UTC)
     tenant_progress = (lambda phase, done, total: progress(phase, done, total, tenant.name)) if progress else None
@@ -230,7 +217,7 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
 
 
 def sign_in_failed(tenant: TenantResult) -> bool:
-    """The tenant failed because its sign-in did (see _audit_tenant): exit code 2, not 3."""
+    """The tenant failed because its sign-in did (see audit_tenant): exit code 2, not 3."""
     return tenant.status == TenantStatus.FAILED and tenant.failure == Failure.AUTHENTICATION
 
 
