@@ -27,7 +27,7 @@ from audit.models import Finding, RunResult, TenantResult, TenantStatus
 from audit.report import ReportError, load_exceptions, read_json_report, write_reports
 from audit.report.cells import text_cell
 from audit.report.changes import previous_reports
-from audit.report.tables import TENANT_COLUMNS, USER_COLUMNS, tenant_row
+from audit.report.tables import TENANT_COLUMNS, USER_COLUMNS, tenant_row, user_checks
 from audit.runner import RunOutcome, exit_code, log_finished, mail_report
 
 log = logging.getLogger("audit")
@@ -348,13 +348,7 @@ class CarriedSheets:
         return {USERS: self.user_rows, TENANT: self.tenant_rows}
 
     def user_rows(self, counted: Sequence[Finding], accepted: Sequence[Finding]) -> Iterator[list]:
-        checks: dict[tuple[str, str], list[str]] = {}  # as audit.report.tables.users_table words them
-        for f in counted:
-            if f.user_id:
-                checks.setdefault((f.tenant_id, f.user_id), []).append(f.check_id)
-        for f in accepted:
-            if f.user_id:
-                checks.setdefault((f.tenant_id, f.user_id), []).append(f"{f.check_id} (accepted)")
+        checks = user_checks(counted, accepted)  # the Findings column, as a run's own workbook words it
         for t in self.result.tenants:
             shard = self.owner.get(t.tenant_id.lower())
             if shard is None or shard.workbook is None:

@@ -177,7 +177,15 @@ def app_key(tenant: TenantConfig) -> tuple[str, str]:
     return tenant.client_id.lower(), (tenant.graph_endpoint or tenant.cloud).lower()
 
 
-def audit_tenants(config: Config, options: RunOptions, progress: Callable | None = None) -> RunResult:
+def audit_tenants(
+    config: Config,
+    options: RunOptions,
+    progress: Callable | None = None,
+    finished: Callable[[int, TenantResult], None] | None = None,
+) -> RunResult:
+    """Audit the selected tenants, `audit.tenant_concurrency` at a time; results in the order of the config.
+
+    finished(index, result) is called from the tenant's thread as each one is done (e.g. a UsersStream's add)."""
     tenants = select_tenants(config, options)
     recipients = read_recipients(options.recipients_file) if options.recipients_file else None
     started = datetime.now(UTC)
@@ -187,24 +195,27 @@ def audit_tenants(config: Config, options: RunOptions, progress: Callable | None
     for t in tenants:
         limiters.setdefault(app_key(t), OutlookLimiter(config.audit.max_outlook_concurrency))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tenant")
-    finished: list[str] = []
+    done: list[str] = []
 
-    def one(tenant: TenantConfig) -> TenantResult:
+    def one(index: int, tenant: TenantConfig) -> TenantResult:
         try:
-            return audit_tenant(
+            result = audit_tenant(
                 tenant, config, options, recipients=recipients, progress=progress, limiter=limiters[app_key(tenant)]
             )
+            if finished:
+                finished(index, result)
+            return result
         finally:
             if progress:
                 progress("done", 0, None, tenant.name)
-                finished.append(tenant.name)
+                done.append(tenant.name)
                 if len(tenants) > 1:
-                    progress("tenants", len(finished), len(tenants))
+                    progress("tenants", len(done), len(tenants))
 
     try:
         if progress and len(tenants) > 1:
             progress("tenants", 0, len(tenants))
-        results = list(pool.map(one, tenants))
+        results = list(pool.map(one, range(len(tenants)), tenants))
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): start no queued tenant and do not wait for those in flight.
         pool.shutdown(wait=False, cancel_futures=True)
@@ -237,6 +248,7 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     """Audit, write the report (always first), then mail it. The report survives a failed send."""
     from audit.report import load_exceptions, write_reports
     from audit.report.files import check_writable
+    from audit.report.stream import UsersStream
 
     out_dir = options.out_dir or config.audit.out_dir
     try:
@@ -246,22 +258,31 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
             f"{config.path}: audit.out_dir: cannot write reports to {out_dir} ({err.strerror}). "
             "Point out_dir (or --out) at a folder this user can create and write to."
         ) from None
-    result = audit_tenants(config, options, progress)
     audit = config.audit
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
     formats = options.formats or audit.formats
-    if progress:
-        progress("writing the report", 0, None)
-    with logs.context(phase="report"):
-        log.info("writing the report (%s) to %s", ", ".join(formats), out_dir)
-        files = write_reports(
-            result,
-            options.out_dir or audit.out_dir,
-            stem=options.stem,
-            formats=formats,
-            keep=audit.keep,
-            exceptions=exceptions,
-        )
+    # The workbook's Users rows are written as each tenant finishes, while the others still wait on Graph.
+    users = UsersStream(exceptions) if "xlsx" in (f.strip().lower() for f in formats) else None
+    try:
+        result = audit_tenants(config, options, progress, finished=users.add if users else None)
+        if users:
+            users.end()
+        if progress:
+            progress("writing the report", 0, None)
+        with logs.context(phase="report"):
+            log.info("writing the report (%s) to %s", ", ".join(formats), out_dir)
+            files = write_reports(
+                result,
+                options.out_dir or audit.out_dir,
+                stem=options.stem,
+                formats=formats,
+                keep=audit.keep,
+                exceptions=exceptions,
+                users=users,
+            )
+    finally:
+        if users:
+            users.discard()  # what it spooled, unless the workbook took it (failure, Ctrl-C, SIGTERM)
     code = exit_code(result, files.assessment.findings, audit.fail_on)
     outcome = RunOutcome(result, files, code)
     if options.email and delivery_configured(config):

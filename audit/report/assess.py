@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from audit.models import Finding, RunResult
+from audit.models import Finding, RunResult, TenantResult
 from audit.report import changes as history
 from audit.report.changes import Changes, compare
 from audit.report.exceptions import AcceptedException, Triage, apply_exceptions
-from audit.report.tables import tenant_names
 from audit.report.trend import Point, earlier_points
 from audit.report.verdict import Verdict, severity_counts, verdict
 
@@ -77,7 +76,7 @@ def assess(
 ) -> Assessment:
     """Judge `result`: no file is read or written. `stem` names this run's report (its point in the trend)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    triage = apply_exceptions(result.findings, exceptions, now.date(), tenant_names(result))
+    triage = split_findings(result.tenants, exceptions, now)
     originals = triage.counted + [f for f, _ in triage.accepted]
     changes, stamped = compare(result, originals, previous.run, previous.path, previous.notes)
     counted = stamped[: len(triage.counted)]
@@ -95,6 +94,15 @@ def assess(
         notes=(*_notes(triage, exceptions, changes), *notes),
         previous_statuses=previous.statuses,
     )
+
+
+def split_findings(tenants: Sequence[TenantResult], exceptions: Sequence[AcceptedException], now: datetime) -> Triage:
+    """The findings of `tenants` split by the exceptions in force on `now`'s day (UTC).
+
+    The assessment splits the whole run with it, and the Users sheet streamed during a run splits each
+    tenant with it as it finishes (audit.report.stream), so the two cannot word a finding differently."""
+    names = {t.tenant_id: t.name for t in tenants}
+    return apply_exceptions([f for t in tenants for f in t.findings], exceptions, now.astimezone(UTC).date(), names)
 
 
 def _notes(triage: Triage, exceptions: Sequence[AcceptedException], changes: Changes) -> list[str]:

@@ -11,7 +11,7 @@ import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from audit.models import CheckInfo, Finding, RunResult
 from audit.report.assess import Assessment
@@ -21,6 +21,7 @@ from audit.report.summary import SummaryInput, write_summary
 from audit.report.tables import (
     FINDINGS_PRINTED,
     FINDINGS_SHEET,
+    USERS_SHEET,
     Lookups,
     Table,
     accepted_table,
@@ -33,6 +34,9 @@ from audit.report.tables import (
     users_table,
 )
 from audit.report.workbook import abandon, new_workbook, write_table
+
+if TYPE_CHECKING:
+    from audit.report.stream import UsersStream
 
 # Sheet name -> rows(counted, accepted), used instead of rows built from the tenants' snapshots. Only a
 # caller without snapshots needs it: the merge of shard reports, whose JSON carries no users.
@@ -48,6 +52,7 @@ class Rendering:
     catalogue: Sequence[CheckInfo] = ()
     lookups: Lookups = field(default_factory=Lookups.default)
     sheet_rows: SheetRows = field(default_factory=dict)
+    users: UsersStream | None = None  # the Users sheet written during the run (audit.report.stream)
 
 
 @dataclass(frozen=True)
@@ -78,20 +83,26 @@ def write_xlsx(fh: BinaryIO, r: Rendering) -> None:
         rows = r.sheet_rows.get(built.name)
         return Table(built.name, built.columns, rows(counted, accepted)) if rows else built
 
-    wb = new_workbook()
-    try:
-        write_summary(wb, summary)
+    streamed = (
+        r.users is not None
+        and USERS_SHEET not in r.sheet_rows
+        and r.users.sheet_for(result, counted, accepted, r.lookups)
+    )
+    wb = r.users.workbook if streamed else new_workbook()  # streamed: holds the Users sheet, rows written
+    try:  # the sheets in order, the first two put before a streamed Users sheet
+        write_summary(wb, summary, index=0)
         findings = findings_table(counted, names, judged.expired_hits)
-        write_table(wb, reordered(findings, FINDINGS_SHEET, FINDINGS_PRINTED))
-        write_table(wb, given(users_table(result, counted, accepted, r.lookups)))
+        write_table(wb, reordered(findings, FINDINGS_SHEET, FINDINGS_PRINTED), index=1)
+        if not streamed:
+            write_table(wb, given(users_table(result, counted, accepted, r.lookups)))
         write_table(wb, given(tenant_table(result)))
         write_table(wb, changes_table(changes, names, {f.key for f in accepted}))
         write_table(wb, accepted_table(list(judged.accepted), names))
         write_table(wb, checks_table(r.catalogue))
+        wb.save(fh)
     except BaseException:
         abandon(wb)
         raise
-    wb.save(fh)
 
 
 def write_json(fh: BinaryIO, r: Rendering) -> None:

@@ -101,8 +101,8 @@ def _chars(first: str, last: str) -> int:
     return int(sum(SUMMARY_WIDTHS[chr(c)] for c in cols) * CHARS_PER_WIDTH)
 
 
-def write_summary(wb: Workbook, s: SummaryInput) -> None:
-    ws = wb.create_sheet("Summary")
+def write_summary(wb: Workbook, s: SummaryInput, index: int | None = None) -> None:
+    ws = wb.create_sheet("Summary", index)
     for col, width in SUMMARY_WIDTHS.items():
         ws.column_dimensions[col].width = width
     _page_setup(ws, title_row=False)

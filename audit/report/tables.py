@@ -139,6 +139,7 @@ def findings_table(
     return Table("Findings", FINDING_COLUMNS, rows())
 
 
+USERS_SHEET = "Users"
 USER_COLUMNS = [
     Column("Tenant"),
     Column("User principal name", "name"),
@@ -160,6 +161,12 @@ USER_COLUMNS = [
 
 def users_table(result: RunResult, findings: Iterable[Finding], accepted: Iterable[Finding], lookups: Lookups) -> Table:
     """Every account read, one row each, generated lazily (a tenant can hold 100,000 users)."""
+    checks = user_checks(findings, accepted)
+    return Table(USERS_SHEET, USER_COLUMNS, (row for t in result.tenants for row in user_rows(t, checks, lookups)))
+
+
+def user_checks(findings: Iterable[Finding], accepted: Iterable[Finding]) -> dict[tuple[str, str], list[str]]:
+    """The Users sheet's Findings column: (tenant id, user id) -> the checks that counted, then those accepted."""
     checks: dict[tuple[str, str], list[str]] = {}
     for f in findings:
         if f.user_id:
@@ -167,35 +174,33 @@ def users_table(result: RunResult, findings: Iterable[Finding], accepted: Iterab
     for f in accepted:
         if f.user_id:
             checks.setdefault((f.tenant_id, f.user_id), []).append(f"{f.check_id} (accepted)")
+    return checks
 
-    def rows() -> Iterator[list]:
-        for t in result.tenants:
-            snap = t.snapshot
-            if snap is None:
-                continue
-            sku_names = {
-                (s.get("skuId") or "").lower(): s.get("skuPartNumber") for s in snap.subscribed_skus.value or []
-            }
-            probes = snap.probes.value
-            for user in [*(snap.users.value or []), *(snap.deleted_users.value or [])]:
-                probe = probes.get(user.id) if probes is not None else None
-                yield [
-                    t.name,
-                    user.upn,
-                    user.display_name,
-                    user.id,
-                    user.enabled,
-                    user.user_type,
-                    licence_text(user, lookups, sku_names),
-                    exchange_plan(user, lookups),
-                    *probe_cells(probe),
-                    user.sync_enabled,
-                    excel_time(user.created),
-                    excel_time(user.deleted),
-                    ", ".join(checks.get((t.tenant_id, user.id), [])),
-                ]
 
-    return Table("Users", USER_COLUMNS, rows())
+def user_rows(t: TenantResult, checks: Mapping[tuple[str, str], list[str]], lookups: Lookups) -> Iterator[list]:
+    """One tenant's rows of the Users sheet: its users, then its soft-deleted users (none without a snapshot)."""
+    snap = t.snapshot
+    if snap is None:
+        return
+    sku_names = {(s.get("skuId") or "").lower(): s.get("skuPartNumber") for s in snap.subscribed_skus.value or []}
+    probes = snap.probes.value
+    for user in [*(snap.users.value or []), *(snap.deleted_users.value or [])]:
+        probe = probes.get(user.id) if probes is not None else None
+        yield [
+            t.name,
+            user.upn,
+            user.display_name,
+            user.id,
+            user.enabled,
+            user.user_type,
+            licence_text(user, lookups, sku_names),
+            exchange_plan(user, lookups),
+            *probe_cells(probe),
+            user.sync_enabled,
+            excel_time(user.created),
+            excel_time(user.deleted),
+            ", ".join(checks.get((t.tenant_id, user.id), [])),
+        ]
 
 
 def licence_text(user: User, lookups: Lookups, sku_names: Mapping[str, str | None]) -> str:

@@ -211,9 +211,12 @@ def _page_setup(ws, *, title_row: bool = True, across: int = 1) -> None:
         ws.print_title_rows = "1:1"
 
 
-def write_table(wb: Workbook, table: Table) -> int:
-    """One sheet: bold frozen header, autofilter, sized columns, typed cells. Returns the row count."""
-    ws = wb.create_sheet(table.name)
+def write_table(wb: Workbook, table: Table, index: int | None = None) -> int:
+    """One sheet (at `index`, default last): bold frozen header, autofilter, sized columns, typed cells.
+
+    Returns the row count. The rows may be slow to come (the Users sheet streamed during a run): the
+    column widths wait for the first SAMPLE_ROWS rows or the end, whichever comes first."""
+    ws = wb.create_sheet(table.name, index)
     rows = iter(table.rows)
     head = list(islice(rows, SAMPLE_ROWS))
     widths = [_width(column, i, head) for i, column in enumerate(table.columns)]

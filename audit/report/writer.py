@@ -16,6 +16,7 @@ from audit.report.changes import FAMILY
 from audit.report.exceptions import AcceptedException
 from audit.report.formats import FORMATS, Rendering, SheetRows, names, parse_formats, writing_order
 from audit.report.jsonreport import ReportError, read_json_report
+from audit.report.stream import UsersStream
 from audit.report.tables import Lookups
 from audit.report.verdict import NOT_SAFE, SAFE, severity_counts
 
@@ -106,8 +107,11 @@ def _write_reports(
     lookups: Lookups | None = None,
     sheet_rows: SheetRows | None = None,
     extra_notes: Sequence[str] = (),
+    users: UsersStream | None = None,
 ) -> ReportFiles:
-    """Read the earlier reports, assess the run, render each chosen format; each file appears whole or not at all."""
+    """Read the earlier reports, assess the run, render each chosen format; each file appears whole or not at all.
+
+    users: the Users sheet written while the run went on (audit.report.stream); the caller discards it."""
     formats = parse_formats(formats)
     if stem is not None:
         check_stem(stem)
@@ -124,7 +128,7 @@ def _write_reports(
 
     previous = read_previous(out_dir, stem, result)
     assessment = assess(result, exceptions, previous, stem=stem, now=now, notes=extra_notes)
-    rendering = Rendering(result, assessment, catalogue, lookups or Lookups.default(), sheet_rows or {})
+    rendering = Rendering(result, assessment, catalogue, lookups or Lookups.default(), sheet_rows or {}, users)
     staged: list[tuple[Path, Path]] = []
     try:
         for fmt in writing_order(formats):
