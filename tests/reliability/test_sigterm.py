@@ -19,7 +19,7 @@ import pytest
 from audit.config import load_config
 from audit.runner import RunOptions, run
 from audit.simulator import generate_tenant
-from tests.simconfig import secrets_env, sim_toml
+from tests.simconfig import secrets_env, served, sim_config, sim_toml, write_config_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,3 +89,31 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
     after = {p.name: p.read_bytes() for p in out.iterdir()}
     assert after == before  # no new report, no temporary file left, the earlier report byte-identical
     assert sim.counters.snapshot()["http_requests"] > calls_before  # the run had really started
+
+
+def test_sigterm_while_the_users_sheet_streams_leaves_no_spool(sim_factory, tmp_path):
+    """One tenant is done and its Users rows are going into the workbook's spool file while another is
+    still being read (each tenant on its own simulator, the second slow): SIGTERM leaves neither a
+    report nor the spool."""
+    fast = sim_factory([generate_tenant("contoso", 700, seed=2)])
+    slow = sim_factory([generate_tenant("fabrikam", 300, seed=3)], faults="latency=0.1")
+    placed = served(fast) + served(slow)
+    out, spool = tmp_path / "reports", tmp_path / "spool"
+    spool.mkdir()
+    config = write_config_file(sim_config(placed, tmp_path, out_dir=out))
+    args = [sys.executable, "-m", "audit", "run", "--config", str(config), "--no-email", "--probe", "all"]
+    env = {**os.environ, **secrets_env(placed), "TMPDIR": str(spool)}  # where openpyxl spools a sheet
+    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: any(p.name.startswith("openpyxl.") for p in spool.iterdir()), "the Users spool", child)
+        assert probes_sent(slow) < 300  # the slow tenant is still being read
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+    assert child.returncode == 128 + signal.SIGTERM, stderr.decode()
+    assert sorted(p.name for p in spool.iterdir()) == []
+    assert not [p.name for p in out.iterdir() if p.suffix in (".xlsx", ".json", ".tmp")]
