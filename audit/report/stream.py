@@ -40,6 +40,8 @@ class Stopped(Exception):
 
 
 class UsersStream:
+    """One run's Users sheet, in a write-only workbook of its own that the report's workbook then becomes."""
+
     def __init__(
         self, exceptions: Sequence[AcceptedException] = (), lookups: Lookups | None = None, now: datetime | None = None
     ):
