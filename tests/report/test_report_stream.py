@@ -277,3 +277,13 @@ def test_interrupt_during_the_run_leaves_no_spool(three_tenants, spool):
     with pytest.raises(KeyboardInterrupt):
         run(config, RunOptions(probe="none", email=False), progress=progress)
     assert done and spool_files(spool) == []
+
+
+def test_run_of_no_tenant_streams_a_users_sheet_of_headers_only(tmp_path):
+    """A shard that holds no tenant: the stream ends without a row, like users_table of an empty run."""
+    result = RunResult(STARTED, STARTED + timedelta(seconds=1), "0.1.0", True, [])
+    with_stream, after = write_both(tmp_path, result, streamed(result, []))
+    book = styled_cells(with_stream.xlsx)
+    assert book == styled_cells(after.xlsx)
+    assert [c[1] for c in book["Users"]["cells"]][:2] == ["Tenant", "User principal name"]
+    assert len(book["Users"]["cells"]) == 15
