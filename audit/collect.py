@@ -36,6 +36,7 @@ from audit.graph import (
     is_concurrency_refusal,
     odata_string,
     parse_retry_after,
+    read_ahead,
 )
 from audit.licensing import SkuIndex, mailbox_plans
 from audit.models import (
@@ -290,7 +291,7 @@ class Collector:
         self, path: str, fields: str, phase: str, on_page: Callable[[list[User]], None] | None = None
     ) -> list[User]:
         users: list[User] = []
-        for page in self.client.iter_pages(path, params={"$select": fields, "$top": "999"}):
+        for page in read_ahead(self.client.iter_pages(path, params={"$select": fields, "$top": "999"})):
             records = [user_from_graph(u, self.shared) for u in page]
             users.extend(records)
             if on_page:
