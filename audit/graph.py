@@ -237,6 +237,26 @@ def request_class(path: str) -> str:
     return "directory"
 
 
+def read_ahead(pages: Iterator[list[dict]]) -> Iterator[list[dict]]:
+    """The pages of `pages`, the next one fetched in a thread of its own while the caller works on this one.
+
+    A page's round trip and Graph's time for it are most of a listing; the caller's work on the page (turning
+    999 users into records, handing them to the probes) then costs no time of its own. A failure to read a page
+    is raised here, in the caller's thread.
+    """
+    done: list[dict] = []  # no page is this object, so it marks the end
+    pool = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="read-ahead", initializer=logs.adopt, initargs=(logs.current(),)
+    )
+    try:
+        future = pool.submit(next, pages, done)
+        while (page := future.result()) is not done:
+            future = pool.submit(next, pages, done)
+            yield page
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # a caller that stops early does not wait for a page
+
+
 # ---------------------------------------------------------------------------------------------------
 # Outlook's concurrency cap, learnt while probing
 

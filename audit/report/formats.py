@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from audit.models import CheckInfo, Finding, RunResult
 from audit.report.assess import Assessment
 from audit.report.cells import iso, text_cell
-from audit.report.jsonreport import dump, report_json
+from audit.report.jsonreport import dump_to, report_json
 from audit.report.summary import SummaryInput, write_summary
 from audit.report.tables import (
     FINDINGS_PRINTED,
@@ -107,7 +107,7 @@ def write_xlsx(fh: BinaryIO, r: Rendering) -> None:
 
 def write_json(fh: BinaryIO, r: Rendering) -> None:
     judged = r.assessment
-    fh.write(dump(report_json(r.result, list(judged.findings), list(judged.accepted), list(judged.trend))))
+    dump_to(fh, report_json(r.result, list(judged.findings), list(judged.accepted), list(judged.trend)))
 
 
 def write_findings_csv(fh: BinaryIO, r: Rendering) -> None:

@@ -21,13 +21,14 @@ Keys may be added; none is ever removed or renamed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from audit.checks import check_info
 from audit.models import (
@@ -115,6 +116,16 @@ def _exception_json(e: AcceptedException) -> dict:
 
 def dump(data: dict) -> bytes:
     return (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode("utf-8")
+
+
+def dump_to(fh: BinaryIO, data: dict) -> None:
+    """Write dump(data) as it is made: a report of 100,000 users is never one string (and its bytes) in memory."""
+    text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+    try:
+        json.dump(data, text, ensure_ascii=False, indent=1)
+        text.write("\n")
+    finally:
+        text.detach()  # flushed, and fh left open for its owner
 
 
 def read_json_report(path: str | Path) -> tuple[RunResult, list[Finding]]:
