@@ -8,6 +8,8 @@ organization, subscribedSku and user resources (learn.microsoft.com/graph/api/re
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from audit.checks import (
     app_disabled,
     app_missing_permission,
@@ -20,6 +22,7 @@ from audit.checks import (
     soft_deleted_user,
     tenant_no_exchange_online,
 )
+from audit.models import Dataset
 from tests.checks.builders import (
     APP_ID,
     EXO_P1,
@@ -27,6 +30,7 @@ from tests.checks.builders import (
     FOUNDATION,
     MAIL_READ,
     NO_MAILBOX,
+    ORG_READ_ALL,
     SKU_E3,
     SKU_PBI_FREE,
     TENANT_ID,
@@ -264,3 +268,41 @@ def test_soft_deleted_evidence_counts_the_days_to_the_purge():
             "(Suspended)",
         ),
     ]
+
+
+def test_rbac_only_scope_by_recipient_type_reads_the_probe_and_says_so():
+    # RBAC for Applications management scopes filter on recipient properties such as RecipientTypeDetails
+    # (learn.microsoft.com/exchange/permissions-exo/application-rbac); the probe tells a shared mailbox from a
+    # user mailbox.
+    from audit import opath, rbac
+    from audit.checks import mailbox_outside_app_scope
+    from audit.models import MailboxProbe
+
+    grant = rbac.RbacGrant(
+        "etd-shared",
+        rbac.MAIL_ROLE,
+        "management scope Shared only",
+        filter_text="RecipientTypeDetails -eq 'SharedMailbox'",
+        filter=opath.parse("RecipientTypeDetails -eq 'SharedMailbox'"),
+    )
+    users = [e3_user("person"), e3_user("shared")]
+    probes = {"person": MailboxProbe("mailbox", purpose="user"), "shared": MailboxProbe("mailbox", purpose="shared")}
+    snap = snapshot(users, probes=probes, roles=[role(ORG_READ_ALL)], skus=E3_SKUS)
+    snap = replace(snap, rbac=Dataset((grant,)))
+    assert said(run(mailbox_outside_app_scope, snap)) == [
+        (
+            "person",
+            "high",
+            None,
+            "mailbox outside every scope of the app's Exchange RBAC for Applications grant (Application "
+            "Mail.ReadWrite scoped to management scope Shared only), the only way it holds Mail.ReadWrite; "
+            "mailbox probe: mailbox, purpose user",
+        )
+    ]
+
+
+def test_an_unknown_check_id_has_no_catalogue_entry():
+    from audit.checks import check_info
+
+    assert check_info("no-such-check") is None
+    assert check_info("app-disabled") is app_disabled.CHECK
