@@ -191,16 +191,14 @@ def test_derive_lists_the_missing_columns_and_mailbox_plans_by_name():
 
 
 def test_derive_reads_the_delimiter_from_the_header_alone():
-    # Friendly names may hold semicolons; in a comma-separated copy they must not decide the delimiter.
+    # Names may hold semicolons; in a comma-separated copy they must not decide the delimiter, however many.
+    name = "Suite" + "; part" * 40
     rows = [
-        "Suite;with;many;semicolons;in;its;name,SUITE,11111111-0000-0000-0000-000000000001,EXCHANGE_S_STANDARD,"
-        "9aaf7827-d63c-4b61-89c3-182f06f82e5c,Exchange Online (Plan 1); mail; calendar; contacts; tasks; notes"
+        f"{name},SUITE,11111111-0000-0000-0000-000000000001,EXCHANGE_S_STANDARD,9aaf7827-d63c-4b61-89c3-182f06f82e5c,P1"
     ]
-    source = _source(rows)
-    source = io.StringIO(source.getvalue() + "\n".join([rows[0]] * 3) + "\n")
-    skus, _ = licensing.derive_tables(source)
+    skus, _ = licensing.derive_tables(_source(rows * 3))
     suite = next(s for s in skus if s.sku_part_number == "SUITE")
-    assert suite.product_name == "Suite;with;many;semicolons;in;its;name"
+    assert suite.product_name == name
 
 
 def test_derive_skips_blank_ids_and_ignores_blank_spellings():
@@ -208,14 +206,18 @@ def test_derive_skips_blank_ids_and_ignores_blank_spellings():
         # No SKU id and no plan id: the row describes nothing.
         "Nothing,NOTHING,,EXCHANGE_S_STANDARD,,Exchange Online (Plan 1)",
         # Blank spellings beside a filled one: the filled one is kept, however often the blank occurs.
-        ",,22222222-0000-0000-0000-000000000002,,33333333-0000-0000-0000-000000000003,",
-        ",,22222222-0000-0000-0000-000000000002,,33333333-0000-0000-0000-000000000003,",
+        *[",,22222222-0000-0000-0000-000000000002,,33333333-0000-0000-0000-000000000003,"] * 3,
         "Kiosk suite,KIOSK,22222222-0000-0000-0000-000000000002,SOME_PLAN,33333333-0000-0000-0000-000000000003,Plan",
         # A plan that no row names in friendly words.
         "Kiosk suite,KIOSK,22222222-0000-0000-0000-000000000002,QUIET_PLAN,44444444-0000-0000-0000-000000000004,",
     ]
     skus, plans = licensing.derive_tables(_source(rows))
-    assert "" not in {s.sku_id for s in skus} and "" not in {p.plan_id for p in plans}
+    assert "" not in {s.sku_id for s in skus}
+    assert {p.plan_id for p in plans} == {
+        *MAILBOX_PLANS,
+        "33333333-0000-0000-0000-000000000003",
+        "44444444-0000-0000-0000-000000000004",
+    }
     assert "nothing" not in {s.sku_part_number.lower() for s in skus}
     kiosk = next(s for s in skus if s.sku_id == "22222222-0000-0000-0000-000000000002")
     assert (kiosk.sku_part_number, kiosk.product_name) == ("KIOSK", "Kiosk suite")
@@ -303,11 +305,14 @@ def test_regenerate_tables_mark_plans_without_a_mailbox_false(tmp_path):
     assert "113feb6c-3fe4-4440-bddc-54d774bf0318,EXCHANGE_S_FOUNDATION,Exchange Foundation,false" in plans
 
 
-def test_regenerate_command_help_names_the_program_and_its_inputs(capsys):
+def test_regenerate_command_help_names_the_program_and_its_inputs(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal width
     with pytest.raises(SystemExit) as done:
         licensing.main(["--help"])
     assert done.value.code == 0
-    text = " ".join(capsys.readouterr().out.split())
+    out = capsys.readouterr().out
+    assert "Regenerate the licensing tables from Microsoft's licensing service-plan CSV." in out.splitlines()
+    text = " ".join(out.split())
     assert text.startswith("usage: python -m audit.licensing [-h] [--out OUT] source")
     assert "Regenerate the licensing tables from Microsoft's licensing service-plan CSV." in text
     assert "source the downloaded licensing CSV" in text
