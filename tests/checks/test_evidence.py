@@ -306,3 +306,33 @@ def test_an_unknown_check_id_has_no_catalogue_entry():
 
     assert check_info("no-such-check") is None
     assert check_info("app-disabled") is app_disabled.CHECK
+
+
+def test_rbac_grants_whose_scope_cannot_be_read_are_each_named():
+    import pytest
+
+    from audit import rbac
+    from audit.checks import CheckUnavailable, mailbox_outside_app_scope
+
+    grants = (
+        rbac.RbacGrant("a", rbac.MAIL_ROLE, "management scope Legal", unreadable="filters on CustomAttribute9"),
+        rbac.RbacGrant("b", rbac.MAIL_ROLE, "administrative unit Sales", unreadable="members not exported"),
+    )
+    snap = replace(snapshot([e3_user("person")], roles=[role(ORG_READ_ALL)], skus=E3_SKUS), rbac=Dataset(grants))
+    with pytest.raises(CheckUnavailable) as err:
+        run(mailbox_outside_app_scope, snap)
+    assert err.value.reason == (
+        "the scope of the remediation app's RBAC for Applications grant is not evaluated: Application Mail.ReadWrite "
+        "scoped to management scope Legal: filters on CustomAttribute9; Application Mail.ReadWrite scoped to "
+        "administrative unit Sales: members not exported"
+    )
+
+
+def test_a_recipient_is_owned_through_the_mail_attribute_alone():
+    from audit.checks import recipient_not_in_directory
+
+    owner = user("u1", upn="u1@contoso.onmicrosoft.com", mail="Sales@Contoso.com")
+    snap = snapshot([owner], recipients=["sales@contoso.com", "nobody@contoso.com"])
+    assert [f.evidence for f in run(recipient_not_in_directory, snap, context(domains=("contoso.com",)))] == [
+        "no user owns nobody@contoso.com as mail, user principal name or proxy address"
+    ]
