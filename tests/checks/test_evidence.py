@@ -29,6 +29,7 @@ from tests.checks.builders import (
     EXO_P2,
     FOUNDATION,
     MAIL_READ,
+    MAIL_READWRITE,
     NO_MAILBOX,
     ORG_READ_ALL,
     SKU_E3,
@@ -336,3 +337,59 @@ def test_a_recipient_is_owned_through_the_mail_attribute_alone():
     assert [f.evidence for f in run(recipient_not_in_directory, snap, context(domains=("contoso.com",)))] == [
         "no user owns nobody@contoso.com as mail, user principal name or proxy address"
     ]
+
+
+def test_mail_readwrite_through_exchange_rbac_is_held_and_named_in_the_other_findings():
+    # Exchange RBAC for Applications "Application Mail.ReadWrite" gives the app the Graph right inside its scope
+    # (learn.microsoft.com/exchange/permissions-exo/application-rbac).
+    from audit import rbac
+
+    grant = rbac.RbacGrant("etd", rbac.MAIL_ROLE, "management scope Staff")
+    snap = replace(snapshot(roles=[role(MAIL_READ)]), rbac=Dataset((grant,)))
+    assert said(run(app_missing_permission, snap)) == [
+        (
+            None,
+            "critical",
+            "organization.read.all",
+            "no Microsoft Graph application permission Organization.Read.All (498476ce-e0fe-48b0-b801-37ba7e2685c6); "
+            "application permissions held on Microsoft Graph: Mail.Read; held through Exchange RBAC for "
+            "Applications, scoped: Application Mail.ReadWrite scoped to management scope Staff",
+        )
+    ]
+    unknown = replace(snapshot(roles=[role(ORG_READ_ALL)]), rbac=Dataset.missing("no role assignments export"))
+    assert [f.evidence for f in run(app_missing_permission, unknown)] == [
+        "no Microsoft Graph application permission Mail.ReadWrite (e2a3a72e-5f79-4c64-b1b1-878b674786c9); "
+        "application permissions held on Microsoft Graph: Organization.Read.All; Exchange RBAC for Applications "
+        "grants not known: no role assignments export"
+    ]
+    org_missing = replace(snapshot(roles=[role(MAIL_READWRITE)]), rbac=Dataset.missing("no export"))
+    assert [f.subject for f in run(app_missing_permission, org_missing)] == ["organization.read.all"]
+    assert "RBAC" not in run(app_missing_permission, org_missing)[0].evidence
+
+
+def test_missing_permission_says_why_it_cannot_decide():
+    import pytest
+
+    from audit.checks import CheckUnavailable
+
+    with pytest.raises(CheckUnavailable) as err:
+        run(app_missing_permission, snapshot(sp=None))
+    assert err.value.reason == "the remediation app has no service principal in this tenant (see app-not-consented)"
+    with pytest.raises(CheckUnavailable) as err:
+        run(app_missing_permission, snapshot(graph_sp_id=None))
+    assert err.value.reason == "Microsoft Graph's service principal was not found in this tenant"
+
+
+def test_a_suspended_plan_outweighs_a_licence_error():
+    both = e3_user("u1", "Suspended", states=[(SKU_E3, "Error", "CountViolation", None)])
+    [found] = run(exchange_license_suspended, snapshot([both], skus=E3_SKUS))
+    assert found.severity.value == "high"
+
+
+def test_usage_report_answers_are_named_as_such_and_a_purpose_only_for_a_mailbox():
+    from audit.models import MailboxProbe
+
+    hybrid = user("h1", synced=True)
+    report = MailboxProbe("no_mailbox", purpose="user", source="usage_report")
+    [found] = run(on_premises_mailbox, snapshot([hybrid], probes={"h1": report}))
+    assert found.evidence.endswith("; no Exchange Online mailbox plan; mailbox usage report: no_mailbox")
