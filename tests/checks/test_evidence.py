@@ -393,3 +393,10 @@ def test_usage_report_answers_are_named_as_such_and_a_purpose_only_for_a_mailbox
     report = MailboxProbe("no_mailbox", purpose="user", source="usage_report")
     [found] = run(on_premises_mailbox, snapshot([hybrid], probes={"h1": report}))
     assert found.evidence.endswith("; no Exchange Online mailbox plan; mailbox usage report: no_mailbox")
+
+
+def test_an_unnamed_app_registration_disabled_twice_gives_both_reasons():
+    registration = {"id": "app-obj", "appId": APP_ID, "isDisabled": True, "disabledByMicrosoftStatus": "Blocked"}
+    assert [f.evidence for f in run(app_disabled, snapshot(application=registration))] == [
+        f"app registration  (app-obj, appId {APP_ID}) has disabledByMicrosoftStatus Blocked and has isDisabled true"
+    ]
