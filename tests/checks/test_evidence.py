@@ -400,3 +400,52 @@ def test_an_unnamed_app_registration_disabled_twice_gives_both_reasons():
     assert [f.evidence for f in run(app_disabled, snapshot(application=registration))] == [
         f"app registration  (app-obj, appId {APP_ID}) has disabledByMicrosoftStatus Blocked and has isDisabled true"
     ]
+
+
+def test_app_single_tenant_and_domain_checks_say_why_they_cannot_decide():
+    import pytest
+
+    from audit.checks import CheckUnavailable
+
+    cases = [
+        (
+            app_single_tenant,
+            snapshot(sp=None),
+            "the remediation app has no service principal here and its registration is not readable in this tenant "
+            "(see app-not-consented)",
+        ),
+        (
+            app_single_tenant,
+            snapshot(application={"id": "app-obj"}),
+            "the remediation app's app registration does not state its sign-in audience",
+        ),
+        (
+            domain_not_verified,
+            snapshot(organization=Dataset(None)),
+            "the organization was not returned, so its verified domains are unknown",
+        ),
+    ]
+    for check, snap, reason in cases:
+        with pytest.raises(CheckUnavailable) as err:
+            run(check, snap, context(domains=("contoso.com",)))
+        assert err.value.reason == reason
+
+
+def test_the_home_tenant_id_compares_case_insensitively():
+    home = "e419272c-dee4-42c8-8890-810aa7d8d9cf"
+    snap = replace(snapshot(sp=healthy_sp(signInAudience="AzureADMyOrg")), tenant_id=home)
+    assert run(app_single_tenant, snap, context(home=home.upper())) == []
+    assert run(app_single_tenant, replace(snap, tenant_id=home.upper()), context(home=home)) == []
+
+
+def test_users_left_to_other_checks_do_not_end_the_licence_check():
+    from audit.models import MailboxProbe
+
+    users = [
+        unlicensed("probed", display_name="Has a mailbox"),
+        user("hybrid", synced=True),
+        e3_user("suspended", "Suspended"),
+        unlicensed("bare"),
+    ]
+    snap = snapshot(users, skus=E3_SKUS, probes={"probed": MailboxProbe("mailbox", purpose="user")})
+    assert [f.user_id for f in run(no_exchange_license, snap)] == ["bare"]
