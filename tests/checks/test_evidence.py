@@ -449,3 +449,31 @@ def test_users_left_to_other_checks_do_not_end_the_licence_check():
     ]
     snap = snapshot(users, skus=E3_SKUS, probes={"probed": MailboxProbe("mailbox", purpose="user")})
     assert [f.user_id for f in run(no_exchange_license, snap)] == ["bare"]
+
+
+def test_users_left_to_other_checks_do_not_end_the_on_premises_check():
+    from audit.models import MailboxProbe
+
+    hybrid = {"synced": True}
+    users = [
+        user("guest", guest=True, **hybrid),
+        user("failed", **hybrid),
+        user("cloud", **hybrid),
+        user("lapsed", plans=[(EXO_P2, "Suspended")], licenses=[(SKU_E3,)], **hybrid),
+        user("planned", plans=[(EXO_P2, "Enabled")], licenses=[(SKU_E3,)], **hybrid),
+        user("onprem", **hybrid),
+    ]
+    probes = {
+        "failed": MailboxProbe("failed", code="TooManyRequests"),
+        "cloud": MailboxProbe("mailbox", purpose="user"),
+        "lapsed": NO_MAILBOX,
+        "onprem": NO_MAILBOX,
+    }
+    assert [f.user_id for f in run(on_premises_mailbox, snapshot(users, skus=E3_SKUS, probes=probes))] == ["onprem"]
+
+
+def test_a_guest_in_the_deleted_users_does_not_end_the_check_and_a_started_day_counts_whole():
+    deleted = [user("guest", guest=True, deleted="2025-11-20T10:00:00Z"), user("d1", deleted="2025-11-11T12:00:01Z")]
+    [found] = run(soft_deleted_user, snapshot(deleted=deleted))
+    # Purged 30 days after deletion: 10 days and one second after NOW, so 11 days are left.
+    assert found.evidence.startswith("deleted 2025-11-11; purged permanently around 2025-12-11 (11 days left)")
