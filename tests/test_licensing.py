@@ -172,3 +172,148 @@ def test_regenerate_command_writes_both_tables(tmp_path, capsys):
         (out / "skus.csv").read_text(encoding="utf-8").startswith("sku_id,sku_part_number,product_name,mailbox_plans\n")
     )
     assert "mailbox plans (10)" in capsys.readouterr().out
+
+
+def test_an_unknown_plan_has_no_friendly_name():
+    assert licensing.plan_friendly_name("00000000-0000-0000-0000-000000000000") is None
+
+
+def test_derive_lists_the_missing_columns_and_mailbox_plans_by_name():
+    with pytest.raises(ValueError) as err:
+        licensing.derive_tables(io.StringIO("Product_Display_Name,Service_Plan_Name,Service_Plan_Id\n"))
+    assert str(err.value) == "licensing CSV lacks the column(s) GUID, String_Id"
+    source = io.StringIO(HEADER + "\nX,X,1,EXCHANGE_S_STANDARD,9aaf7827-d63c-4b61-89c3-182f06f82e5c,P1\n")
+    with pytest.raises(ValueError) as err:
+        licensing.derive_tables(source)
+    assert str(err.value).startswith(
+        "mailbox plan(s) not in the licensing CSV: EXCHANGE_B_STANDARD, EXCHANGE_L_STANDARD, "
+    )
+
+
+def test_derive_reads_the_delimiter_from_the_header_alone():
+    # Names may hold semicolons; in a comma-separated copy they must not decide the delimiter, however many.
+    name = "Suite" + "; part" * 40
+    rows = [
+        f"{name},SUITE,11111111-0000-0000-0000-000000000001,EXCHANGE_S_STANDARD,9aaf7827-d63c-4b61-89c3-182f06f82e5c,P1"
+    ]
+    skus, _ = licensing.derive_tables(_source(rows * 3))
+    suite = next(s for s in skus if s.sku_part_number == "SUITE")
+    assert suite.product_name == name
+
+
+def test_derive_skips_blank_ids_and_ignores_blank_spellings():
+    rows = [
+        # No SKU id and no plan id: the row describes nothing.
+        "Nothing,NOTHING,,EXCHANGE_S_STANDARD,,Exchange Online (Plan 1)",
+        # Blank spellings beside a filled one: the filled one is kept, however often the blank occurs.
+        *[",,22222222-0000-0000-0000-000000000002,,33333333-0000-0000-0000-000000000003,"] * 3,
+        "Kiosk suite,KIOSK,22222222-0000-0000-0000-000000000002,SOME_PLAN,33333333-0000-0000-0000-000000000003,Plan",
+        # A plan that no row names in friendly words.
+        "Kiosk suite,KIOSK,22222222-0000-0000-0000-000000000002,QUIET_PLAN,44444444-0000-0000-0000-000000000004,",
+    ]
+    skus, plans = licensing.derive_tables(_source(rows))
+    assert "" not in {s.sku_id for s in skus}
+    assert {p.plan_id for p in plans} == {
+        *MAILBOX_PLANS,
+        "33333333-0000-0000-0000-000000000003",
+        "44444444-0000-0000-0000-000000000004",
+    }
+    assert "nothing" not in {s.sku_part_number.lower() for s in skus}
+    kiosk = next(s for s in skus if s.sku_id == "22222222-0000-0000-0000-000000000002")
+    assert (kiosk.sku_part_number, kiosk.product_name) == ("KIOSK", "Kiosk suite")
+    by_plan = {p.plan_id: p for p in plans}
+    assert (
+        by_plan["33333333-0000-0000-0000-000000000003"].plan_name,
+        by_plan["33333333-0000-0000-0000-000000000003"].friendly_name,
+    ) == ("SOME_PLAN", "Plan")
+    assert by_plan["44444444-0000-0000-0000-000000000004"].friendly_name == ""
+
+
+def test_derive_takes_the_most_frequent_spelling_and_not_the_plan_name_as_friendly_name():
+    plan = "55555555-0000-0000-0000-000000000005"
+    rows = [
+        f"Suite {n},SUITE{n},66666666-0000-0000-0000-00000000000{n},Exo_Plan,{plan},{friendly}"
+        for n, friendly in enumerate(["Exo_Plan", "EXO PLAN", "Exo plan", "Exo plan"])
+    ]
+    _, plans = licensing.derive_tables(_source(rows))
+    assert next(p for p in plans if p.plan_id == plan).friendly_name == "Exo plan"  # 2 against 1 and 1
+    _, plans = licensing.derive_tables(_source(rows[:2]))
+    # A tie between the plan's own name and a capitalised spelling: the plan name is not a friendly name.
+    assert next(p for p in plans if p.plan_id == plan).friendly_name == "EXO PLAN"
+
+
+def test_derive_warns_only_about_exchange_plans_in_neither_list(caplog):
+    rows = [
+        "New,NEWSKU,11111111-2222-3333-4444-555555555555,EXCHANGE_S_NEWTHING,"
+        "22222222-3333-4444-5555-666666666666,Something new",
+        # Not Exchange, a reviewed non-mailbox Exchange plan, and a privacy add-on: no warning.
+        "New,NEWSKU,11111111-2222-3333-4444-555555555555,SHAREPOINTSTANDARD,"
+        "33333333-3333-4444-5555-666666666666,SharePoint",
+        "New,NEWSKU,11111111-2222-3333-4444-555555555555,EXCHANGE_S_FOUNDATION,"
+        "113feb6c-3fe4-4440-bddc-54d774bf0318,Exchange Foundation",
+        "New,NEWSKU,11111111-2222-3333-4444-555555555555,PRIVACY_MANAGEMENT_RISK_EXCHANGE,"
+        "44444444-3333-4444-5555-666666666666,Privacy risk",
+    ]
+    with caplog.at_level("WARNING", logger="audit"):
+        licensing.derive_tables(_source(rows))
+    assert [r.getMessage() for r in caplog.records] == [
+        "unreviewed Exchange plan EXCHANGE_S_NEWTHING (22222222-3333-4444-5555-666666666666): "
+        "decide whether it gives a mailbox"
+    ]
+
+
+def test_regenerate_writes_plain_utf8_tables_into_a_new_or_existing_folder(tmp_path, capsys):
+    rows = [
+        "Microsoft 365 E3 – Unattended,SPE_E3_RPA1,c2ac2ee4-9bb1-47e4-8541-d689c7e83371,EXCHANGE_S_ENTERPRISE,"
+        "efb87545-963c-4e0d-99df-69c6916d9eb0,Exchange Online (Plan 2)",
+        "Microsoft 365 E3 – Unattended,SPE_E3_RPA1,c2ac2ee4-9bb1-47e4-8541-d689c7e83371,EXCHANGE_S_STANDARD,"
+        "9aaf7827-d63c-4b61-89c3-182f06f82e5c,Exchange Online (Plan 1)",
+    ]
+    source = tmp_path / "source.csv"
+    source.write_text(_source(rows).getvalue(), encoding="utf-8")
+    out = tmp_path / "new" / "data"
+    for _ in range(2):  # the second run writes over the first
+        assert licensing.main([str(source), "--out", str(out)]) == 0
+    skus = (out / "skus.csv").read_bytes().decode("utf-8")
+    assert "\r" not in skus
+    assert (
+        "c2ac2ee4-9bb1-47e4-8541-d689c7e83371,SPE_E3_RPA1,Microsoft 365 E3 – Unattended,"
+        "9aaf7827-d63c-4b61-89c3-182f06f82e5c efb87545-963c-4e0d-99df-69c6916d9eb0\n"
+    ) in skus
+    plans = (out / "service_plans.csv").read_bytes().decode("utf-8")
+    assert "\r" not in plans
+    assert "113feb6c-3fe4-4440-bddc-54d774bf0318" not in plans
+    assert plans.startswith("plan_id,plan_name,friendly_name,gives_mailbox\n")
+    assert set(line.rsplit(",", 1)[1] for line in plans.splitlines()[1:]) == {"true"}
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-3:] == [
+        f"wrote 11 SKUs and 10 service plans to {out}",
+        "mailbox plans (10): " + ", ".join(sorted(licensing.MAILBOX_PLAN_NAMES)),
+        "remember to update DATA_DATE and LICENSING.md with the source table's date",
+    ]
+
+
+def test_regenerate_tables_mark_plans_without_a_mailbox_false(tmp_path):
+    rows = [
+        "Power BI,POWER_BI_STANDARD,a403ebcc-fae0-4ca2-8c8c-7a907fd6c235,EXCHANGE_S_FOUNDATION,"
+        "113feb6c-3fe4-4440-bddc-54d774bf0318,Exchange Foundation"
+    ]
+    source = tmp_path / "source.csv"
+    source.write_text(_source(rows).getvalue(), encoding="utf-8")
+    assert licensing.main([str(source), "--out", str(tmp_path)]) == 0
+    plans = (tmp_path / "service_plans.csv").read_text(encoding="utf-8").splitlines()
+    assert "113feb6c-3fe4-4440-bddc-54d774bf0318,EXCHANGE_S_FOUNDATION,Exchange Foundation,false" in plans
+
+
+def test_regenerate_command_help_names_the_program_and_its_inputs(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # argparse wraps at the terminal width
+    with pytest.raises(SystemExit) as done:
+        licensing.main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "Regenerate the licensing tables from Microsoft's licensing service-plan CSV." in out.splitlines()
+    text = " ".join(out.split())
+    assert text.startswith("usage: python -m audit.licensing [-h] [--out OUT] source")
+    assert "Regenerate the licensing tables from Microsoft's licensing service-plan CSV." in text
+    assert "source the downloaded licensing CSV" in text
+    assert "--out OUT folder to write skus.csv and service_plans.csv to (default: the package data)" in text

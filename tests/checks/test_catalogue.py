@@ -243,3 +243,57 @@ def test_no_module_outside_the_catalogue_lists_check_ids():
             continue
         found += [f"{where}: {m.group(1)}" for m in spelled.finditer(path.read_text(encoding="utf-8"))]
     assert found == []
+
+
+def _module(name: str = "audit.checks.extra_check", **info) -> SimpleNamespace:
+    fields = {"id": "extra-check", "title": "t", "severity": Severity.LOW, "predicts": UNKNOWN_REASON}
+    fields |= {"cause": "c", "fix": "f"}
+    fields.update(info)
+    return SimpleNamespace(__name__=name, run=lambda s, c: [], CHECK=CheckInfo(**fields))
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (
+            SimpleNamespace(__name__="x.y", run=lambda s, c: []),
+            "x.y: a check module needs CHECK = CheckInfo(...) and run()",
+        ),
+        (
+            SimpleNamespace(__name__="x.y", CHECK=_module().CHECK),
+            "x.y: a check module needs CHECK = CheckInfo(...) and run()",
+        ),
+        (
+            SimpleNamespace(__name__="x.y", CHECK=_module().CHECK, run="not callable"),
+            "x.y: a check module needs CHECK = CheckInfo(...) and run()",
+        ),
+        (_module("extra_check"), None),  # a module outside a package: its whole name is compared
+        (_module("audit.checks.nested.extra_check"), None),
+        (
+            _module("audit.checks.extra_check.more"),
+            "audit.checks.extra_check.more: check id extra-check does not match",
+        ),
+        (_module(severity="low"), "extra-check: severity 'low' is not a Severity"),
+        (_module(title=""), "extra-check: title, predicts, cause and fix must not be empty"),
+        (_module(predicts=""), "extra-check: title, predicts, cause and fix must not be empty"),
+        (_module(cause=""), "extra-check: title, predicts, cause and fix must not be empty"),
+        (_module(fix=""), "extra-check: title, predicts, cause and fix must not be empty"),
+        (_module(needs=("users", "mailboxes", "ghosts")), "extra-check: needs unknown dataset(s) ghosts, mailboxes"),
+        (_module(reads=("ghosts",)), "extra-check: needs unknown dataset(s) ghosts"),
+        (_module(scope="tenant"), "extra-check: scope 'tenant' is not a Scope"),
+        (_module(counted_among="ghosts"), "extra-check: counted_among names unknown dataset ghosts"),
+    ],
+)
+def test_register_says_what_is_wrong_with_a_check_module(module, message):
+    before = list(CHECKS)
+    try:
+        if message is None:
+            audit.checks.register(module)
+            assert CHECKS == [*before, module]
+        else:
+            with pytest.raises(RuntimeError) as err:
+                audit.checks.register(module)
+            assert str(err.value).startswith(message), str(err.value)
+            assert CHECKS == before
+    finally:
+        CHECKS[:] = before

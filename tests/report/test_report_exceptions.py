@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date, datetime
 
 import openpyxl
@@ -164,3 +165,16 @@ def test_shipped_example_file_loads():
         ("no-exchange-license", "kiosk01@contoso.com", None),
         ("domain-not-verified", None, "contoso"),
     ]
+
+
+def test_an_exception_for_a_tenant_id_matches_whatever_case_either_is_written_in():
+    from audit.report.exceptions import apply_exceptions
+
+    tenant_id = "e419272c-dee4-42c8-8890-810aa7d8d9cf"
+    findings = [replace(f, tenant_id=tenant_id) for f in sample_result().findings if f.tenant_id == CONTOSO]
+    by_id = exception("no-exchange-license", tenant=tenant_id.upper())
+    shouted = [replace(f, tenant_id=tenant_id.upper()) for f in findings]
+    for found in (findings, shouted):
+        triage = apply_exceptions(found, [by_id], date(2026, 1, 1), tenant_names={})
+        assert [(f.check_id, e) for f, e in triage.accepted] == [("no-exchange-license", by_id)]
+        assert len(triage.counted) == len(found) - 1

@@ -83,3 +83,25 @@ def test_a_failed_tenant_is_compared_with_the_report_before(tmp_path):
     path, previous, notes = load_previous(folder, "etd-audit-20250115T000000Z", [tenant.tenant_id])
     assert path == first
     assert {f.key for f in previous.findings} == {f.key for f in tenant.findings}
+
+
+def test_the_report_being_written_is_never_its_own_previous(tmp_path):
+    """A report of this run's stem already in the folder (written a moment ago) is not the earlier run."""
+    from conftest import sample_result
+
+    from audit.report.changes import load_previous
+    from audit.report.jsonreport import dump, report_json
+
+    result = sample_result()
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    earlier = folder / "etd-audit-20250101T000000Z.json"
+    earlier.write_bytes(dump(report_json(result, result.findings, [])))
+    os.utime(earlier, (1_700_000_000, 1_700_000_000))
+    own = folder / "etd-audit-20250108T000000Z.json"
+    own.write_bytes(dump(report_json(result, [], [])))  # newer
+
+    for tenants in (None, [t.tenant_id for t in result.tenants]):
+        path, previous, notes = load_previous(folder, own.stem, tenants)
+        assert (path, notes) == (earlier, [])
+        assert {f.key for f in previous.findings} == {f.key for f in result.findings}
