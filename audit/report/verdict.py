@@ -50,7 +50,8 @@ def gaps(result: RunResult) -> list[Gap]:
         if t.status == TenantStatus.FAILED:
             found.append(Gap(t.name, "tenant not audited", t.error or "failed without a reason"))
             continue
-        if t.status == TenantStatus.PARTIAL and (t.error or not t.not_assessed):
+        # A partial tenant is a gap of its own unless users it could not assess explain it (a count of 0 does not).
+        if t.status == TenantStatus.PARTIAL and (t.error or not any(t.not_assessed.values())):
             found.append(Gap(t.name, "tenant only partly read", t.error or "some data could not be read"))
         unconsented = any(f.check_id in showing_no_consent() for f in t.findings)
         for n in t.not_evaluated:

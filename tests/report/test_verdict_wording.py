@@ -72,6 +72,9 @@ def test_a_failed_or_partial_tenant_without_a_reason_still_gets_one():
     # A partial tenant whose only trouble is users that could not be assessed is listed by those users alone.
     by_users = replace(partial, not_assessed={"probe failed": 1})
     assert gaps(run_of(by_users)) == [Gap("fabrikam", "1 user not assessed", "probe failed")]
+    # A zero count explains nothing: the partial tenant must still be a gap, never read as safe.
+    zero = replace(partial, not_assessed={"probe failed": 0})
+    assert gaps(run_of(zero)) == [Gap("fabrikam", "tenant only partly read", "some data could not be read")]
 
 
 def test_the_home_tenant_id_is_matched_case_insensitively():
