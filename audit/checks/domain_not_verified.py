@@ -39,8 +39,8 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
         raise CheckUnavailable("the organization was not returned, so its verified domains are unknown")
     names = {str(d.get("name") or "").lower() for d in organization.get("verifiedDomains") or ()}
     verified = sorted(names - {""})
-    for domain in ctx.domains:
-        if domain.strip().lower() not in verified:
+    for domain in (d.strip() for d in ctx.domains):
+        if domain.lower() not in verified:
             yield tenant_finding(
                 CHECK,
                 snapshot,
@@ -48,5 +48,5 @@ def run(snapshot: TenantSnapshot, ctx: CheckContext) -> Iterator[Finding]:
                     f"domain {domain} is configured for this tenant but is not among its verified domains "
                     f"({', '.join(verified) or 'none'})"
                 ),
-                subject=domain.strip(),
+                subject=domain,
             )

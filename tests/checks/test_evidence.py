@@ -141,6 +141,9 @@ def test_an_unverified_domain_lists_the_verified_ones():
     assert [f.evidence for f in run(domain_not_verified, nameless, context(domains=("a.com",)))] == [
         "domain a.com is configured for this tenant but is not among its verified domains (none)"
     ]
+    # A domain typed with spaces in the config is named without them.
+    spaced = run(domain_not_verified, snapshot(), context(domains=("  Fabrikam.com ",)))
+    assert [f.evidence.split(" is ")[0] for f in spaced] == ["domain Fabrikam.com"]
 
 
 def test_a_tenant_without_exchange_online_quotes_the_answer():
