@@ -128,3 +128,13 @@ def test_a_finding_still_present_carries_its_first_seen_and_a_new_one_gets_this_
     )
     assert [f.first_seen for f in stamped] == ["2025-02-01T06:00:00Z", "2025-03-10T06:00:00Z"]
     assert changes.still_open == [stamped[0]] and changes.new == [stamped[1]] and changes.resolved == []
+
+
+def test_without_an_earlier_report_every_finding_is_new_and_the_notes_are_kept():
+    # The only earlier report could not be read: no comparison, yet the admin must still be told why.
+    tenant = TenantResult("contoso", TENANT, TenantStatus.OK, findings=[old_finding()])
+    note = "Earlier report skipped: etd-audit-x.json is not valid JSON"
+    changes, stamped = compare(run_of(tenant), tenant.findings, None, None, notes=[note])
+    assert changes.notes == (note,)
+    assert changes.previous is None and changes.resolved == [] and changes.still_open == []
+    assert [f.first_seen for f in changes.new] == [f.first_seen for f in stamped] == [NOW.isoformat()[:19] + "Z"]
