@@ -98,45 +98,65 @@ def user_from_graph(d: dict, shared: dict | None = None) -> User:
     """
     shared = {} if shared is None else shared
 
-    def one(items: Iterable) -> tuple:
-        """The tenant's copy of this tuple, and of each item in it."""
-        values = tuple(shared.setdefault(item, item) for item in items)
-        return shared.setdefault(values, values)
+    def one(kind: str, items: Iterable) -> tuple:
+        """The tenant's copy of this tuple, and of each item in it. One pool per kind: named tuples of
+        different kinds compare equal when their fields do (an empty AssignedPlan and ProvisionedPlan)."""
+        pool = shared.setdefault(kind, {})
+        values = tuple(pool.setdefault(item, item) for item in items)
+        return pool.setdefault(values, values)
 
     user_type = d.get("userType") or "Member"
+    user_type = shared.setdefault("userType", {}).setdefault(user_type, user_type)
     return User(
         id=d["id"],
         upn=d.get("userPrincipalName") or "",
         display_name=d.get("displayName"),
         mail=d.get("mail"),
         proxy_addresses=tuple(d.get("proxyAddresses") or ()),
-        user_type=shared.setdefault(user_type, user_type),
+        user_type=user_type,
         enabled=bool(d.get("accountEnabled", True)),
         created=d.get("createdDateTime"),
         sync_enabled=d.get("onPremisesSyncEnabled") is True,
         immutable_id=d.get("onPremisesImmutableId"),
         licenses=one(
-            License(lic["skuId"].lower(), one(p.lower() for p in lic.get("disabledPlans") or ()))
-            for lic in d.get("assignedLicenses") or ()
+            "licenses",
+            (
+                License(lic["skuId"].lower(), one("disabledPlans", (p.lower() for p in lic.get("disabledPlans") or ())))
+                for lic in d.get("assignedLicenses") or ()
+            ),
         ),
         plans=one(
-            AssignedPlan(
-                (p.get("servicePlanId") or "").lower(), p.get("service") or "", p.get("capabilityStatus") or ""
-            )
-            for p in d.get("assignedPlans") or ()
+            "assignedPlans",
+            (
+                AssignedPlan(
+                    (p.get("servicePlanId") or "").lower(), p.get("service") or "", p.get("capabilityStatus") or ""
+                )
+                for p in d.get("assignedPlans") or ()
+            ),
         ),
         provisioned=one(
-            ProvisionedPlan(p.get("service") or "", p.get("capabilityStatus") or "", p.get("provisioningStatus") or "")
-            for p in d.get("provisionedPlans") or ()
+            "provisionedPlans",
+            (
+                ProvisionedPlan(
+                    p.get("service") or "", p.get("capabilityStatus") or "", p.get("provisioningStatus") or ""
+                )
+                for p in d.get("provisionedPlans") or ()
+            ),
         ),
         license_states=one(
-            LicenseState(
-                (s.get("skuId") or "").lower(), s.get("state") or "", s.get("error") or None, s.get("assignedByGroup")
-            )
-            for s in d.get("licenseAssignmentStates") or ()
+            "licenseAssignmentStates",
+            (
+                LicenseState(
+                    (s.get("skuId") or "").lower(),
+                    s.get("state") or "",
+                    s.get("error") or None,
+                    s.get("assignedByGroup"),
+                )
+                for s in d.get("licenseAssignmentStates") or ()
+            ),
         ),
         deleted=d.get("deletedDateTime"),
-        attributes=one(_attributes(d)),
+        attributes=one("attributes", _attributes(d)),
     )
 
 

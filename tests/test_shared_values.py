@@ -54,6 +54,17 @@ def test_a_shared_record_equals_the_one_its_own_json_gives():
     assert alone.attributes == (("department", "Finance"), ("city", "Seattle"), ("extensionAttribute3", "badge-7"))
 
 
+def test_values_of_different_kinds_are_never_swapped_for_each_other():
+    # Named tuples compare as plain tuples: an assigned and a provisioned plan with equal fields are equal.
+    # Each kind keeps its own copies, so a user never gets the other kind's record back.
+    shared: dict = {}
+    blank = {"id": "00000000-0000-0000-0000-000000000009", "assignedPlans": [{}], "provisionedPlans": [{}]}
+    for user in (user_from_graph(blank, shared), user_from_graph(dict(blank), shared)):
+        assert type(user.plans[0]).__name__ == "AssignedPlan"
+        assert type(user.provisioned[0]).__name__ == "ProvisionedPlan"
+        assert user.provisioned[0].provisioning_status == ""
+
+
 def test_the_users_a_collector_lists_share_their_plans(sim_factory, monkeypatch):
     spec = generate_tenant("contoso", 300, seed=3, scenario="healthy")
     sim = sim_factory([spec])
