@@ -248,6 +248,7 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     """Audit, write the report (always first), then mail it. The report survives a failed send."""
     from audit.report import load_exceptions, write_reports
     from audit.report.files import check_writable
+    from audit.report.formats import parse_formats
     from audit.report.stream import UsersStream
 
     out_dir = options.out_dir or config.audit.out_dir
@@ -262,7 +263,7 @@ def run(config: Config, options: RunOptions, progress: Callable | None = None) -
     exceptions = load_exceptions(audit.exceptions_file) if audit.exceptions_file else ()
     formats = options.formats or audit.formats
     # The workbook's Users rows are written as each tenant finishes, while the others still wait on Graph.
-    users = UsersStream(exceptions) if "xlsx" in (f.strip().lower() for f in formats) else None
+    users = UsersStream(exceptions) if "xlsx" in parse_formats(formats) else None
     try:
         result = audit_tenants(config, options, progress, finished=users.add if users else None)
         if users:
