@@ -479,13 +479,15 @@ def test_the_usage_report_is_read_through_its_download_link(sim_factory, monkeyp
     assert client.stats.requests == {"reports": 1, "other": 1}  # the download host is not Graph
 
 
-def test_a_download_link_over_plain_http_is_followed_too(sim_factory, monkeypatch, tenant) -> None:
-    sim = sim_factory([tenant], faults="download_base=http://127.0.0.1:9")  # nothing listens there
+def test_a_download_link_over_plain_http_is_followed_too(sim_factory, monkeypatch, tenant, caplog) -> None:
+    # nothing listens on port 9; the link names a user and password, which never reach an error or a log line
+    sim = sim_factory([tenant], faults="download_base=http://reader:s3cret-part@127.0.0.1:9")
     client, _, waits = connect(sim, tenant, monkeypatch, max_attempts=2)
-    with pytest.raises(GraphError) as caught:
+    with caplog.at_level(logging.DEBUG, logger="audit"), pytest.raises(GraphError) as caught:
         client.get_report(USAGE_REPORT)
     assert caught.value.code == "ConnectionError"  # it was fetched, not handed back as the report
-    assert "127.0.0.1:9" in caught.value.message and waits == [0.5]
+    assert caught.value.message.endswith(" downloading from 127.0.0.1:9") and waits == [0.5]
+    assert "s3cret-part" not in caplog.text and "reader" not in caplog.text and "127.0.0.1:9 " in caplog.text
 
 
 def test_post_sends_its_body_and_reads_an_empty_or_json_answer(sim_factory, monkeypatch, tenant) -> None:
@@ -623,3 +625,46 @@ def test_each_refused_token_is_logged_as_replaced(sim_factory, monkeypatch, tena
     lines = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
     assert lines == ["access token rejected as expired; fetched a new one"] * 3
     assert client.stats.token_refreshes == 3
+
+
+def test_a_whole_batch_left_throttled_gives_each_item_that_answer(sim_factory, monkeypatch, tenant) -> None:
+    sim = sim_factory([tenant], faults="429=1,retry_after=0.25")
+    client, _, waits = connect(sim, tenant, monkeypatch, max_attempts=2)
+    answers = client.send_batch(mailbox_settings(tenant, 3))
+    assert waits == [0.25]  # the $batch POST itself was tried twice
+    assert sorted(answers) == sorted(u["id"] for u in tenant["users"][:3])
+    for item in answers.values():
+        error = item.error()
+        assert item.status == 429 and error is not None
+        assert (error.code, error.message) == ("TooManyRequests", "Please retry again later.")
+
+
+def test_a_batch_answer_without_responses_leaves_every_item_to_try_again(sim_factory, monkeypatch, tenant) -> None:
+    sim = sim_factory([tenant], faults="no_value=1,retry_after=0")
+    client, _, _ = connect(sim, tenant, monkeypatch, max_attempts=2)
+    answers = client.send_batch(mailbox_settings(tenant, 2))
+    for item in answers.values():
+        error = item.error()
+        assert item.status == 503 and error is not None
+        assert (error.code, error.message) == ("InvalidResponse", "the batch answer has no 'responses' list")
+
+
+def test_a_garbled_batch_answer_keeps_the_items_it_can_read_and_asks_again_for_the_rest(
+    sim_factory, monkeypatch, tenant
+) -> None:
+    # Graph answers each item with an id, a numeric status, headers and a body (learn.microsoft.com/graph/
+    # json-batching); a faulty gateway may pass on entries that answer no request, lose one or mangle one.
+    sim = sim_factory([tenant], faults="batch_garble=1")
+    client, _, _ = connect(sim, tenant, monkeypatch)
+    requests_ = mailbox_settings(tenant, 4)
+    answers = client.send_batch(requests_)
+    assert sorted(answers) == sorted(r["id"] for r in requests_)  # the strays answer nothing we asked
+    statuses = sorted(a.status for a in answers.values())
+    assert statuses[0] == 0 and statuses[-1] == 503 and all(s in (200, 404) for s in statuses[1:3])
+    mangled = next(a for a in answers.values() if a.status == 0)  # status as text: never delivered
+    assert (mangled.headers, mangled.body) == ({}, None)
+    lost = next(a for a in answers.values() if a.status == 503)
+    assert lost.id in answers and lost.headers == {}
+    assert lost.body == {"error": {"code": "InvalidResponse", "message": "missing from the batch answer"}}
+    error = lost.error()
+    assert error is not None and (error.code, error.message) == ("InvalidResponse", "missing from the batch answer")

@@ -673,6 +673,8 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             answers.append(answer)
         with self._order_lock:
             self._order.shuffle(answers)
+        if answers and self.dice.chance(self.faults.batch_garble):
+            answers = garbled(answers)
         return Response.json(200, {"responses": answers})
 
     @staticmethod
@@ -694,3 +696,12 @@ class SimApp(DirectoryHandlers, MailHandlers, IdentityHandlers):
             outer.claims,
             outer.tenant,
         )
+
+
+def garbled(answers: list[dict]) -> list:
+    """A $batch answer as a faulty gateway might pass it on (fault kind batch_garble): entries that answer no
+    request first, then the items, the first with fields of the wrong type and the last one left out."""
+    first, *rest = answers
+    broken = {"id": first["id"], "status": str(first["status"]), "headers": list(first["headers"]), "body": 7}
+    strays = ["not an item", {"id": "no-such-request", "status": 200, "headers": {}, "body": {}}, {"status": 200}]
+    return [*strays, broken, *rest[:-1]]

@@ -33,6 +33,9 @@ class FaultSpec:
     instead), as a failing gateway or proxy may send.
     Like drops they hit whole requests, never $batch items, and only routes that answer JSON; they
     carry a Retry-After drawn like a 429's, so a client honouring it retries at the pace tests choose.
+    `batch_garble`: ratio of $batch answers passed on garbled, as a faulty gateway might: entries that answer
+    no request first (not an object, an id nobody sent, no id), the first item with fields of the wrong type
+    and the last item left out.
     `next_link_base` and `download_base` (URLs such as https://127.0.0.1:9) replace the simulator's own
     address in every `@odata.nextLink`, or in the usage report's download Location: a foreign host a
     client must not send its token to, or a download URL that cannot be reached.
@@ -44,6 +47,7 @@ class FaultSpec:
     drop: float = 0.0
     bad_json: float = 0.0
     no_value: float = 0.0
+    batch_garble: float = 0.0
     token_ttl: float | None = None
     latency: float = 0.0
     seed: int = 0
@@ -57,6 +61,7 @@ class FaultSpec:
         "drop",
         "bad_json",
         "no_value",
+        "batch_garble",
         "token_ttl",
         "latency",
         "seed",
@@ -73,7 +78,7 @@ class FaultSpec:
             if not sep or not raw:
                 raise ValueError(f"fault spec {spec!r}: {part!r} is not key=value (keys: {', '.join(cls._KEYS)})")
             try:
-                if key in ("429", "5xx", "drop", "bad_json", "no_value"):
+                if key in ("429", "5xx", "drop", "bad_json", "no_value", "batch_garble"):
                     ratio = float(raw)
                     if not 0.0 <= ratio <= 1.0:
                         raise ValueError
@@ -321,6 +326,13 @@ class FaultDice:
             if roll < spec.server_error:
                 return "503" if self.rng.random() < 0.5 else "504"
             return None
+
+    def chance(self, ratio: float) -> bool:
+        """True with the given probability (never drawn when it is 0)."""
+        if not ratio:
+            return False
+        with self.lock:
+            return self.rng.random() < ratio
 
     def retry_after(self) -> str:
         low, high = self.spec.retry_after
