@@ -571,7 +571,13 @@ def test_a_client_without_a_ca_setting_still_verifies_certificates(sim_factory, 
     unconfigured = GraphClient(client.base_url, token, sleep=lambda s: None)  # type: ignore[arg-type]
     with pytest.raises(GraphError) as caught:
         unconfigured.get("/organization")
-    assert caught.value.code == "TLSError"
+    error = caught.value
+    host = client.base_url.split("/")[2]
+    assert (error.status, error.code) == (0, "TLSError")
+    assert error.message.startswith(f"{host} presented a certificate this machine does not trust (certificate verify")
+    assert error.message.endswith(
+        "). If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
+    )
 
 
 def test_without_a_configured_proxy_the_https_proxy_variable_is_honoured(sim_factory, monkeypatch, tenant) -> None:
