@@ -580,7 +580,7 @@ def test_a_client_without_a_ca_setting_still_verifies_certificates(sim_factory, 
     )
 
 
-def test_without_a_configured_proxy_the_https_proxy_variable_is_honoured(sim_factory, monkeypatch, tenant) -> None:
+def test_without_a_configured_proxy_the_https_proxy_variable_is_honoured(sim_factory, monkeypatch, tenant, caplog):
     import socket
 
     for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
@@ -592,9 +592,10 @@ def test_without_a_configured_proxy_the_https_proxy_variable_is_honoured(sim_fac
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
-    with pytest.raises(GraphError) as caught:
+    with caplog.at_level(logging.DEBUG, logger="audit"), pytest.raises(GraphError) as caught:
         client.get("/organization")
-    assert caught.value.code == "ConnectionError" and "ProxyError" in caught.value.message
+    assert caught.value.code == "ConnectionError" and caught.value.message.startswith("ProxyError: ")
+    assert "GET /v1.0/organization failed: ProxyError (attempt 1)" in caplog.text
 
 
 def test_a_next_link_to_another_host_is_refused_with_both_origins_named(sim_factory, monkeypatch, tenant) -> None:
@@ -674,3 +675,28 @@ def test_a_garbled_batch_answer_keeps_the_items_it_can_read_and_asks_again_for_t
     assert lost.body == {"error": {"code": "InvalidResponse", "message": "missing from the batch answer"}}
     error = lost.error()
     assert error is not None and (error.code, error.message) == ("InvalidResponse", "missing from the batch answer")
+
+
+def test_a_tls_failure_other_than_an_untrusted_certificate_says_the_handshake_failed(
+    sim_factory, monkeypatch, tenant
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    sim = sim_factory([tenant])
+    _, token, _ = connect(sim, tenant, monkeypatch)
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # speaks HTTP, not TLS
+    thread = threading.Thread(target=plain.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host = f"127.0.0.1:{plain.server_address[1]}"
+        client = GraphClient(f"https://{host}/v1.0", token, verify=str(sim.ca_path))  # type: ignore[arg-type]
+        with pytest.raises(GraphError) as caught:
+            client.get("/organization")
+    finally:
+        plain.shutdown()
+        plain.server_close()
+    assert (caught.value.code, caught.value.message) == (
+        "TLSError",
+        f"{host} presented a certificate this machine does not trust (the TLS handshake failed). "
+        "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates",
+    )
