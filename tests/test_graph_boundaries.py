@@ -85,8 +85,8 @@ def test_an_error_code_or_message_that_is_no_string_is_not_used(body: dict, code
 
 
 def test_the_request_id_is_taken_from_the_body_then_from_the_headers() -> None:
-    # learn.microsoft.com/graph/errors: innerError carries request-id and client-request-id; Graph also
-    # answers both as headers (learn.microsoft.com/graph/best-practices-concept, "Reliability and support").
+    # learn.microsoft.com/graph/errors: innerError carries request-id and client-request-id; the response
+    # headers carry client-request-id too (learn.microsoft.com/dotnet/api/microsoft.graph.error.clientrequestid).
     inner = {"error": {"code": "x", "innerError": {"client-request-id": "inner-client"}}}
     assert parse_error(500, inner, {"request-id": "header"}).request_id == "inner-client"
     assert parse_error(500, {"error": {"code": "x"}}, {"Client-Request-Id": "header-client"}).request_id == (
