@@ -113,6 +113,29 @@ def _no_users(reason):
     return dataclasses.replace(snapshot(sp=None), users=Dataset.missing(reason))
 
 
+@pytest.mark.parametrize(
+    ("sp_read_in", "roles_read_in", "expected"),
+    [
+        ("home", "home", "home"),  # every missing dataset is read in one other tenant: name it
+        ("home", None, None),  # one of them is read nowhere else: a real gap here
+        ("home", "other", None),  # read in two different tenants: no single tenant to point to
+    ],
+)
+def test_a_check_is_pointed_to_another_tenant_only_when_that_tenant_reads_all_it_misses(
+    sp_read_in, roles_read_in, expected
+):
+    snap = snapshot(
+        sp=Dataset.missing("the service principal is read in its home tenant", read_in=sp_read_in),
+        roles=Dataset.missing("the app roles are read in its home tenant", read_in=roles_read_in),
+        application=Dataset.missing("the app registration is read in its home tenant", read_in="home"),
+    )
+    _, not_evaluated = run_checks(snap, context())
+    read_in = {n.check_id: n.read_in for n in not_evaluated}
+    assert read_in["app-missing-permission"] == expected  # needs the service principal and its roles
+    assert read_in["app-credential-expiring"] == "home"  # needs the app registration only
+    assert read_in["app-disabled"] == sp_read_in  # needs the service principal only
+
+
 def test_probes_off_is_not_a_missing_dataset():
     findings, not_evaluated = run_checks(snapshot([unlicensed("bob")]), context())
     assert [f.check_id for f in findings] == ["no-exchange-license"]

@@ -21,9 +21,11 @@ from audit.models import (
 from tests.checks.builders import (
     MAILBOX,
     NO_MAILBOX,
+    ORG_READ_ALL,
     by_user,
     context,
     e3_user,
+    role,
     run,
     snapshot,
     unlicensed,
@@ -168,6 +170,27 @@ def test_disabled_account_with_a_licensed_mailbox_outside_the_scope_is_not_flagg
     leaver = e3_user("leaver", enabled=False)
     assert run(mailbox_outside_app_scope, snapshot([leaver], probes={"leaver": MAILBOX}, app_scope=SCOPE)) == []
     assert run(mailbox_outside_app_scope, snapshot([leaver], app_scope=SCOPE)) == []
+
+
+def test_guests_and_leavers_are_skipped_and_the_mailboxes_after_them_still_checked():
+    users = [e3_user("guest", guest=True), e3_user("leaver", enabled=False), e3_user("out")]
+    probes = {"guest": MAILBOX, "leaver": MAILBOX, "out": MAILBOX}
+    assert list(by_user(run(mailbox_outside_app_scope, snapshot(users, probes=probes, app_scope=SCOPE)))) == ["out"]
+
+
+def test_rbac_only_flags_each_mailbox_outside_the_administrative_unit_whatever_its_place():
+    # The app holds Mail.ReadWrite only through an RBAC for Applications grant scoped to an administrative
+    # unit (learn.microsoft.com/exchange/permissions-exo/application-rbac): members in, everyone else out.
+    from dataclasses import replace
+
+    from audit import rbac
+
+    grant = rbac.RbacGrant("etd-au", rbac.MAIL_ROLE, "administrative unit Sales", members=frozenset({"a", "c"}))
+    users = [e3_user("a"), e3_user("b"), e3_user("c"), e3_user("d")]
+    snap = snapshot(users, probes={u.id: MAILBOX for u in users}, roles=[role(ORG_READ_ALL)])
+    found = by_user(run(mailbox_outside_app_scope, replace(snap, rbac=Dataset((grant,)))))
+    assert list(found) == ["b", "d"]
+    assert "outside every scope of the app's Exchange RBAC for Applications grant" in found["d"].evidence
 
 
 def test_scope_falls_back_to_licences_without_probes():
