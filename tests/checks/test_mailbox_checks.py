@@ -144,6 +144,16 @@ def test_exchange_plan_switched_off_in_the_licence_counts_as_no_licence():
     assert run(exchange_license_suspended, snap) == []
 
 
+def test_every_plan_switched_off_is_named_with_the_licence_that_switches_it_off():
+    licences = [(SKU_E3, EXO_P2), (SKU_EXO_P1, EXO_P1)]
+    u = user("off", licenses=licences, plans=[(EXO_P2, "Deleted"), (EXO_P1, "Deleted")])
+    [f] = run(no_exchange_license, snapshot([u], probes={"off": NO_MAILBOX}))
+    assert (
+        "switched off in the licence: EXCHANGE_S_STANDARD in EXCHANGESTANDARD, EXCHANGE_S_ENTERPRISE in ENTERPRISEPACK;"
+        in f.evidence
+    )
+
+
 def test_plan_switched_off_in_one_licence_but_on_in_another_is_licensed():
     u = user("two", licenses=[(SKU_E3, EXO_P2), (SPE_E3,)], plans=[(EXO_P2, "Enabled")])
     assert all_findings(snapshot([u], probes={"two": MAILBOX})) == []
