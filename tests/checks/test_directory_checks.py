@@ -237,3 +237,90 @@ def test_users_with_mailboxes_are_what_the_scope_check_reads():
     u = user("probe-only")
     [f] = run(mailbox_outside_app_scope, snapshot([u], probes={"probe-only": MAILBOX}, app_scope=SCOPE))
     assert f.user_id == "probe-only"
+
+
+# An access policy and RBAC for Applications grants together: RBAC grants are independent of the Entra grant
+# the access policy limits (learn.microsoft.com/graph/auth-limit-mailbox-access), so they add to it. A mailbox
+# the policy keeps the app away from is still reached when a grant's scope holds it, and is not flagged when
+# the audit cannot tell.
+SALES = "administrative unit Sales"
+SHARED_ONLY = "management scope Shared only"
+
+
+def _grants():
+    from audit import opath, rbac
+
+    return (
+        rbac.RbacGrant("etd-au", rbac.MAIL_ROLE, SALES, members=frozenset({"reached"})),
+        rbac.RbacGrant(
+            "etd-shared",
+            rbac.MAIL_ROLE,
+            SHARED_ONLY,
+            filter_text="RecipientTypeDetails -eq 'SharedMailbox'",
+            filter=opath.parse("RecipientTypeDetails -eq 'SharedMailbox'"),
+        ),
+    )
+
+
+def _with_rbac(snap, grants):
+    from dataclasses import replace
+
+    return replace(snap, rbac=grants if isinstance(grants, Dataset) else Dataset(grants))
+
+
+def test_a_mailbox_outside_the_policy_is_flagged_only_when_no_grant_reaches_it_or_may():
+    users = [e3_user("reached"), e3_user("unsure"), e3_user("out"), e3_user("shared"), e3_user("after")]
+    # "unsure" was not probed: whether it is a shared mailbox is unknown, so the second grant may reach it.
+    probes = {
+        "reached": MAILBOX,
+        "out": MAILBOX,
+        "shared": MailboxProbe("mailbox", purpose="shared"),
+        "after": MAILBOX,
+    }
+    snap = _with_rbac(snapshot(users, probes=probes, app_scope=SCOPE), _grants())
+    found = by_user(run(mailbox_outside_app_scope, snap))
+    assert list(found) == ["out", "after"]
+    assert found["out"].evidence == (
+        "mailbox in none of the RestrictAccess scopes (etd-scope@contoso.com), and outside the RBAC for "
+        f"Applications scopes (Application Mail.ReadWrite scoped to {SALES}; Application Mail.ReadWrite scoped to "
+        f"{SHARED_ONLY}); mailbox probe: mailbox, purpose user"
+    )
+
+
+def test_without_mail_readwrite_or_a_grant_the_policy_alone_decides():
+    users = [e3_user("in"), e3_user("out")]
+    for roles in ([role(ORG_READ_ALL)], Dataset.missing("the app's roles could not be read")):
+        snap = _with_rbac(snapshot(users, probes={"in": MAILBOX, "out": MAILBOX}, app_scope=SCOPE, roles=roles), ())
+        assert list(by_user(run(mailbox_outside_app_scope, snap))) == ["out"]
+
+
+def test_a_deny_only_policy_and_several_scopes_are_each_named():
+    deny_only = AppScope(restrict={}, deny={"vip-block@contoso.com": frozenset({"denied"})})
+    snap = snapshot(
+        [e3_user("denied"), e3_user("free")], probes={"denied": MAILBOX, "free": MAILBOX}, app_scope=deny_only
+    )
+    assert list(by_user(run(mailbox_outside_app_scope, snap))) == ["denied"]
+    several = AppScope(
+        restrict={"b-scope@contoso.com": frozenset({"in"}), "a-scope@contoso.com": frozenset({"in"})},
+        deny={"vip-2@contoso.com": frozenset({"denied"}), "vip-1@contoso.com": frozenset({"denied"})},
+    )
+    users = [e3_user("in"), e3_user("out"), e3_user("denied")]
+    probes = {"in": MAILBOX, "out": MAILBOX, "denied": MAILBOX}
+    found = by_user(run(mailbox_outside_app_scope, snapshot(users, probes=probes, app_scope=several)))
+    assert "in none of the RestrictAccess scopes (a-scope@contoso.com, b-scope@contoso.com);" in found["out"].evidence
+    assert "in DenyAccess scope vip-1@contoso.com, vip-2@contoso.com;" in found["denied"].evidence
+
+
+def test_unreadable_rbac_exports_or_grant_scopes_leave_the_check_not_evaluated_with_their_reason():
+    from audit import rbac
+
+    snap = snapshot([e3_user("out")], probes={"out": MAILBOX}, app_scope=SCOPE)
+    broken = Dataset.missing("remediation_app.role_assignments_file: no such file")
+    _, not_evaluated = run_checks(_with_rbac(snap, broken), context())
+    assert {n.check_id: n.reason for n in not_evaluated}["mailbox-outside-app-scope"] == broken.error
+    unreadable = (rbac.RbacGrant("etd-x", rbac.MAIL_ROLE, "management scope X", unreadable="filters on Office"),)
+    _, not_evaluated = run_checks(_with_rbac(snap, unreadable), context())
+    assert {n.check_id: n.reason for n in not_evaluated}["mailbox-outside-app-scope"] == (
+        "the scope of the remediation app's RBAC for Applications grant is not evaluated: Application "
+        "Mail.ReadWrite scoped to management scope X: filters on Office"
+    )
