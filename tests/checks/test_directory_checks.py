@@ -294,6 +294,18 @@ def test_without_mail_readwrite_or_a_grant_the_policy_alone_decides():
         assert list(by_user(run(mailbox_outside_app_scope, snap))) == ["out"]
 
 
+def test_unreadable_app_roles_never_make_an_rbac_grant_the_only_way_in():
+    # Without the app's Graph roles the audit cannot tell that RBAC is its only way to Mail.ReadWrite: the
+    # policy decides, and the grants add to it.
+    snap = snapshot(
+        [e3_user("in"), e3_user("out")],
+        probes={"in": MAILBOX, "out": MAILBOX},
+        app_scope=SCOPE,
+        roles=Dataset.missing("the app's roles could not be read"),
+    )
+    assert list(by_user(run(mailbox_outside_app_scope, _with_rbac(snap, _grants())))) == ["out"]
+
+
 def test_a_deny_only_policy_and_several_scopes_are_each_named():
     deny_only = AppScope(restrict={}, deny={"vip-block@contoso.com": frozenset({"denied"})})
     snap = snapshot(
