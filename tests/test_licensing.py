@@ -396,3 +396,15 @@ def test_licences_and_their_errors_are_described_with_the_tenants_own_sku_names(
         "licence CONTOSO_NEW_SKU in state Error (CountViolation)",
         "licence ENTERPRISEPACK in state Error",
     ]
+
+
+def test_a_sku_newer_than_the_shipped_table_carries_the_mailbox_plans_the_tenant_lists():
+    from audit.models import Dataset
+
+    # subscribedSkus lists each SKU's servicePlans (subscribedSku resource, servicePlanInfo); GUIDs in any case.
+    listed = [{"servicePlanId": EXO_P2.upper(), "servicePlanName": "EXCHANGE_S_ENTERPRISE"}]
+    listed.append({"servicePlanId": "113feb6c-3fe4-4440-bddc-54d774bf0318", "servicePlanName": "EXCHANGE_S_FOUNDATION"})
+    tenant = Dataset([{"skuId": UNKNOWN_SKU.upper(), "skuPartNumber": "CONTOSO_NEW_SKU", "servicePlans": listed}])
+    skus = licensing.SkuIndex.from_skus(tenant)
+    assert skus.mailbox_plans(UNKNOWN_SKU) == frozenset({EXO_P2})
+    assert skus.mailbox_plans("0badc0de-0000-4000-8000-00000000ffff") is None  # known to neither
