@@ -41,3 +41,21 @@ def error(code: str) -> dict:
 )
 def test_each_answer_is_read_as_the_remediation_would_meet_the_mailbox(status, body, expected):
     assert probe_from_item(status, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("who", "probed"),
+    [
+        ({"enabled": True}, True),
+        ({"enabled": True, "guest": True, "mail": "g@fabrikam.com"}, False),  # a guest's mailbox is in its home tenant
+        ({"enabled": False, "mail": None}, False),  # a disabled account with nothing of a mailbox about it
+        ({"enabled": False}, True),  # disabled, but mail-enabled (a shared mailbox sits on a disabled account)
+        ({"enabled": False, "mail": None, "proxy": ["SMTP:room@contoso.com"]}, True),
+        ({"enabled": False, "mail": None, "plans": [("efb87545-963c-4e0d-99df-69c6916d9eb0", "Enabled")]}, True),
+    ],
+)
+def test_members_that_have_or_should_have_a_mailbox_are_probed(who, probed):
+    from audit.collect import should_probe
+    from tests.checks.builders import user
+
+    assert should_probe(user("u1", **who)) is probed
