@@ -3,6 +3,7 @@ the findings equal those of probing every mailbox."""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from dataclasses import replace
@@ -61,7 +62,16 @@ def _targets(spec: dict) -> set[str]:
     return {u["id"] for u in spec["users"] if should_probe(user_from_graph(u))}
 
 
-def test_concealed_report_probes_everything(sim_factory, make_config, tmp_path):
+def _said(caplog, tenant: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith(f"{tenant}: ") and "usage report" in r.getMessage()
+    ]
+
+
+def test_concealed_report_probes_everything(sim_factory, make_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="audit")
     spec = generate_tenant("fabrikam", 120, seed=5, scenario="healthy")
     spec["usage_report"]["concealed"] = True
     sim = sim_factory([spec])
@@ -71,6 +81,10 @@ def test_concealed_report_probes_everything(sim_factory, make_config, tmp_path):
     assert set(probes) == _targets(spec)
     assert {p.source for p in probes.values()} == {"probe"}
     assert result.status == "ok"  # a concealing tenant is a setting, not a fault
+    assert _said(caplog, "fabrikam") == [
+        "fabrikam: the mailbox usage report conceals user names, so every mailbox is probed; to show them: "
+        "Microsoft 365 admin center > Settings > Org settings > Reports"
+    ]
 
 
 def test_report_refused_probes_everything_and_says_so(sim_factory, make_config, tmp_path, caplog):
@@ -84,10 +98,14 @@ def test_report_refused_probes_everything_and_says_so(sim_factory, make_config, 
     assert {p.source for p in probes.values()} == {"probe"}
     # Slower, not less complete: the tenant is not partial, and the log names the permission that would help.
     assert result.status == "ok" and not result.snapshot.problems
-    assert any("Reports.Read.All" in r.getMessage() for r in caplog.records)
+    assert _said(caplog, "adatum") == [
+        "adatum: the audit app may not read the mailbox usage report (Graph 403 Authorization_RequestDenied); "
+        "grant it Reports.Read.All to make audits faster; every mailbox is probed instead"
+    ]
 
 
-def test_national_cloud_has_no_usage_report_and_probes_everything(sim_factory, make_config, tmp_path):
+def test_national_cloud_has_no_usage_report_and_probes_everything(sim_factory, make_config, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="audit")
     spec = generate_tenant("tailspin", 80, seed=8, scenario="healthy")
     sim = sim_factory([spec])
     config = _only_tenant(sim, spec, make_config, tmp_path, cloud="usgov")
@@ -96,6 +114,9 @@ def test_national_cloud_has_no_usage_report_and_probes_everything(sim_factory, m
     assert set(result.snapshot.probes.value) == _targets(spec)
     assert result.status == "ok"
     assert "reports.mailboxUsageDetail" not in sim.counters.snapshot()["by_route"]
+    assert _said(caplog, "tailspin") == [
+        "tailspin: the mailbox usage report is not offered in the usgov cloud; probing every mailbox"
+    ]
 
 
 @pytest.mark.parametrize("shape", ["v1.0", "beta"])

@@ -317,3 +317,94 @@ def test_regenerate_command_help_names_the_program_and_its_inputs(capsys, monkey
     assert "Regenerate the licensing tables from Microsoft's licensing service-plan CSV." in text
     assert "source the downloaded licensing CSV" in text
     assert "--out OUT folder to write skus.csv and service_plans.csv to (default: the package data)" in text
+
+
+# --- a tenant's SKUs and a user's mailbox plans ------------------------------------------------------
+
+EXO_P1, EXO_P2 = "9aaf7827-d63c-4b61-89c3-182f06f82e5c", "efb87545-963c-4e0d-99df-69c6916d9eb0"
+E3, EXO_PLAN_1 = "6fd2c87f-b296-42f0-b197-1e91e994b900", "4b9405b0-7788-4568-add1-99614e613b69"
+E5 = "c7df2760-2c81-4ef7-b578-5b5392b571df"  # ENTERPRISEPREMIUM, carries EXCHANGE_S_ENTERPRISE as E3 does
+UNKNOWN_SKU = "0badc0de-0000-4000-8000-00000000abcd"  # in neither the shipped table nor the tenant's list
+
+
+def _plans(user):
+    from audit.models import Dataset
+
+    return licensing.mailbox_plans(user, licensing.SkuIndex.from_skus(Dataset.missing("not read")))
+
+
+def test_an_unknown_module_attribute_is_refused_by_name():
+    with pytest.raises(AttributeError, match="module 'audit.licensing' has no attribute 'MAILBOX_PLANS'"):
+        licensing.MAILBOX_PLANS  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    "licences",
+    [
+        [(E5,), (E3, EXO_P2)],  # E3 and E5 both carry the plan; it is disabled in one of them
+        [(E3, EXO_P2), (E5,)],
+        [(E3,), (UNKNOWN_SKU, EXO_P2)],  # a SKU we do not know never switches off what a known one gives
+    ],
+)
+def test_a_mailbox_plan_disabled_in_one_licence_but_given_by_another_stays_on(licences):
+    from tests.checks.builders import user
+
+    plans = _plans(user(plans=[(EXO_P2, "Enabled")], licenses=licences))
+    assert plans.disabled == ()
+    assert [p.plan_id for p in plans.enabled] == [EXO_P2]
+
+
+def test_a_mailbox_plan_disabled_in_every_licence_that_gives_it_is_off_and_named_by_the_licence():
+    from tests.checks.builders import user
+
+    plans = _plans(user(plans=[(EXO_P2, "Enabled"), (EXO_P1, "Enabled")], licenses=[(E3, EXO_P2), (EXO_PLAN_1,)]))
+    assert plans.disabled == ((EXO_P2, "ENTERPRISEPACK"),)
+    assert [p.plan_id for p in plans.enabled] == [EXO_P1]  # the plan after the switched-off one is still read
+
+
+def test_repeated_assigned_plans_count_once_and_the_plans_after_them_are_still_read():
+    from tests.checks.builders import user
+
+    repeated = [(EXO_P2, "Enabled"), (EXO_P2, "Enabled"), (EXO_P2, "Suspended"), (EXO_P1, "Warning")]
+    plans = _plans(user(plans=repeated, licenses=[(E3,), (EXO_PLAN_1,)]))
+    assert [(p.plan_id, p.status) for p in plans.enabled + plans.lapsed + plans.grace] == [
+        (EXO_P2, "Enabled"),
+        (EXO_P2, "Suspended"),
+        (EXO_P1, "Warning"),
+    ]
+    assert licensing.describe_plans(plans.usable) == "EXCHANGE_S_ENTERPRISE (Enabled), EXCHANGE_S_STANDARD (Warning)"
+
+
+def test_licences_and_their_errors_are_described_with_the_tenants_own_sku_names():
+    from audit.models import Dataset
+    from tests.checks.builders import user
+
+    # subscribedSkus names each SKU (skuPartNumber); a SKU newer than the shipped table is named from it.
+    tenant = Dataset([{"skuId": UNKNOWN_SKU, "skuPartNumber": "CONTOSO_NEW_SKU", "servicePlans": []}])
+    skus = licensing.SkuIndex.from_skus(tenant)
+    someone = user(
+        licenses=[(E3,), (UNKNOWN_SKU.upper(),)],
+        states=[
+            (E3, "Active", None, "group-1"),
+            (UNKNOWN_SKU, "Error", "CountViolation", None),
+            (E3, "Error", None, None),
+        ],
+    )
+    assert skus.name(UNKNOWN_SKU.upper()) == "CONTOSO_NEW_SKU"
+    assert licensing.describe_licences(someone, skus) == "licences: ENTERPRISEPACK (via group), CONTOSO_NEW_SKU"
+    assert licensing.licence_errors(someone, skus) == [
+        "licence CONTOSO_NEW_SKU in state Error (CountViolation)",
+        "licence ENTERPRISEPACK in state Error",
+    ]
+
+
+def test_a_sku_newer_than_the_shipped_table_carries_the_mailbox_plans_the_tenant_lists():
+    from audit.models import Dataset
+
+    # subscribedSkus lists each SKU's servicePlans (subscribedSku resource, servicePlanInfo); GUIDs in any case.
+    listed = [{"servicePlanId": EXO_P2.upper(), "servicePlanName": "EXCHANGE_S_ENTERPRISE"}]
+    listed.append({"servicePlanId": "113feb6c-3fe4-4440-bddc-54d774bf0318", "servicePlanName": "EXCHANGE_S_FOUNDATION"})
+    tenant = Dataset([{"skuId": UNKNOWN_SKU.upper(), "skuPartNumber": "CONTOSO_NEW_SKU", "servicePlans": listed}])
+    skus = licensing.SkuIndex.from_skus(tenant)
+    assert skus.mailbox_plans(UNKNOWN_SKU) == frozenset({EXO_P2})
+    assert skus.mailbox_plans("0badc0de-0000-4000-8000-00000000ffff") is None  # known to neither

@@ -119,6 +119,33 @@ def without(rows: list[list], header: str) -> list[list]:
     return [row[:at] + row[at + 1 :] for row in rows]
 
 
+def test_a_tenants_shard_is_fixed_by_its_id_alone_in_any_case_and_in_every_version():
+    # A schedule that runs shard 0/3 must keep covering the same tenants after an upgrade: the shard is the
+    # first 8 bytes of the SHA-256 of the lower-case tenant id, big-endian, modulo N. Pinned here by value.
+    import hashlib
+
+    ids = [
+        "72F988BF-86F1-41AF-91AB-2D7CD011DB47",
+        "0a1b2c3d-0000-4000-8000-00000000abcd",
+        "ffffffff-ffff-4fff-bfff-ffffffffffff",
+    ]
+    for tid in ids:
+        expected = int(hashlib.sha256(tid.lower().encode()).hexdigest()[:16], 16)
+        for n in (1, 2, 3, 7, 1000):
+            tenant = TenantConfig("t", tid, "c")
+            assert shard_of(tenant, n) == shard_of(TenantConfig("t", tid.lower(), "c"), n) == expected % n
+
+
+def test_tenants_share_an_outlook_limiter_exactly_when_they_share_the_app_and_its_graph():
+    from audit.runner import app_key
+
+    app = "0d3c6e2a-0000-4000-8000-00000000ABCD"
+    assert app_key(TenantConfig("a", "t1", app)) == (app.lower(), "global")
+    assert app_key(TenantConfig("b", "t2", app.lower(), cloud="usgov")) == (app.lower(), "usgov")
+    beside = TenantConfig("c", "t3", app, graph_endpoint="https://127.0.0.1:8443")
+    assert app_key(beside) == (app.lower(), "https://127.0.0.1:8443")
+
+
 def test_every_shard_holds_some_tenant(runs):
     shards = {shard_of(t, N) for t in runs["tenants"]}
     assert shards == set(range(N))  # else the comparison below would prove less than it seems

@@ -87,3 +87,13 @@ def test_an_unlisted_account_is_probed_unless_nothing_could_give_it_a_mailbox():
     assert settle(account(created=old, licensed=False), nobody, SKUS) is None  # mail-enabled: maybe a room
     bare = settle(account(created=old, licensed=False, mail=False), nobody, SKUS)
     assert bare == MailboxProbe("no_mailbox", code=f"not listed on {REFRESH}", source="usage_report")
+
+
+def test_a_report_whose_rows_carry_no_refresh_date_is_read_as_empty_and_never_trusted():
+    from audit.collect import parse_usage_report
+
+    # Every row of getMailboxUsageDetail names the report's refresh date; without it nothing dates the rows.
+    text = "Report Refresh Date,User Principal Name,Is Deleted\n,alice@contoso.com,False\n"
+    inventory = parse_usage_report(text)
+    assert inventory.refresh_date == ""
+    assert inventory.mailboxes == {"alice@contoso.com": ("", False)}

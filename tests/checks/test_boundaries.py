@@ -6,6 +6,7 @@ that `<=` turned into `<`, 24 h turned into 48 h, or a case-sensitive prefix is 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -80,6 +81,31 @@ def test_an_expired_secret_next_to_a_secret_ending_exactly_now_is_critical():
     findings = run(app_credential_expiring, snapshot(application=app), context())
     assert [f.severity for f in findings] == [Severity.CRITICAL, Severity.CRITICAL]
     assert "(3 days ago)" in findings[0].evidence
+
+
+@pytest.fixture
+def clock_not_on_utc(monkeypatch):
+    """The machine's local time is UTC+05:30 (a POSIX zone, no time-zone database needed)."""
+    monkeypatch.setenv("TZ", "XST-05:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_credential_end_times_are_read_in_utc_whatever_the_machines_time_zone(clock_not_on_utc):
+    # Graph writes DateTimeOffset values in UTC with a trailing Z (the Edm.DateTimeOffset convention of its
+    # resource pages, e.g. passwordCredential endDateTime); an explicit offset is honoured, and a time without
+    # one is read as UTC, never as the machine's local time.
+    def evidence(end: str) -> str:
+        secret = {"keyId": "k1", "displayName": "s", "endDateTime": end}
+        app = {"id": "app-obj", "appId": APP_ID, "passwordCredentials": [secret], "keyCredentials": []}
+        [f] = run(app_credential_expiring, snapshot(application=app), context())
+        return f.evidence
+
+    assert evidence("2025-12-01T13:00:00+02:00").startswith("secret 's' (key k1) expired 2025-12-01")  # 11:00 UTC
+    assert evidence("2025-12-01T13:00:00").startswith("secret 's' (key k1) expires 2025-12-01")  # 13:00 UTC
+    assert evidence("2025-12-20T20:00:00Z").startswith("secret 's' (key k1) expires 2025-12-20")  # the 21st at +05:30
 
 
 # --- mailbox-not-provisioned: the 24-hour provisioning window ----------------------------------------

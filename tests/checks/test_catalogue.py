@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -113,13 +114,40 @@ def _no_users(reason):
     return dataclasses.replace(snapshot(sp=None), users=Dataset.missing(reason))
 
 
+@pytest.mark.parametrize(
+    ("sp_read_in", "roles_read_in", "expected"),
+    [
+        ("home", "home", "home"),  # every missing dataset is read in one other tenant: name it
+        ("home", None, None),  # one of them is read nowhere else: a real gap here
+        ("home", "other", None),  # read in two different tenants: no single tenant to point to
+    ],
+)
+def test_a_check_is_pointed_to_another_tenant_only_when_that_tenant_reads_all_it_misses(
+    sp_read_in, roles_read_in, expected
+):
+    snap = snapshot(
+        sp=Dataset.missing("the service principal is read in its home tenant", read_in=sp_read_in),
+        roles=Dataset.missing("the app roles are read in its home tenant", read_in=roles_read_in),
+        application=Dataset.missing("the app registration is read in its home tenant", read_in="home"),
+    )
+    _, not_evaluated = run_checks(snap, context())
+    read_in = {n.check_id: n.read_in for n in not_evaluated}
+    reasons = {n.check_id: n.reason for n in not_evaluated}
+    assert reasons["app-missing-permission"] == (
+        "the service principal is read in its home tenant; the app roles are read in its home tenant"
+    )
+    assert read_in["app-missing-permission"] == expected  # needs the service principal and its roles
+    assert read_in["app-credential-expiring"] == "home"  # needs the app registration only
+    assert read_in["app-disabled"] == sp_read_in  # needs the service principal only
+
+
 def test_probes_off_is_not_a_missing_dataset():
     findings, not_evaluated = run_checks(snapshot([unlicensed("bob")]), context())
     assert [f.check_id for f in findings] == ["no-exchange-license"]
     assert "no-exchange-license" not in {n.check_id for n in not_evaluated}
 
 
-def test_an_exception_in_one_check_does_not_stop_the_others():
+def test_an_exception_in_one_check_does_not_stop_the_others(caplog):
     def explode(snapshot, ctx):
         yield from ()
         raise KeyError("verifiedDomains")
@@ -129,11 +157,16 @@ def test_an_exception_in_one_check_does_not_stop_the_others():
         run=explode,
         CHECK=CheckInfo("broken", "t", Severity.HIGH, UNKNOWN_REASON, "c", "f"),
     )
-    findings, not_evaluated = run_checks(snapshot(sp=None), context(), checks=[broken, app_not_consented])
+    with caplog.at_level(logging.ERROR, logger="audit"):
+        findings, not_evaluated = run_checks(snapshot(sp=None), context(), checks=[broken, app_not_consented])
     assert [f.check_id for f in findings] == ["app-not-consented"]
     assert [(n.check_id, n.reason) for n in not_evaluated] == [
         ("broken", "the check failed: KeyError: 'verifiedDomains'")
     ]
+    # The log names the tenant, the check and the error, with the traceback for whoever fixes the check.
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage() == "contoso: check broken failed: 'verifiedDomains'"
+    assert record.exc_info and record.exc_info[0] is KeyError
 
 
 def test_a_check_that_fails_half_way_contributes_no_findings():

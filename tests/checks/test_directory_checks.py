@@ -21,9 +21,11 @@ from audit.models import (
 from tests.checks.builders import (
     MAILBOX,
     NO_MAILBOX,
+    ORG_READ_ALL,
     by_user,
     context,
     e3_user,
+    role,
     run,
     snapshot,
     unlicensed,
@@ -170,6 +172,27 @@ def test_disabled_account_with_a_licensed_mailbox_outside_the_scope_is_not_flagg
     assert run(mailbox_outside_app_scope, snapshot([leaver], app_scope=SCOPE)) == []
 
 
+def test_guests_and_leavers_are_skipped_and_the_mailboxes_after_them_still_checked():
+    users = [e3_user("guest", guest=True), e3_user("leaver", enabled=False), e3_user("out")]
+    probes = {"guest": MAILBOX, "leaver": MAILBOX, "out": MAILBOX}
+    assert list(by_user(run(mailbox_outside_app_scope, snapshot(users, probes=probes, app_scope=SCOPE)))) == ["out"]
+
+
+def test_rbac_only_flags_each_mailbox_outside_the_administrative_unit_whatever_its_place():
+    # The app holds Mail.ReadWrite only through an RBAC for Applications grant scoped to an administrative
+    # unit (learn.microsoft.com/exchange/permissions-exo/application-rbac): members in, everyone else out.
+    from dataclasses import replace
+
+    from audit import rbac
+
+    grant = rbac.RbacGrant("etd-au", rbac.MAIL_ROLE, "administrative unit Sales", members=frozenset({"a", "c"}))
+    users = [e3_user("a"), e3_user("b"), e3_user("c"), e3_user("d")]
+    snap = snapshot(users, probes={u.id: MAILBOX for u in users}, roles=[role(ORG_READ_ALL)])
+    found = by_user(run(mailbox_outside_app_scope, replace(snap, rbac=Dataset((grant,)))))
+    assert list(found) == ["b", "d"]
+    assert "outside every scope of the app's Exchange RBAC for Applications grant" in found["d"].evidence
+
+
 def test_scope_falls_back_to_licences_without_probes():
     users = [e3_user("out"), unlicensed("nobox")]
     [f] = run(mailbox_outside_app_scope, snapshot(users, app_scope=SCOPE))
@@ -214,3 +237,102 @@ def test_users_with_mailboxes_are_what_the_scope_check_reads():
     u = user("probe-only")
     [f] = run(mailbox_outside_app_scope, snapshot([u], probes={"probe-only": MAILBOX}, app_scope=SCOPE))
     assert f.user_id == "probe-only"
+
+
+# An access policy and RBAC for Applications grants together: RBAC grants are independent of the Entra grant
+# the access policy limits (learn.microsoft.com/graph/auth-limit-mailbox-access), so they add to it. A mailbox
+# the policy keeps the app away from is still reached when a grant's scope holds it, and is not flagged when
+# the audit cannot tell.
+SALES = "administrative unit Sales"
+SHARED_ONLY = "management scope Shared only"
+
+
+def _grants():
+    from audit import opath, rbac
+
+    return (
+        rbac.RbacGrant("etd-au", rbac.MAIL_ROLE, SALES, members=frozenset({"reached"})),
+        rbac.RbacGrant(
+            "etd-shared",
+            rbac.MAIL_ROLE,
+            SHARED_ONLY,
+            filter_text="RecipientTypeDetails -eq 'SharedMailbox'",
+            filter=opath.parse("RecipientTypeDetails -eq 'SharedMailbox'"),
+        ),
+    )
+
+
+def _with_rbac(snap, grants):
+    from dataclasses import replace
+
+    return replace(snap, rbac=grants if isinstance(grants, Dataset) else Dataset(grants))
+
+
+def test_a_mailbox_outside_the_policy_is_flagged_only_when_no_grant_reaches_it_or_may():
+    users = [e3_user("reached"), e3_user("unsure"), e3_user("out"), e3_user("shared"), e3_user("after")]
+    # "unsure" was not probed: whether it is a shared mailbox is unknown, so the second grant may reach it.
+    probes = {
+        "reached": MAILBOX,
+        "out": MAILBOX,
+        "shared": MailboxProbe("mailbox", purpose="shared"),
+        "after": MAILBOX,
+    }
+    snap = _with_rbac(snapshot(users, probes=probes, app_scope=SCOPE), _grants())
+    found = by_user(run(mailbox_outside_app_scope, snap))
+    assert list(found) == ["out", "after"]
+    assert found["out"].evidence == (
+        "mailbox in none of the RestrictAccess scopes (etd-scope@contoso.com), and outside the RBAC for "
+        f"Applications scopes (Application Mail.ReadWrite scoped to {SALES}; Application Mail.ReadWrite scoped to "
+        f"{SHARED_ONLY}); mailbox probe: mailbox, purpose user"
+    )
+
+
+def test_without_mail_readwrite_or_a_grant_the_policy_alone_decides():
+    users = [e3_user("in"), e3_user("out")]
+    for roles in ([role(ORG_READ_ALL)], Dataset.missing("the app's roles could not be read")):
+        snap = _with_rbac(snapshot(users, probes={"in": MAILBOX, "out": MAILBOX}, app_scope=SCOPE, roles=roles), ())
+        assert list(by_user(run(mailbox_outside_app_scope, snap))) == ["out"]
+
+
+def test_unreadable_app_roles_never_make_an_rbac_grant_the_only_way_in():
+    # Without the app's Graph roles the audit cannot tell that RBAC is its only way to Mail.ReadWrite: the
+    # policy decides, and the grants add to it.
+    snap = snapshot(
+        [e3_user("in"), e3_user("out")],
+        probes={"in": MAILBOX, "out": MAILBOX},
+        app_scope=SCOPE,
+        roles=Dataset.missing("the app's roles could not be read"),
+    )
+    assert list(by_user(run(mailbox_outside_app_scope, _with_rbac(snap, _grants())))) == ["out"]
+
+
+def test_a_deny_only_policy_and_several_scopes_are_each_named():
+    deny_only = AppScope(restrict={}, deny={"vip-block@contoso.com": frozenset({"denied"})})
+    snap = snapshot(
+        [e3_user("denied"), e3_user("free")], probes={"denied": MAILBOX, "free": MAILBOX}, app_scope=deny_only
+    )
+    assert list(by_user(run(mailbox_outside_app_scope, snap))) == ["denied"]
+    several = AppScope(
+        restrict={"b-scope@contoso.com": frozenset({"in"}), "a-scope@contoso.com": frozenset({"in"})},
+        deny={"vip-2@contoso.com": frozenset({"denied"}), "vip-1@contoso.com": frozenset({"denied"})},
+    )
+    users = [e3_user("in"), e3_user("out"), e3_user("denied")]
+    probes = {"in": MAILBOX, "out": MAILBOX, "denied": MAILBOX}
+    found = by_user(run(mailbox_outside_app_scope, snapshot(users, probes=probes, app_scope=several)))
+    assert "in none of the RestrictAccess scopes (a-scope@contoso.com, b-scope@contoso.com);" in found["out"].evidence
+    assert "in DenyAccess scope vip-1@contoso.com, vip-2@contoso.com;" in found["denied"].evidence
+
+
+def test_unreadable_rbac_exports_or_grant_scopes_leave_the_check_not_evaluated_with_their_reason():
+    from audit import rbac
+
+    snap = snapshot([e3_user("out")], probes={"out": MAILBOX}, app_scope=SCOPE)
+    broken = Dataset.missing("remediation_app.role_assignments_file: no such file")
+    _, not_evaluated = run_checks(_with_rbac(snap, broken), context())
+    assert {n.check_id: n.reason for n in not_evaluated}["mailbox-outside-app-scope"] == broken.error
+    unreadable = (rbac.RbacGrant("etd-x", rbac.MAIL_ROLE, "management scope X", unreadable="filters on Office"),)
+    _, not_evaluated = run_checks(_with_rbac(snap, unreadable), context())
+    assert {n.check_id: n.reason for n in not_evaluated}["mailbox-outside-app-scope"] == (
+        "the scope of the remediation app's RBAC for Applications grant is not evaluated: Application "
+        "Mail.ReadWrite scoped to management scope X: filters on Office"
+    )

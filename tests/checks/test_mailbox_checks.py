@@ -144,6 +144,16 @@ def test_exchange_plan_switched_off_in_the_licence_counts_as_no_licence():
     assert run(exchange_license_suspended, snap) == []
 
 
+def test_every_plan_switched_off_is_named_with_the_licence_that_switches_it_off():
+    licences = [(SKU_E3, EXO_P2), (SKU_EXO_P1, EXO_P1)]
+    u = user("off", licenses=licences, plans=[(EXO_P2, "Deleted"), (EXO_P1, "Deleted")])
+    [f] = run(no_exchange_license, snapshot([u], probes={"off": NO_MAILBOX}))
+    assert (
+        "switched off in the licence: EXCHANGE_S_STANDARD in EXCHANGESTANDARD, EXCHANGE_S_ENTERPRISE in ENTERPRISEPACK;"
+        in f.evidence
+    )
+
+
 def test_plan_switched_off_in_one_licence_but_on_in_another_is_licensed():
     u = user("two", licenses=[(SKU_E3, EXO_P2), (SPE_E3,)], plans=[(EXO_P2, "Enabled")])
     assert all_findings(snapshot([u], probes={"two": MAILBOX})) == []
@@ -229,6 +239,28 @@ def test_pending_provisioning_without_probe_is_flagged_from_directory_data():
     [f] = run(mailbox_not_provisioned, snapshot([u]))
     assert "Exchange provisioning status PendingInput" in f.evidence
     assert "directory data only" in f.evidence
+
+
+def test_a_found_mailbox_is_skipped_and_the_users_after_it_still_checked():
+    users = [e3_user("found"), e3_user("missing")]
+    found = run(mailbox_not_provisioned, snapshot(users, probes={"found": MAILBOX, "missing": NO_MAILBOX}))
+    assert [f.user_id for f in found] == ["missing"]
+
+
+def test_only_licence_errors_on_skus_that_give_a_mailbox_are_reported_wherever_they_are_listed():
+    u = user(
+        "err",
+        licenses=[(SKU_E3,), (SKU_PBI_FREE,), (SKU_EXO_P1,)],
+        plans=[(EXO_P2, "Enabled")],
+        states=[
+            (SKU_E3, "Active", None, None),
+            (SKU_PBI_FREE, "Error", "CountViolation", None),  # carries no mailbox plan: not this check's business
+            (SKU_EXO_P1, "Error", "CountViolation", None),
+        ],
+    )
+    [f] = run(exchange_license_suspended, snapshot([u], probes={"err": MAILBOX}))
+    assert "licence EXCHANGESTANDARD (assigned directly) in state Error: CountViolation" in f.evidence
+    assert "POWER_BI_STANDARD" not in f.evidence
 
 
 def test_successful_provisioning_or_found_mailbox_is_a_near_miss():

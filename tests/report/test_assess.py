@@ -12,7 +12,7 @@ from audit.report.cells import iso
 from audit.report.exceptions import AcceptedException
 from audit.report.trend import Point
 from audit.report.verdict import INCOMPLETE, NOT_SAFE, SAFE
-from tests.report.conftest import CONTOSO, FABRIKAM, STARTED, clean_result, sample_result
+from tests.report.conftest import CONTOSO, FABRIKAM, STARTED, clean_result, finding, sample_result, user
 
 NOW = STARTED + timedelta(hours=1)
 
@@ -54,6 +54,21 @@ def test_exceptions_split_the_findings_and_expired_ones_say_so() -> None:
     expired_note, unused_note = judged.notes
     assert expired_note.startswith("Exception expired on 2025-01-01") and "1 finding(s)" in expired_note
     assert unused_note.startswith("Exception matched no finding") and "nobody@contoso.com" in unused_note
+
+
+def test_an_expired_exception_naming_the_tenant_is_found_by_the_tenants_name_as_one_in_force_is() -> None:
+    from audit.report.exceptions import apply_exceptions
+
+    one = finding(CONTOSO, "no-exchange-license", "high", user("u-bob", "bob@contoso.com"))
+    names = {CONTOSO: "contoso"}
+
+    def scoped(expires: date) -> AcceptedException:
+        return AcceptedException("no-exchange-license", "known", "secops", expires, tenant="Contoso", source="e 1")
+
+    in_force, expired = scoped(date(2099, 1, 1)), scoped(date(2025, 1, 1))
+    assert apply_exceptions([one], [in_force], NOW.date(), names).accepted == [(one, in_force)]
+    triage = apply_exceptions([one], [expired], NOW.date(), names)
+    assert triage.counted == [one] and triage.expired_hits == {one.key: expired}
 
 
 def test_against_a_previous_run_first_seen_carries_and_gone_findings_resolve() -> None:

@@ -3,7 +3,6 @@ and --format, written by the writer and the shard merge, pruned with its report,
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -36,14 +35,16 @@ def test_the_registry_lists_the_formats_in_order_json_written_last() -> None:
         parse_formats(["pdf"])
 
 
-def test_a_new_format_is_one_registry_entry(txt, write, tmp_path: Path) -> None:
-    from audit.cli import _formats
+def test_a_new_format_is_one_registry_entry(txt, write, tmp_path: Path, capsys) -> None:
+    from audit.cli import build_parser
     from audit.config import load_config
     from audit.delivery.message import attachment_path, render_text
 
-    assert _formats("txt,json") == ("txt", "json")  # --format
-    with pytest.raises(argparse.ArgumentTypeError, match="use xlsx,json,csv,txt"):
-        _formats("pdf")
+    assert build_parser().parse_args(["run", "--config", "x.toml", "--format", "txt,json"]).format == ("txt", "json")
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["run", "--config", "x.toml", "--format", "pdf"])
+    assert refused.value.code == 2
+    assert "unknown format pdf; use xlsx,json,csv,txt" in capsys.readouterr().err
     config = tmp_path / "etd-audit.toml"
     config.write_text(
         "[[tenants]]\n"

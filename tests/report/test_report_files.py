@@ -269,6 +269,19 @@ def test_triage_results_are_neither_pruned_nor_taken_as_previous_reports(tmp_pat
     assert (tmp_path / "etd-audit-triage-20260101T000000Z.xlsx").exists()
 
 
+def test_earlier_reports_are_taken_newest_first_by_modification_time_then_by_name(tmp_path):
+    import os
+
+    from audit.report.changes import previous_reports
+
+    # A stem given with --stem carries no time, so the file's modification time decides; the name breaks a tie.
+    for day, mtime in (("01", 300), ("02", 200), ("03", 100), ("04", 100)):
+        path = tmp_path / f"etd-audit-202601{day}T000000Z.json"
+        path.write_text(EMPTY_REPORT)
+        os.utime(path, (mtime, mtime))
+    assert [p.name[16:18] for p in previous_reports(tmp_path, "etd-audit-20260201T000000Z")] == ["01", "02", "04", "03"]
+
+
 def test_discard_stem_removes_a_staged_file_the_caller_never_recorded(tmp_path):
     from audit.report import files as fs
 

@@ -105,3 +105,50 @@ def test_the_report_being_written_is_never_its_own_previous(tmp_path):
         path, previous, notes = load_previous(folder, own.stem, tenants)
         assert (path, notes) == (earlier, [])
         assert {f.key for f in previous.findings} == {f.key for f in result.findings}
+
+
+def test_tenants_taken_from_an_older_report_are_named_and_keep_when_that_report_saw_them(tmp_path):
+    """The tenant ids of the run and of the reports may differ in case; findings an older report wrote without
+    first_seen were first seen when that report's run started."""
+    from dataclasses import replace
+
+    from conftest import STARTED, sample_result
+
+    from audit.models import TenantStatus
+    from audit.report.cells import iso
+    from audit.report.changes import load_previous
+    from audit.report.jsonreport import dump, report_json
+
+    def lettered(result, started):
+        ids = {t.tenant_id: f"{t.tenant_id[:4]}abcd{t.tenant_id[8:]}" for t in result.tenants}
+        tenants = [
+            replace(
+                t, tenant_id=ids[t.tenant_id], findings=[replace(f, tenant_id=ids[t.tenant_id]) for f in t.findings]
+            )
+            for t in result.tenants
+        ]
+        return replace(result, started=started, tenants=tenants)
+
+    older = lettered(sample_result(), STARTED)
+    contoso, fabrikam, northwind = older.tenants
+    northwind = replace(northwind, status=TenantStatus.OK, error=None)  # audited then, so it covered northwind
+    older = replace(older, tenants=[contoso, fabrikam, northwind])
+    assert fabrikam.findings and all(f.first_seen is None for f in fabrikam.findings)
+    newer = replace(lettered(sample_result(), STARTED.replace(day=20)), tenants=[contoso])
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for name, result, mtime in (("etd-audit-1.json", older, 1_700_000_000), ("etd-audit-2.json", newer, 1_800_000_000)):
+        (folder / name).write_bytes(dump(report_json(result, result.findings, [])))
+        os.utime(folder / name, (mtime, mtime))
+
+    wanted = [contoso.tenant_id.upper(), fabrikam.tenant_id, northwind.tenant_id]
+    path, previous, notes = load_previous(folder, "etd-audit-3", wanted)
+    assert path == folder / "etd-audit-2.json"
+    assert [t.name for t in previous.tenants] == ["contoso", "fabrikam", "northwind"]
+    assert notes == [
+        "Compared fabrikam with etd-audit-1.json, northwind with etd-audit-1.json: the newest earlier report that "
+        "covered each tenant."
+    ]
+    taken = next(t for t in previous.tenants if t.name == "fabrikam")
+    assert {f.key for f in taken.findings} == {f.key for f in fabrikam.findings}
+    assert {f.first_seen for f in taken.findings} == {iso(STARTED)}

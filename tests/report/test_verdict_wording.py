@@ -90,6 +90,12 @@ def test_the_home_tenant_id_is_matched_case_insensitively():
     ]
     # The home tenant not in this run: the check is a gap of this tenant.
     assert gaps(run_of(other)) == [Gap("fabrikam", "check app-credential-expiring not evaluated", "read at home")]
+    # A check read at home hides only itself, not the checks listed after it.
+    later = NotEvaluated("recipient-not-in-directory", "no recipients list")
+    both = replace(other, not_evaluated=[*other.not_evaluated, later])
+    assert gaps(run_of(both, TenantResult("contoso", home, TenantStatus.OK))) == [
+        Gap("fabrikam", "check recipient-not-in-directory not evaluated", "no recipients list")
+    ]
 
 
 def test_not_safe_counts_the_findings_and_adds_what_is_incomplete():
@@ -136,6 +142,10 @@ def test_each_tenant_is_judged_by_its_own_findings_and_gaps():
     # Finding tenant ids compare case-insensitively.
     shouted = [replace(f, tenant_id=f.tenant_id.upper()) for f in contoso.findings]
     assert tenant_verdict(contoso, shouted, judged) == NOT_SAFE
+    lettered = "e419272c-dee4-42c8-8890-810aa7d8d9cf"  # the sample's ids are all digits: case shows only here
+    for tenant_id, finding_id in ((lettered, lettered.upper()), (lettered.upper(), lettered), (lettered, lettered)):
+        counted = [replace(f, tenant_id=finding_id) for f in contoso.findings]
+        assert tenant_verdict(replace(contoso, tenant_id=tenant_id), counted, judged) == NOT_SAFE
     assert tenant_verdict(contoso, [], judged) == INCOMPLETE  # its user not assessed
     assert tenant_verdict(northwind, [], judged) == INCOMPLETE
     assert tenant_gaps(judged, "fabrikam") == [g for g in judged.gaps if g.tenant == "fabrikam"]
