@@ -34,6 +34,10 @@ def test_each_tenant_is_reported_done_once_and_counted_out_of_all(two):
         ("tenants", 2, 2),
     ]
     assert finished == [(0, "contoso"), (1, "fabrikam")]  # the place of each tenant in the run's order
+    # Each tenant's own phases reach the same callback, named by tenant.
+    assert {(c[0], c[3]) for c in said if c[0] in ("users", "checks")} == {
+        (phase, name) for phase in ("users", "checks") for name in ("contoso", "fabrikam")
+    }
 
 
 def test_a_single_tenant_run_counts_no_tenants(two):
