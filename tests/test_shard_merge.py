@@ -325,6 +325,20 @@ def test_merge_needs_somewhere_to_write(runs, capsys):
     assert "--out" in capsys.readouterr().err
 
 
+def test_tenant_is_chosen_by_name_or_id_in_any_case_and_a_wrong_one_lists_the_configured():
+    from audit.config import ConfigError
+
+    ids = ("72F988BF-86F1-41AF-91AB-2D7CD011DB47", "0a1b2c3d-0000-4000-8000-00000000abcd")
+    tenants = tuple(TenantConfig(name, tid, "c") for name, tid in zip(("Contoso", "fabrikam"), ids, strict=True))
+    config = Config(path=Path("x.toml"), tenants=tenants, remediation_app=RemediationAppConfig(app_id="a"))
+    for wanted in ("contoso", "CONTOSO", ids[0].lower(), ids[0]):
+        assert [t.name for t in select_tenants(config, RunOptions(tenant=wanted))] == ["Contoso"]
+    assert [t.name for t in select_tenants(config, RunOptions(tenant=ids[1].upper()))] == ["fabrikam"]
+    with pytest.raises(ConfigError) as refused:
+        select_tenants(config, RunOptions(tenant="northwind"))
+    assert str(refused.value) == "x.toml: no tenant named 'northwind'. Configured: Contoso, fabrikam."
+
+
 @pytest.mark.parametrize("n", range(1, 6))
 def test_every_tenant_is_in_exactly_one_shard(n):
     tenants = tuple(
