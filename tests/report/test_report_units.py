@@ -273,3 +273,24 @@ def test_read_in_is_stored_and_read_from_older_reports(write, tmp_path):
     old.write_text(json.dumps(data))
     result, _ = read_json_report(old)
     assert result.tenants[0].not_evaluated[0].read_in == home
+
+
+@pytest.mark.parametrize(
+    ("severities", "fail_on", "expected"),
+    [
+        (["high"], "high", 1),  # at the threshold: findings
+        (["medium", "low"], "high", 0),  # below it: ok
+        (["critical"], "high", 1),
+        (["medium"], "medium", 1),
+        (["low"], "medium", 0),
+        ([], "low", 0),
+    ],
+)
+def test_exit_code_1_needs_a_counted_finding_at_or_above_the_fail_threshold(severities, fail_on, expected):
+    from audit.runner import exit_code
+
+    clean = clean_result()
+    counted = [
+        finding(CONTOSO, "no-exchange-license", s, user(f"u{i}", f"u{i}@contoso.com")) for i, s in enumerate(severities)
+    ]
+    assert exit_code(clean, counted, fail_on) == expected
