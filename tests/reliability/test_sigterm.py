@@ -7,6 +7,7 @@ temporary file appears in the reports folder).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,6 +31,18 @@ def wait_for(condition, what: str, child: subprocess.Popen, seconds: float = 60)
         assert child.poll() is None, f"the run ended before {what}: {child.communicate()}"
         assert time.monotonic() < deadline, f"never saw {what}"
         time.sleep(0.002)
+
+
+@contextlib.contextmanager
+def running(args: list[str], env: dict[str, str]):
+    """The command as a child process, killed if the test leaves it running."""
+    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 def probes_sent(sim) -> int:
@@ -64,8 +77,7 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
         "all" if moment == "reading-graph" else "none",
     ]
     calls_before = sim.counters.snapshot()["http_requests"]
-    child = subprocess.Popen(args, cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running(args, dict(os.environ)) as child:
         if moment == "reading-graph":
             wait_for(lambda: probes_sent(sim) >= 8, "mailbox probes", child)
         else:
@@ -78,10 +90,6 @@ def test_sigterm_leaves_no_partial_report(sim_factory, tmp_path, monkeypatch, mo
             )
         child.send_signal(signal.SIGTERM)
         stdout, stderr = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
 
     assert child.returncode == 128 + signal.SIGTERM, stderr.decode()
     assert "stopped by SIGTERM; no partial report was written" in stderr.decode()
@@ -103,16 +111,11 @@ def test_sigterm_while_the_users_sheet_streams_leaves_no_spool(sim_factory, tmp_
     config = write_config_file(sim_config(placed, tmp_path, out_dir=out))
     args = [sys.executable, "-m", "audit", "run", "--config", str(config), "--no-email", "--probe", "all"]
     env = {**os.environ, **secrets_env(placed), "TMPDIR": str(spool)}  # where openpyxl spools a sheet
-    child = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with running(args, env) as child:
         wait_for(lambda: any(p.name.startswith("openpyxl.") for p in spool.iterdir()), "the Users spool", child)
         assert probes_sent(slow) < 300  # the slow tenant is still being read
         child.send_signal(signal.SIGTERM)
         _, stderr = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.communicate()
 
     assert child.returncode == 128 + signal.SIGTERM, stderr.decode()
     assert sorted(p.name for p in spool.iterdir()) == []
