@@ -15,6 +15,7 @@ ends its line; phases without a tenant ("tenants", "writing the report", ...) ar
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 log = logging.getLogger("audit")
 
 DONE = "done"
+REFRESHES_PER_SECOND = 8
 LABELS = {"probes": "mailboxes"}  # phase names as the admin reads them
 
 
@@ -49,12 +51,15 @@ class Progress:
             live = bool(getattr(self.stream, "isatty", lambda: False)()) and not _json_logs()
         self.live = live
         self.interval = interval
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: a record logged by a thread that holds it prints
         self.lines: dict[str, _Line] = {}
         self.last: dict[str, float] = {}  # plain lines: when each label was last logged, and what it said
         self.said: dict[str, str] = {}
         self._bars = None
         self._swapped: list[tuple[logging.StreamHandler, object]] = []
+        self._stderr = None  # sys.stderr as it was, while ours prints above the lines
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Progress:
@@ -63,25 +68,35 @@ class Progress:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._bars is not None:
-            # Empty the live region first, under the lock the callbacks take, so no late event redraws a
-            # line that stop() would then have to erase while another thread prints a log record.
-            with self.lock:
-                bars, self._bars = self._bars, None  # later events are logged as plain lines
-                for task in list(bars.task_ids):
-                    bars.remove_task(task)
-                self.lines.clear()
-                bars.refresh()
-                bars.stop()
+        if self._bars is None:
+            return
+        self._stop.set()
+        self._ticker.join()
+        # Empty the live region first, under the lock every writer takes, so no late event redraws a line
+        # that stop() would then have to erase.
+        with self.lock:
+            bars, self._bars = self._bars, None  # later events are logged as plain lines
+            for task in list(bars.task_ids):
+                bars.remove_task(task)
+            self.lines.clear()
+            bars.refresh()
+            bars.stop()
             for handler, stream in self._swapped:
                 handler.setStream(stream)
             self._swapped.clear()
+            if self._stderr is not None:
+                sys.stderr, self._stderr = self._stderr, None
 
     def _start(self) -> None:
         from rich import progress as bars
         from rich.console import Console
 
         console = Console(file=self.stream, stderr=self.stream is sys.stderr)
+        # Everything that writes to the terminal while the lines are live holds self.lock: the redraws
+        # (our ticker, and rich's own on add_task and reset) and each log record. rich's own redraw thread
+        # and stderr proxy do not serialise with a record printed from another thread: the record's
+        # "move up and erase" is worked out before a redraw lands and written after it, which leaves a
+        # stale progress line on the screen. So rich refreshes only when asked, and records come to us.
         self._bars = bars.Progress(
             bars.SpinnerColumn(),
             bars.TextColumn("{task.description}"),
@@ -93,20 +108,32 @@ class Progress:
             bars.TextColumn("{task.fields[extra]}", style="dim"),
             console=console,
             transient=True,
+            auto_refresh=False,
             redirect_stdout=False,
-            redirect_stderr=self.stream is sys.stderr,
-            refresh_per_second=8,
+            redirect_stderr=False,
         )
-        original = sys.stderr
-        self._bars.start()
-        # The console log handler writes to the stderr it was given at set-up; point it at rich's proxy
-        # for the run, so each record prints above the progress lines instead of being glued onto them.
-        # The handler may hold the redacting wrapper's raw stream (audit.logs.setup) rather than the wrapper.
-        targets = (original, getattr(original, "raw", original))
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler) and handler.stream in targets and sys.stderr is not original:
-                self._swapped.append((handler, handler.stream))
-                handler.setStream(sys.stderr)
+        above = _Above(console, self.lock, self.stream)
+        with self.lock:
+            self._bars.start()
+            original = sys.stderr
+            if self.stream is sys.stderr:
+                self._stderr, sys.stderr = original, above
+            # The console log handler writes to the stderr it was given at set-up; point it at the proxy
+            # for the run, so each record prints above the progress lines instead of being glued onto them.
+            # The handler may hold the redacting wrapper's raw stream (audit.logs.setup), not the wrapper.
+            targets = (self.stream, getattr(self.stream, "raw", self.stream))
+            for handler in logging.getLogger().handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream in targets:
+                    self._swapped.append((handler, handler.stream))
+                    handler.setStream(above)
+        self._ticker = threading.Thread(target=self._tick, name="progress", daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1 / REFRESHES_PER_SECOND):
+            with self.lock:
+                if self._bars is not None:
+                    self._bars.refresh()
 
     # -------------------------------------------------------------------------------------- events
     def __call__(self, phase: str, done: int, total: int | None, tenant: str = "") -> None:
@@ -164,6 +191,42 @@ class Progress:
         if first or finished or now - self.last[label] >= self.interval:
             self.last[label], self.said[label] = now, text
             log.info("%s: %s", label, text)
+
+
+class _Above(io.TextIOBase):
+    """A text stream whose complete lines print above the live progress lines, each write whole under `lock`;
+    what else a caller asks of it (fileno, encoding, ...) the stream under it answers."""
+
+    def __init__(self, console, lock: threading.RLock, stream) -> None:
+        from rich.ansi import AnsiDecoder
+
+        self._console, self._lock, self._stream = console, lock, stream
+        self._decoder = AnsiDecoder()
+        self._partial = ""
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def write(self, text: str) -> int:
+        from rich.text import Text
+
+        with self._lock:
+            *lines, self._partial = (self._partial + text).split("\n")
+            if lines:
+                self._console.print(Text("\n").join(self._decoder.decode_line(line) for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._partial:
+                self._console.print(self._partial)
+                self._partial = ""
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
 
 
 def _json_logs() -> bool:

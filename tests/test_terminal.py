@@ -4,6 +4,8 @@ through pipes, its output read back as a screen (pyte, a terminal emulator) or a
 from __future__ import annotations
 
 import fcntl
+import io
+import logging
 import os
 import pty
 import re
@@ -12,11 +14,15 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyte
 import pytest
+
+from audit.console import Progress
 
 ETD_AUDIT = Path(sys.executable).with_name("etd-audit")
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR|DEBUG) ")
@@ -135,3 +141,52 @@ def test_json_logs_on_a_terminal_stay_one_object_a_line(tmp_path: Path) -> None:
     assert code == 1
     assert "━" not in output
     assert any(line.startswith('{"time"') for line in output.splitlines())
+
+
+class _Tty(io.StringIO):
+    """What the progress display writes, kept; it answers as a terminal does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_records_logged_from_many_threads_never_leave_a_progress_line(monkeypatch) -> None:
+    # In-process and at a width where records wrap: threads log while their bars move and the display
+    # redraws itself. Each record must print whole above the lines, and the lines must go at the end.
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    tty = _Tty()
+    monkeypatch.setattr(sys, "stderr", tty)  # the console handler's stream is the process's stderr
+    handler = logging.StreamHandler(tty)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger().addHandler(handler)  # as audit.logs.setup does: the root's console handler
+    logger = logging.getLogger("audit.stress")
+    logger.setLevel(logging.INFO)
+    names = [f"tenant{i}" for i in range(4)]
+
+    def work(name: str) -> None:
+        for n in range(60):  # a line comes and goes around each record: the live region's height changes
+            progress("users", n, 60, name)
+            logger.info("%s record %02d %s", name, n, "wraps onto a second line " * 5)
+            progress("done", 0, None, name)
+
+    try:
+        with Progress() as progress:
+            assert progress.live
+            threads = [threading.Thread(target=work, args=(name,)) for name in names]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    screen = pyte.Screen(100, 800)
+    pyte.Stream(screen).feed(tty.getvalue().replace("\n", "\r\n"))  # a terminal's ONLCR
+    lines = [line.rstrip() for line in screen.display if line.strip()]
+    assert not [line for line in lines if "━" in line], "a progress line was left on the screen"
+    # Every record once, each starting a line of its own, nothing glued before it.
+    starts = Counter(line[:17] for line in lines if re.match(r"tenant\d record \d\d ", line))
+    assert starts == Counter(f"{name} record {n:02d}" for name in names for n in range(60))
+    words = {"wraps", "onto", "a", "second", "line"}
+    assert all(re.match(r"tenant\d record ", line) or set(line.split()) <= words for line in lines), lines
