@@ -1,12 +1,26 @@
-"""What audit_tenants tells its callers about the tenants it audits, against the simulator: progress for
-the terminal, finished() for the Users sheet streamed as tenants end, and whether the run was probed."""
+"""What the runner tells its callers, against the simulator: audit_tenants' progress for the terminal,
+finished() for the Users sheet streamed as tenants end, and whether the run was probed; run()'s report,
+mail, progress steps and the last record of the run, which log collectors alert on."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
-from audit.runner import RunOptions, audit_tenants
+from audit.logs import JsonFormatter
+from audit.models import RunResult, TenantResult, TenantStatus
+from audit.report.assess import assess
+from audit.report.writer import ReportFiles
+from audit.runner import RunOptions, RunOutcome, audit_tenants, log_finished, run
 from audit.simulator import generate_tenant
+from tests.test_mail import free_port, running_smtp, smtp_email
 
 
 @pytest.fixture
@@ -55,3 +69,103 @@ def test_the_run_is_probed_unless_the_option_or_else_the_config_says_none(two, g
     _, config = two
     result = audit_tenants(config(probe=configured), RunOptions(tenant="fabrikam", probe=given))
     assert result.probes is probed
+
+
+# ---- run(): the report, the mail, the progress it tells and the last record it logs --------------
+
+
+@pytest.fixture
+def json_records():
+    """Every record of the "audit" logger while the test runs, as the JSON log format renders it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("audit")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def severities(report: dict) -> str:
+    counts = Counter(f["severity"] for f in report["findings"])
+    return ", ".join(f"{counts[s]} {s}" for s in ("critical", "high", "medium", "low") if counts[s])
+
+
+def test_a_run_writes_mails_and_ends_on_one_record_that_says_it_all(two, tmp_path, json_records):
+    _, config = two
+    said = []
+    with running_smtp() as (inbox, port):
+        outcome = run(
+            replace(config(), email=smtp_email(port, smtp_security="none")),
+            RunOptions(out_dir=tmp_path / "out", stem="weekly", probe="all"),
+            progress=lambda *call: said.append(call),
+        )
+    xlsx, js = tmp_path / "out" / "weekly.xlsx", tmp_path / "out" / "weekly.json"
+    assert outcome.exit_code == 1 and len(inbox.messages) == 1
+    # The run's own steps reach the callback after the tenants' (which name their tenant).
+    assert [c for c in said if len(c) == 3 and c[0] != "tenants"] == [
+        ("writing the report", 0, None),
+        ("mailing the report", 0, None),
+    ]
+    assert {c[3] for c in said if len(c) == 4} == {"contoso", "fabrikam"}
+    records = json_records()
+    (writing,) = [r for r in records if r["message"].startswith("writing the report")]
+    assert writing["message"] == f"writing the report (xlsx, json) to {tmp_path / 'out'}"
+    assert writing["phase"] == "report"
+    final = records[-1]
+    report = json.loads(js.read_text())
+    assert final["message"] == f"run finished: NOT SAFE ({severities(report)}), exit code 1; {xlsx}, {js}"
+    counts = Counter(f["severity"] for f in report["findings"])
+    assert {k: v for k, v in final.items() if k not in ("time", "level", "logger", "message")} == {
+        "event": "run finished",
+        "verdict": "NOT SAFE",
+        "findings": {s: counts[s] for s in ("critical", "high", "medium", "low")},
+        "tenants": {"ok": 2},
+        "exit_code": 1,
+        "reports": [str(xlsx), str(js)],
+        "mail_error": None,
+    }
+
+
+def test_a_run_told_not_to_mail_sends_nothing_though_mail_is_configured(two, tmp_path):
+    _, config = two
+    said = []
+    with running_smtp() as (inbox, port):
+        outcome = run(
+            replace(config(), email=smtp_email(port, smtp_security="none")),
+            RunOptions(out_dir=tmp_path / "out", stem="quiet", probe="none", formats=("json",), email=False),
+            progress=lambda *call: said.append(call),
+        )
+    assert inbox.messages == [] and not any(c[0] == "mailing the report" for c in said)
+    # Only the format asked for is written: no workbook, so no Users rows are streamed to one.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_file()) == ["quiet.json"]
+    assert set(outcome.report.paths) == {"json"}
+
+
+def test_a_failed_send_is_the_last_records_mail_error_and_a_partial_run(two, tmp_path, json_records):
+    _, config = two
+    port = free_port()  # nothing listens there
+    outcome = run(replace(config(), email=smtp_email(port)), RunOptions(out_dir=tmp_path, probe="none"))
+    final = json_records()[-1]
+    assert outcome.exit_code == 3 and final["exit_code"] == 3
+    assert final["mail_error"] == outcome.mail_error and str(port) in final["mail_error"]
+    assert all(Path(p).is_file() for p in final["reports"])  # the report was written before the send
+
+
+def test_the_last_record_says_when_nothing_was_found_or_written(json_records):
+    start = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    result = RunResult(
+        started=start,
+        finished=start,
+        version="1",
+        probes=True,
+        tenants=[TenantResult("contoso", "11111111-1111-1111-1111-111111111111", TenantStatus.OK, users_scanned=3)],
+    )
+    report = ReportFiles(assessment=assess(result, (), stem="s", now=start), paths={})
+    log_finished(RunOutcome(result, report, 0))
+    final = json_records()[-1]
+    assert final["message"] == "run finished: SAFE (no findings), exit code 0; no report written"
+    assert final["reports"] == [] and final["tenants"] == {"ok": 1} and final["exit_code"] == 0
