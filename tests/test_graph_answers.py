@@ -1,0 +1,191 @@
+"""How the Graph client reads answers Graph should not give but a proxy or a broken edge might: redirects at
+the edges of 3xx and without a Location, text that is not clean UTF-8, empty bodies, JSON of the wrong
+shape. A local HTTP server answers each request as the test scripts it; the client is the real one.
+
+Graph's own forms are cited where they exist: the usage report answers 302 with a Location
+(learn.microsoft.com/graph/api/reportroot-getmailboxusagedetail, "Response"), its CSV starts with a UTF-8
+byte-order mark (as downloaded from the admin center and Graph alike), and a collection is an object with a
+`value` array (learn.microsoft.com/graph/paging).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+import pytest
+
+from audit.graph import GraphClient, GraphError
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+class Script:
+    """What the server answers, per path: a list of answers used in order, the last one repeated."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, list[Answer]] = {}
+        self.seen: list[tuple[str, str, str | None]] = []  # method, path, Authorization header
+
+    def answer(self, method: str, path: str, auth: str | None) -> Answer:
+        path = unquote(path.split("?")[0])
+        self.seen.append((method, path, auth))
+        queue = self.answers.get(path) or [(404, {}, b'{"error": {"code": "NotScripted"}}')]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[Script, str]]:
+    script = Script()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            status, headers, body = script.answer(self.command, self.path, self.headers.get("Authorization"))
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _reply  # noqa: N815 - http.server's hook names
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield script, f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class Token:
+    def token(self) -> str:
+        return "token-1"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def client_for(base: str, waits: list[float] | None = None, **options) -> GraphClient:
+    record = waits if waits is not None else []
+    return GraphClient(f"{base}/v1.0", Token(), sleep=record.append, rng=lambda: 0.5, **options)
+
+
+REPORT = "/reports/getMailboxUsageDetail(period='D7')"
+CSV = b"Report Refresh Date,User Principal Name\n2026-11-30,ann@contoso.com\n"
+
+
+# ---- the report's redirect -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 307, 308, 399])
+def test_any_3xx_with_a_location_is_followed_without_the_token(server, status) -> None:
+    script, base = server
+    script.answers["/v1.0" + REPORT] = [(status, {"Location": f"{base}/download/r.csv"}, b"")]
+    script.answers["/download/r.csv"] = [(200, {"Content-Type": "application/octet-stream"}, CSV)]
+    assert client_for(base).get_report(REPORT).startswith("Report Refresh Date,User Principal Name")
+    assert script.seen[-1] == ("GET", "/download/r.csv", None)  # the download goes without our token
+    assert script.seen[0][2] == "Bearer token-1"
+
+
+def test_a_relative_location_is_read_against_the_answer_that_gave_it(server) -> None:
+    script, base = server
+    script.answers["/v1.0" + REPORT] = [(302, {"Location": "/download/r.csv"}, b"")]
+    script.answers["/download/r.csv"] = [(200, {}, CSV)]
+    assert client_for(base).get_report(REPORT).endswith("ann@contoso.com\n")
+    assert script.seen[-1] == ("GET", "/download/r.csv", None)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Location": ""}])
+def test_a_redirect_without_a_location_is_an_unusable_answer(server, headers) -> None:
+    script, base = server
+    script.answers["/v1.0" + REPORT] = [(302, headers, b"")]
+    with pytest.raises(GraphError) as caught:
+        client_for(base).get_report(REPORT)
+    error = caught.value
+    assert (error.status, error.code, error.message) == (302, "InvalidResponse", "a redirect without a Location header")
+    assert len(script.seen) == 1  # nothing to follow, nothing to retry
+
+
+def test_a_report_answered_directly_is_the_report(server) -> None:
+    script, base = server
+    script.answers["/v1.0" + REPORT] = [(200, {}, CSV)]
+    assert client_for(base).get_report(REPORT) == CSV.decode()
+    assert len(script.seen) == 1
+
+
+def test_a_400_to_the_report_call_is_its_error_not_a_redirect(server) -> None:
+    script, base = server
+    body = b'{"error": {"code": "BadRequest", "message": "Invalid period"}}'
+    script.answers["/v1.0" + REPORT] = [(400, {"Location": f"{base}/download/r.csv"}, body)]
+    with pytest.raises(GraphError) as caught:
+        client_for(base).get_report(REPORT)
+    assert (caught.value.status, caught.value.code) == (400, "BadRequest") and len(script.seen) == 1
+
+
+# ---- text ------------------------------------------------------------------------------------------
+
+
+def test_text_loses_its_byte_order_mark_and_survives_bytes_that_are_not_utf8(server) -> None:
+    script, base = server
+    script.answers["/v1.0" + REPORT] = [(200, {}, b"\xef\xbb\xbf" + CSV)]
+    script.answers["/v1.0/users/$count"] = [(200, {}, b"12\xff")]
+    client = client_for(base)
+    assert client.get_report(REPORT) == CSV.decode()
+    assert client.get_text("/users/$count") == "12\ufffd"
+
+
+# ---- bodies that may be empty, and JSON of the wrong shape -----------------------------------------
+
+
+@pytest.mark.parametrize(("body", "read"), [(b"", None), (b"  \r\n", None), (b'{"id": "m1"}', {"id": "m1"})])
+def test_a_post_answer_may_be_empty(server, body, read) -> None:
+    script, base = server
+    script.answers["/v1.0/users/u1/sendMail"] = [(202, {}, body)]
+    assert client_for(base).post("/users/u1/sendMail", {"message": {}}) == read
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"[1, 2]", "the answer is not a JSON object"),
+        (b'"text"', "the answer is not a JSON object"),
+        (b"{not json", "the answer is not a JSON object"),
+        (b"", "the answer is not a JSON object"),
+    ],
+)
+def test_an_answer_that_is_no_json_object_is_retried_then_given_up_with_its_request_id(server, body, problem) -> None:
+    script, base = server
+    script.answers["/v1.0/organization"] = [(200, {"request-id": "req-7", "Retry-After": "7"}, body)]
+    waits: list[float] = []
+    with pytest.raises(GraphError) as caught:
+        client_for(base, waits, max_attempts=3).get("/organization")
+    error = caught.value
+    assert (error.status, error.code, error.message, error.request_id) == (200, "InvalidResponse", problem, "req-7")
+    assert waits == [7.0, 7.0] and len(script.seen) == 3  # Retry-After honoured between the attempts
+
+
+@pytest.mark.parametrize("page", [b"{}", b'{"value": {}}', b'{"value": "x"}', b'{"value": null}'])
+def test_a_page_without_a_value_list_is_unusable(server, page) -> None:
+    script, base = server
+    script.answers["/v1.0/users"] = [(200, {}, page)]
+    waits: list[float] = []
+    with pytest.raises(GraphError) as caught:
+        list(client_for(base, waits, max_attempts=2).iter_pages("/users"))
+    assert (caught.value.code, caught.value.message) == ("InvalidResponse", "the collection page has no 'value' list")
+    assert waits == [0.5]  # no Retry-After: the client's own back-off, its first step at rng 0.5
+
+
+def test_a_bad_answer_then_a_good_one_is_the_good_one(server) -> None:
+    script, base = server
+    script.answers["/v1.0/users"] = [(200, {}, b"{}"), (200, {}, b'{"value": [{"id": "u1"}]}')]
+    assert list(client_for(base, max_attempts=2).iter_pages("/users")) == [[{"id": "u1"}]]
