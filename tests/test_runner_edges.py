@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -69,6 +71,82 @@ def test_the_run_is_probed_unless_the_option_or_else_the_config_says_none(two, g
     _, config = two
     result = audit_tenants(config(probe=configured), RunOptions(tenant="fabrikam", probe=given))
     assert result.probes is probed
+
+
+@pytest.fixture
+def three(sim_factory, make_config, tmp_path):
+    specs = [
+        generate_tenant(name, 6, seed=i, scenario="healthy") for i, name in enumerate(("contoso", "fabrikam", "adatum"))
+    ]
+    sim = sim_factory(specs)
+    return lambda **audit: make_config(sim, specs, tmp_path, **audit)
+
+
+def in_flight(said: list[tuple]) -> int:
+    """The most tenants that had begun and were not yet done at once, from the progress calls in order."""
+    busy, most = set(), 0
+    for call in said:
+        if len(call) == 4 and call[0] != "done":
+            busy.add(call[3])
+        elif call[0] == "done":
+            busy.discard(call[3])
+        most = max(most, len(busy))
+    return most
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_no_more_tenants_are_audited_at_once_than_configured(three, concurrency):
+    said, lock = [], threading.Lock()
+
+    def progress(*call):
+        with lock:
+            said.append((*call, threading.current_thread().name))
+
+    audit_tenants(three(tenant_concurrency=concurrency), RunOptions(probe="all"), progress=lambda *c: progress(*c))
+    calls = [c[:-1] for c in said]
+    assert in_flight(calls) <= concurrency
+    # Each tenant runs in a thread of its own pool, named so in a thread dump.
+    assert {c[-1].split("_")[0] for c in said if c[0] in ("checks", "done")} == {"tenant"}
+
+
+def test_an_interrupted_run_starts_no_tenant_still_waiting(three):
+    said = []
+
+    def progress(*call):
+        said.append(call)
+        if call[0] == "done":  # Ctrl-C as the first tenant ends
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        audit_tenants(three(tenant_concurrency=1), RunOptions(probe="none"), progress=progress)
+    time.sleep(2.0)  # long enough for a queued tenant that was not cancelled to have begun
+    # The one worker may already have taken the next tenant when the interrupt reached the caller; the
+    # tenant queued behind it is never begun.
+    assert "adatum" not in {c[3] for c in said if len(c) == 4} and "contoso" in {c[3] for c in said if len(c) == 4}
+
+
+def test_an_interrupt_does_not_wait_for_the_tenant_still_in_flight(three):
+    release, outcome = threading.Event(), []
+
+    def progress(*call):
+        if len(call) == 4 and call[3] == "fabrikam" and call[0] != "done":
+            release.wait(60)  # fabrikam hangs, as on a Graph that stopped answering
+        if call[0] == "done" and call[3] == "contoso":
+            raise KeyboardInterrupt  # Ctrl-C while fabrikam is still being read
+
+    def audit() -> None:
+        try:
+            audit_tenants(three(tenant_concurrency=2), RunOptions(probe="none"), progress=progress)
+        except KeyboardInterrupt:
+            outcome.append("interrupted")
+
+    caller = threading.Thread(target=audit)
+    caller.start()
+    caller.join(15)  # a bound, never an expected duration: the real code returns at once
+    waited_for_fabrikam = caller.is_alive()
+    release.set()
+    caller.join(60)
+    assert not waited_for_fabrikam and outcome == ["interrupted"]
 
 
 # ---- run(): the report, the mail, the progress it tells and the last record it logs --------------
