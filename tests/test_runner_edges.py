@@ -247,3 +247,12 @@ def test_the_last_record_says_when_nothing_was_found_or_written(json_records):
     final = json_records()[-1]
     assert final["message"] == "run finished: SAFE (no findings), exit code 0; no report written"
     assert final["reports"] == [] and final["tenants"] == {"ok": 1} and final["exit_code"] == 0
+
+
+def test_a_run_keeps_as_many_earlier_reports_as_configured(two, tmp_path):
+    _, config = two
+    out = tmp_path / "out"
+    stems = ["etd-audit-20261103T060000Z", "etd-audit-20261110T060000Z", "etd-audit-20261117T060000Z"]
+    for stem in stems:
+        run(config(keep=1), RunOptions(out_dir=out, stem=stem, probe="none", formats=("json",), email=False))
+    assert sorted(p.stem for p in out.glob("etd-audit-*.json")) == stems[1:]  # this run's and one before it
