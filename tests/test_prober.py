@@ -1,0 +1,47 @@
+"""The mailbox prober against the simulator: how far along it says it is, over a user list of several
+pages (Graph pages users 999 at a time at most: $top, learn.microsoft.com/graph/paging)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from audit.collect import collect_tenant, should_probe
+from audit.session import connect
+from audit.simulator import generate_tenant
+
+
+def collect(sim_factory, make_config, tmp_path, spec: dict, probe: str = "all"):
+    sim = sim_factory([spec])
+    config = make_config(sim, [spec], tmp_path)
+    tenant = config.tenants[0]
+    provider, client = connect(tenant, config.audit)
+    said: list[tuple] = []
+    snapshot = collect_tenant(
+        client,
+        tenant,
+        config,
+        probe=probe,
+        audit_roles=provider.roles(),
+        progress=lambda *call: said.append((*call, threading.current_thread().name)),
+    )
+    return snapshot, said
+
+
+@pytest.fixture(scope="module")
+def big() -> dict:
+    return generate_tenant("contoso", 2300, seed=5)  # three pages of users
+
+
+def test_probe_progress_counts_every_candidate_of_every_page_once(sim_factory, make_config, tmp_path, big) -> None:
+    snapshot, said = collect(sim_factory, make_config, tmp_path, big)
+    candidates = sum(1 for user in snapshot.users.value if should_probe(user))
+    assert candidates > 2000 and len(snapshot.probes.value) == candidates
+    probes = [c for c in said if c[0] == "probes"]
+    final = probes[-1]
+    assert final[1:3] == (candidates, candidates)  # done out of the total, the total once every page is in
+    assert all(c[2] in (None, candidates) for c in probes) and all(c[1] <= candidates for c in probes)
+    assert [c[1] for c in probes] == sorted(c[1] for c in probes)  # never counts back
+    # The prober's own thread, named after the tenant, reports as the answers come in.
+    assert any(c[3] == "probes-contoso" for c in probes)
