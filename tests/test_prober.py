@@ -9,11 +9,12 @@ import pytest
 
 from audit.collect import collect_tenant, should_probe
 from audit.session import connect
-from audit.simulator import generate_tenant
+from audit.simulator import Limits, generate_tenant
 
 
 def collect(sim_factory, make_config, tmp_path, spec: dict, probe: str = "all"):
-    sim = sim_factory([spec])
+    # Each page of users takes a while, as on a real tenant: answers to probes come in before the last page.
+    sim = sim_factory([spec], limits=Limits(latency={"directory": 0.3}))
     config = make_config(sim, [spec], tmp_path)
     tenant = config.tenants[0]
     provider, client = connect(tenant, config.audit)
@@ -34,8 +35,9 @@ def big() -> dict:
     return generate_tenant("contoso", 2300, seed=5)  # three pages of users
 
 
-def test_probe_progress_counts_every_candidate_of_every_page_once(sim_factory, make_config, tmp_path, big) -> None:
-    snapshot, said = collect(sim_factory, make_config, tmp_path, big)
+@pytest.mark.parametrize("probe", ["all", "auto"])  # auto: most are settled by the usage report, not probed
+def test_probe_progress_counts_every_candidate_of_every_page_once(sim_factory, make_config, tmp_path, big, probe):
+    snapshot, said = collect(sim_factory, make_config, tmp_path, big, probe)
     candidates = sum(1 for user in snapshot.users.value if should_probe(user))
     assert candidates > 2000 and len(snapshot.probes.value) == candidates
     probes = [c for c in said if c[0] == "probes"]
@@ -43,5 +45,8 @@ def test_probe_progress_counts_every_candidate_of_every_page_once(sim_factory, m
     assert final[1:3] == (candidates, candidates)  # done out of the total, the total once every page is in
     assert all(c[2] in (None, candidates) for c in probes) and all(c[1] <= candidates for c in probes)
     assert [c[1] for c in probes] == sorted(c[1] for c in probes)  # never counts back
-    # The prober's own thread, named after the tenant, reports as the answers come in.
-    assert any(c[3] == "probes-contoso" for c in probes)
+    # The prober's own thread, named after the tenant, reports as the answers come in, before the last page.
+    assert any(c[3] == "probes-contoso" and c[2] is None and c[1] for c in probes)
+    if probe == "auto":  # the usage report settles licensed users it lists, not only shared mailboxes
+        settled = [p for p in snapshot.probes.value.values() if p.source == "usage_report"]
+        assert any(p.outcome == "mailbox" and p.purpose != "shared" for p in settled)
