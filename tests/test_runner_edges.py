@@ -193,6 +193,8 @@ def test_a_run_writes_mails_and_ends_on_one_record_that_says_it_all(two, tmp_pat
     (writing,) = [r for r in records if r["message"].startswith("writing the report")]
     assert writing["message"] == f"writing the report (xlsx, json) to {tmp_path / 'out'}"
     assert writing["phase"] == "report"
+    (mailed,) = [r for r in records if r["message"].startswith("report mailed to")]
+    assert mailed["message"] == "report mailed to secops@contoso.com by smtp" and mailed["phase"] == "mail"
     final = records[-1]
     report = json.loads(js.read_text())
     assert final["message"] == f"run finished: NOT SAFE ({severities(report)}), exit code 1; {xlsx}, {js}"
@@ -227,7 +229,10 @@ def test_a_failed_send_is_the_last_records_mail_error_and_a_partial_run(two, tmp
     _, config = two
     port = free_port()  # nothing listens there
     outcome = run(replace(config(), email=smtp_email(port)), RunOptions(out_dir=tmp_path, probe="none"))
-    final = json_records()[-1]
+    records = json_records()
+    final = records[-1]
+    (failed,) = [r for r in records if r["level"] == "error"]
+    assert failed["message"] == f"the report was written but could not be mailed: {outcome.mail_error}"
     assert outcome.exit_code == 3 and final["exit_code"] == 3
     assert final["mail_error"] == outcome.mail_error and str(port) in final["mail_error"]
     assert all(Path(p).is_file() for p in final["reports"])  # the report was written before the send
