@@ -364,12 +364,6 @@ class Collector:
     def all_items(self, path: str, params: dict | None = None) -> list[dict]:
         return [item for page in self.client.iter_pages(path, params=params) for item in page]
 
-    def probes(self, users: Iterable[User]) -> dict[str, MailboxProbe]:
-        """Probe every user should_probe() selects, without the usage report."""
-        prober = MailboxProber(self, None)
-        prober.add(list(users))
-        return prober.close()
-
     def inventory(self) -> MailboxInventory | None:
         """The mailbox usage report where it can stand in for probes; None: probe every mailbox."""
         name = self.tenant.name
