@@ -196,3 +196,39 @@ def test_check_readiness_audits_only_the_tenant_asked_for(sim_factory, make_conf
     config = make_config(sim, [first, second], tmp_path)
     assert [t.name for t in check_readiness(config, "second").tenants] == ["second"]
     assert [t.name for t in check_readiness(config).tenants] == ["first", "second"]
+
+
+def test_a_share_of_several_is_their_count_out_of_the_total():
+    two = [finding("no-exchange-license", Severity.HIGH, user_id=u) for u in ("u1", "u2")]
+    assert items(tenant_readiness(result(*two)))["mailboxes: no-exchange-license"] == (
+        "WARN",
+        "2 would fail (50.0% of 4 users read)",
+    )
+
+
+def test_soft_deleted_findings_are_counted_among_the_soft_deleted_users_read():
+    snap = snapshot([user("u1")], deleted=[user("d1"), user("d2"), user("d3"), user("d4")])
+    snap = snap.__class__(**{**snap.__dict__, "audit_roles": ALL_ROLES + OPTIONAL})
+    found = TenantResult(
+        "contoso",
+        TENANT_ID,
+        TenantStatus.OK,
+        users_scanned=1,
+        findings=[finding("soft-deleted-user", Severity.HIGH, user_id="d1")],
+        snapshot=snap,
+    )
+    assert items(tenant_readiness(found))["mailboxes: soft-deleted-user"] == (
+        "WARN",
+        "1 would fail (25.0% of 4 soft-deleted users)",
+    )
+
+
+def test_check_readiness_could_not_check_only_when_a_tenant_failed(sim_factory, make_config, tmp_path, monkeypatch):
+    first, second = generate_tenant("first", 6, seed=1), generate_tenant("second", 6, seed=2)
+    sim = sim_factory([first, second])
+    config = make_config(sim, [first, second], tmp_path)
+    assert check_readiness(config).could_not_check is False
+    monkeypatch.setenv(config.tenants[1].client_secret_env, "not-the-secret")
+    readiness = check_readiness(config)
+    assert readiness.could_not_check is True and readiness.exit_code == ExitCode.USAGE
+    assert [t.ready for t in readiness.tenants] == [readiness.tenants[0].ready, False]
