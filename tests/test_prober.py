@@ -3,11 +3,16 @@ pages (Graph pages users 999 at a time at most: $top, learn.microsoft.com/graph/
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import threading
 
 import pytest
 
+from audit import logs
 from audit.collect import collect_tenant, should_probe
+from audit.logs import JsonFormatter
 from audit.session import connect
 from audit.simulator import Limits, generate_tenant
 
@@ -52,3 +57,24 @@ def test_probe_progress_counts_every_candidate_of_every_page_once(sim_factory, m
     if probe == "auto":  # the usage report settles licensed users it lists, not only shared mailboxes
         settled = [p for p in snapshot.probes.value.values() if p.source == "usage_report"]
         assert any(p.outcome == "mailbox" and p.purpose != "shared" for p in settled)
+
+
+def test_what_the_probe_workers_log_names_the_tenant(sim_factory, make_config, tmp_path) -> None:
+    # Each $batch of probes is sent from a worker thread of its own; its records (the client's request
+    # lines at debug level) must say which tenant they are about, as the JSON log format shows it.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(lambda record: record.threadName.startswith("probe_"))
+    logger = logging.getLogger("audit")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with logs.context(tenant="contoso", phase="collect"):
+            collect(sim_factory, make_config, tmp_path, generate_tenant("contoso", 120, seed=3))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert records and all(r.get("tenant") == "contoso" and r.get("phase") == "collect" for r in records)
