@@ -10,6 +10,7 @@ byte-order mark (as downloaded from the admin center and Graph alike), and a col
 
 from __future__ import annotations
 
+import email.utils
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -189,3 +190,33 @@ def test_a_bad_answer_then_a_good_one_is_the_good_one(server) -> None:
     script, base = server
     script.answers["/v1.0/users"] = [(200, {}, b"{}"), (200, {}, b'{"value": [{"id": "u1"}]}')]
     assert list(client_for(base, max_attempts=2).iter_pages("/users")) == [[{"id": "u1"}]]
+
+
+# ---- what an error carries ---------------------------------------------------------------------------
+
+
+def test_an_error_without_a_request_id_in_its_body_takes_the_one_in_the_headers(server) -> None:
+    # Graph puts request-id in the response headers and, usually, in error.innerError too
+    # (learn.microsoft.com/graph/errors); a proxy's or gateway's error page has only the header.
+    script, base = server
+    script.answers["/v1.0/organization"] = [(400, {"request-id": "req-9"}, b'{"error": {"code": "BadRequest"}}')]
+    script.answers["/v1.0/users"] = [(503, {"request-id": "req-5"}, b"<html>Service Unavailable</html>")]
+    client = client_for(base, max_attempts=1)
+    with pytest.raises(GraphError) as bad:
+        client.get("/organization")
+    with pytest.raises(GraphError) as down:
+        client.get("/users")
+    assert (bad.value.code, bad.value.request_id) == ("BadRequest", "req-9")
+    assert (down.value.status, down.value.request_id) == (503, "req-5")
+
+
+def test_a_retry_after_date_is_read_against_the_clients_own_clock(server) -> None:
+    # Retry-After may be an HTTP-date (RFC 9110, section 10.2.3); the client compares it with the wall
+    # clock it was given, so a test (or a machine with a skewed clock source) gets the same wait.
+    script, base = server
+    now = 1_800_000_000.0
+    when = email.utils.formatdate(now + 30, usegmt=True)
+    script.answers["/v1.0/organization"] = [(429, {"Retry-After": when}, b"{}"), (200, {}, b'{"id": "o"}')]
+    waits: list[float] = []
+    assert client_for(base, waits, wall=lambda: now).get("/organization") == {"id": "o"}
+    assert waits == [30.0]
