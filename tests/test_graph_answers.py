@@ -217,6 +217,9 @@ def test_a_retry_after_date_is_read_against_the_clients_own_clock(server) -> Non
     now = 1_800_000_000.0
     when = email.utils.formatdate(now + 30, usegmt=True)
     script.answers["/v1.0/organization"] = [(429, {"Retry-After": when}, b"{}"), (200, {}, b'{"id": "o"}')]
+    script.answers["/v1.0/domains"] = [(200, {"Retry-After": when}, b"[1]"), (200, {}, b'{"value": []}')]
     waits: list[float] = []
-    assert client_for(base, waits, wall=lambda: now).get("/organization") == {"id": "o"}
-    assert waits == [30.0]
+    client = client_for(base, waits, wall=lambda: now)
+    assert client.get("/organization") == {"id": "o"}
+    assert list(client.iter_pages("/domains")) == [[]]  # an unusable answer's Retry-After is honoured too
+    assert waits == [30.0, 30.0]
