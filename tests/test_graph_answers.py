@@ -223,3 +223,20 @@ def test_a_retry_after_date_is_read_against_the_clients_own_clock(server) -> Non
     assert client.get("/organization") == {"id": "o"}
     assert list(client.iter_pages("/domains")) == [[]]  # an unusable answer's Retry-After is honoured too
     assert waits == [30.0, 30.0]
+
+
+def test_a_sign_in_that_fails_mid_run_fails_the_call_with_the_reason(server) -> None:
+    # The sign-in service can refuse a new token mid-run (secret revoked, service down): that Graph call
+    # fails with the reason, so the tenant is partial, not aborted.
+    from audit.auth import AuthError
+
+    class Revoked(Token):
+        def token(self) -> str:
+            raise AuthError("AADSTS7000222: the client secret has expired")
+
+    _, base = server
+    with pytest.raises(GraphError) as caught:
+        GraphClient(f"{base}/v1.0", Revoked()).get("/organization")
+    error = caught.value
+    assert (error.status, error.code) == (0, "SignInFailed")
+    assert error.message == "a new access token could not be obtained: AADSTS7000222: the client secret has expired"
