@@ -160,7 +160,13 @@ def test_records_logged_from_many_threads_never_leave_a_progress_line(monkeypatc
     monkeypatch.setattr(sys, "stderr", tty)  # the console handler's stream is the process's stderr
     handler = logging.StreamHandler(tty)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger().addHandler(handler)  # as audit.logs.setup does: the root's console handler
+    root = logging.getLogger()
+    # Handlers an earlier in-process CLI run left on the root (audit.logs.setup) may hold a stream pytest
+    # has closed since; each record would then print logging's error report here too.
+    stray = [h for h in root.handlers if type(h).__module__ != "_pytest.logging"]
+    for h in stray:
+        root.removeHandler(h)
+    root.addHandler(handler)  # as audit.logs.setup does: the root's console handler
     logger = logging.getLogger("audit.stress")
     logger.setLevel(logging.INFO)
     names = [f"tenant{i}" for i in range(4)]
@@ -180,7 +186,9 @@ def test_records_logged_from_many_threads_never_leave_a_progress_line(monkeypatc
             for thread in threads:
                 thread.join()
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        for h in stray:
+            root.addHandler(h)
     screen = pyte.Screen(100, 800)
     pyte.Stream(screen).feed(tty.getvalue().replace("\n", "\r\n"))  # a terminal's ONLCR
     lines = [line.rstrip() for line in screen.display if line.strip()]
