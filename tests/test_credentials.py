@@ -28,6 +28,7 @@ from audit.graph import GraphClient, GraphError, same_origin
 from audit.session import connect, proxy_url
 from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
+from tests.local_http import serving as running
 from tests.simconfig import secrets_env, sim_toml
 from tests.test_config import SECRET_ENV, base_config, write
 
@@ -127,14 +128,9 @@ def serving(answer: tuple[int, dict[str, str], bytes], context: ssl.SSLContext |
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     scheme = "https" if context is not None else "http"
-    try:
-        yield handler, f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with running(server) as host:
+        yield handler, f"{scheme}://{host}"
 
 
 def test_webhook_redirect_is_not_followed(tls, monkeypatch: pytest.MonkeyPatch, caplog) -> None:

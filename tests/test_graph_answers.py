@@ -11,7 +11,6 @@ byte-order mark (as downloaded from the admin center and Graph alike), and a col
 from __future__ import annotations
 
 import email.utils
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -19,6 +18,7 @@ from urllib.parse import unquote
 import pytest
 
 from audit.graph import GraphClient, GraphError
+from tests.local_http import serving
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -58,14 +58,8 @@ def server() -> Iterator[tuple[Script, str]]:
         def log_message(self, *args) -> None:
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield script, f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as host:
+        yield script, f"http://{host}"
 
 
 class Token:

@@ -30,6 +30,7 @@ from audit.graph import (
     read_ahead,
 )
 from audit.simulator import Limits, Simulator, generate_tenant
+from tests.local_http import serving
 from tests.simconfig import secrets_env, sim_config
 
 # ---- pure helpers ---------------------------------------------------------------------------------
@@ -685,16 +686,10 @@ def test_a_tls_failure_other_than_an_untrusted_certificate_says_the_handshake_fa
     sim = sim_factory([tenant])
     _, token, _ = connect(sim, tenant, monkeypatch)
     plain = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)  # speaks HTTP, not TLS
-    thread = threading.Thread(target=plain.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host = f"127.0.0.1:{plain.server_address[1]}"
+    with serving(plain) as host:
         client = GraphClient(f"https://{host}/v1.0", token, verify=str(sim.ca_path))  # type: ignore[arg-type]
         with pytest.raises(GraphError) as caught:
             client.get("/organization")
-    finally:
-        plain.shutdown()
-        plain.server_close()
     assert (caught.value.code, caught.value.message) == (
         "TLSError",
         f"{host} presented a certificate this machine does not trust (the TLS handshake failed). "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -20,6 +19,7 @@ from audit.models import Dataset, MailboxProbe
 from audit.runner import RunOptions, audit_tenant, audit_tenants
 from audit.simulator import demo_tenants, generate_tenant
 from tests.e2e.tenant_builder import E3, TenantBuilder
+from tests.local_http import serving
 
 # The only words in which a finding may differ between the two paths: where the mailbox answer came from.
 PROBE_WORDING = re.compile(r"mailbox (usage report|probe): [^;]*")
@@ -244,12 +244,8 @@ class _Token:
 @pytest.fixture
 def report_host():
     _ReportHost.seen = []
-    server = HTTPServer(("127.0.0.1", 0), _ReportHost)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(HTTPServer(("127.0.0.1", 0), _ReportHost)) as host:
+        yield f"http://{host}"
 
 
 def test_report_download_is_fetched_without_the_token(report_host):

@@ -13,7 +13,6 @@ import logging
 import random
 import socket
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,7 @@ from audit.models import Finding, RunResult, Severity, TenantResult, TenantStatu
 from audit.report import write_reports
 from audit.simulator import generate_tenant
 from audit.simulator.pki import make_server_pki
+from tests.local_http import serving
 
 CONTOSO = "11111111-1111-1111-1111-111111111111"
 FABRIKAM = "33333333-3333-3333-3333-333333333333"
@@ -465,13 +465,8 @@ def webhook(pki) -> Iterator[tuple[type[Hook], str]]:
     handler = type("TestHook", (Hook,), {"posts": [], "answer": 200})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.socket = pki[1].wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield handler, f"https://127.0.0.1:{server.server_address[1]}/hooks/abc-secret-token"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(server) as host:
+        yield handler, f"https://{host}/hooks/abc-secret-token"
 
 
 def test_webhook_posts_the_summary_line(webhook, pki, monkeypatch) -> None:
