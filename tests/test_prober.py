@@ -89,3 +89,41 @@ def test_a_tenant_without_exchange_online_stops_the_probes_and_says_so(sim_facto
     snapshot, _ = collect(sim_factory, make_config, tmp_path, spec)
     assert not snapshot.probes.ok and "Exchange Online has no organisation" in snapshot.probes.error
     assert snapshot.exchange_online.ok and snapshot.exchange_online.value is False
+
+
+EXCHANGE_STANDARD_PLAN = "9aaf7827-d63c-4b61-89c3-182f06f82e5c"  # EXCHANGE_S_STANDARD
+EXCHANGE_STANDARD_SKU = "4b9405b0-7788-4568-add1-99614e613b69"  # EXCHANGESTANDARD, which carries it
+POWER_BI_PRO_SKU = "f8a1db68-be16-40ed-86d5-cb42ce701560"  # no Exchange plan in the shipped table
+
+
+def test_the_tenants_own_sku_list_decides_whether_the_usage_report_is_trusted(sim_factory, make_config, tmp_path):
+    # The shipped table is Microsoft's product list at one date; a tenant's subscribedSkus says what each
+    # SKU carries today. Here the tenant's POWER_BI_PRO carries EXCHANGE_S_STANDARD (the table's does not),
+    # and the user's other licence switches that plan off. Read with the tenant's list, the mailbox plan is
+    # on, so the user's row in the usage report is trusted; read with the table alone it would look switched
+    # off in every licence, and the user would be probed.
+    spec = generate_tenant("contoso", 40, seed=4)
+    user = next(u for u in spec["users"] if (u.get("mailbox") or {}).get("purpose") == "user" and u["accountEnabled"])
+    user["assignedLicenses"] = [
+        {"skuId": POWER_BI_PRO_SKU, "disabledPlans": []},
+        {"skuId": EXCHANGE_STANDARD_SKU, "disabledPlans": [EXCHANGE_STANDARD_PLAN]},
+    ]
+    user["assignedPlans"] = [
+        {
+            "assignedDateTime": user["createdDateTime"],
+            "capabilityStatus": "Enabled",
+            "service": "exchange",
+            "servicePlanId": EXCHANGE_STANDARD_PLAN,
+        }
+    ]
+    user["licenseAssignmentStates"] = []
+    plan = {"appliesTo": "User", "provisioningStatus": "Success", "servicePlanId": EXCHANGE_STANDARD_PLAN}
+    for sku_id, part, plans in (
+        (POWER_BI_PRO_SKU, "POWER_BI_PRO", [plan]),
+        (EXCHANGE_STANDARD_SKU, "EXCHANGESTANDARD", [plan]),
+    ):
+        spec["subscribed_skus"] = [s for s in spec["subscribed_skus"] if s["skuId"] != sku_id]
+        spec["subscribed_skus"].append({"skuId": sku_id, "skuPartNumber": part, "servicePlans": plans})
+    snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="auto")
+    probe = snapshot.probes.value[user["id"]]
+    assert (probe.outcome, probe.source) == ("mailbox", "usage_report")
