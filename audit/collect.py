@@ -737,8 +737,8 @@ class MailboxProber:
                         break
                     if slots[3]:  # parallel: the order does not matter
                         batch = [(doubtful or ready).popleft() for _ in range(count)]
-                    elif ready:
-                        batch = [ready.popleft() for _ in range(min(BATCH_LIMIT - 1, len(ready)))]
+                    elif ready:  # likely mailboxes first, one doubtful user last (if any is waiting)
+                        batch = [ready.popleft() for _ in range(min(BATCH_LIMIT - bool(doubtful), len(ready)))]
                         batch += [doubtful.popleft()] if doubtful else []
                     else:
                         batch = [doubtful.popleft() for _ in range(count)]

@@ -1,0 +1,187 @@
+"""How the prober packs, re-sends and ends its $batches, against a local server that answers each batch item
+as the test scripts it; the prober, the client and HTTP are the real ones.
+
+Graph's rules the server follows (learn.microsoft.com/graph/json-batching): a batch holds up to 20 requests;
+a request whose `dependsOn` names one that failed is not run and is answered 424 Failed Dependency; each
+item carries its own status and headers, a 429 with its own Retry-After
+(learn.microsoft.com/graph/throttling).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+
+from audit.collect import Collector, MailboxProber, user_from_graph
+from audit.graph import GraphClient, GraphError
+from tests.local_http import serving
+
+EXCHANGE_PLAN = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
+
+
+class Mailboxes:
+    """Answers $batch items: 200 for a user with a mailbox, 404 for one without; `first` scripts the first
+    answer a user's probe gets (e.g. a 429), `whole` the answer to every POST (e.g. a 400)."""
+
+    def __init__(self, without: set[str] = frozenset(), first: dict | None = None, whole: tuple | None = None):
+        self.without, self.first, self.whole = without, dict(first or {}), whole
+        self.batches: list[list[dict]] = []  # the items of each batch, as sent
+        self.runs: dict[str, list[float]] = {}  # user id -> when each of its probes was run (not 424'd)
+        self.lock = threading.Lock()
+
+    def answer(self, requests_: list[dict]) -> list[dict]:
+        with self.lock:
+            self.batches.append(requests_)
+        failed: set[str] = set()
+        out = []
+        for item in requests_:
+            user = item["url"].split("/")[2]
+            if set(item.get("dependsOn") or ()) & failed:
+                out.append({"id": item["id"], "status": 424, "body": {"error": {"code": "FailedDependency"}}})
+                failed.add(item["id"])
+                continue
+            with self.lock:
+                self.runs.setdefault(user, []).append(time.monotonic())
+                scripted = self.first.pop(user, None)
+            if scripted is not None:
+                status, headers = scripted
+                out.append({"id": item["id"], "status": status, "headers": headers, "body": {"error": {}}})
+            elif user in self.without:
+                body = {"error": {"code": "MailboxNotEnabledForRESTAPI", "message": "The mailbox is inactive"}}
+                out.append({"id": item["id"], "status": 404, "body": body})
+            else:
+                out.append({"id": item["id"], "status": 200, "body": {"userPurpose": "user"}})
+            if out[-1]["status"] >= 400:
+                failed.add(item["id"])
+        return out
+
+
+@pytest.fixture
+def graph() -> Iterator[tuple[list[Mailboxes], str]]:
+    script: list[Mailboxes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
+            sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            mailboxes = script[0]
+            if mailboxes.whole is not None:
+                status, body = mailboxes.whole
+            else:
+                status, body = 200, {"responses": mailboxes.answer(sent["requests"])}
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as host:
+        yield script, f"http://{host}/v1.0"
+
+
+class Token:
+    def token(self) -> str:
+        return "token-1"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def user(n: int, mailbox_plan: bool = True) -> dict:
+    plans = [{"servicePlanId": EXCHANGE_PLAN, "service": "exchange", "capabilityStatus": "Enabled"}]
+    return {
+        "id": f"u{n:03}",
+        "userPrincipalName": f"u{n}@contoso.example",
+        "assignedPlans": plans if mailbox_plan else [],
+    }
+
+
+def probe(base: str, users: list[dict], ceiling: int = 4, **client) -> tuple[dict, MailboxProber]:
+    """Probe `users` as one page; with a ceiling of 4 every batch is sequential (each item dependsOn the
+    one before). Fails the test if the prober does not end within 20 s."""
+    graph_client = GraphClient(base, Token(), rng=lambda: 0.5, **client)
+    config = SimpleNamespace(audit=SimpleNamespace(max_outlook_concurrency=ceiling))
+    prober = MailboxProber(Collector(graph_client, SimpleNamespace(name="contoso"), config), None)
+    prober.add([user_from_graph(u) for u in users])
+    prober.listed()
+    done: dict = {}
+
+    def close() -> None:
+        try:
+            done["probes"] = prober.close()
+        except GraphError as err:
+            done["error"] = err
+
+    worker = threading.Thread(target=close, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive(), "the prober never ended"
+    return done, prober
+
+
+def test_sequential_batches_put_likely_mailboxes_first_and_one_doubtful_user_last(graph):
+    # A doubtful user (no Exchange plan) that has no mailbox fails its item, and with it every later item of
+    # a sequential batch (424): so each batch carries at most one, in the last place, and the rest go last.
+    script, base = graph
+    likely = [user(n) for n in range(45)]
+    doubtful = [user(100 + n, mailbox_plan=False) for n in range(5)]
+    script.append(Mailboxes(without={u["id"] for u in doubtful}))
+    done, _ = probe(base, likely[:20] + doubtful + likely[20:])
+    probes = done["probes"]
+    assert {uid for uid, p in probes.items() if p.outcome == "mailbox"} == {u["id"] for u in likely}
+    assert {uid for uid, p in probes.items() if p.outcome == "no_mailbox"} == {u["id"] for u in doubtful}
+    sent = sorted([item["url"].split("/")[2] for item in batch] for batch in script[0].batches)  # 4 at once
+    ids = [u["id"] for u in likely]
+    assert sent[:3] == [ids[:19] + ["u100"], ids[19:38] + ["u101"], ids[38:] + ["u102"]]
+    assert sorted(sent[3:]) == [["u103", "u104"], ["u104"]]  # u104 failed with u103 (424), and went again
+    for batch in script[0].batches:  # every item after the first depends on the one before it
+        assert [item.get("dependsOn") for item in batch] == [None] + [[str(i)] for i in range(len(batch) - 1)]
+
+
+def test_a_batch_of_likely_mailboxes_only_is_full(graph):
+    # Nothing doubtful to end a batch with: 20 likely mailboxes to a batch, Graph's limit, not 19.
+    script, base = graph
+    script.append(Mailboxes())
+    done, _ = probe(base, [user(n) for n in range(45)])
+    assert len(done["probes"]) == 45
+    assert sorted(len(batch) for batch in script[0].batches) == [5, 20, 20]
+
+
+def test_a_refused_probe_waits_out_its_own_retry_after_and_the_prober_then_ends(graph):
+    # The only probe left is refused 429 with Retry-After 1: it goes again no sooner than a second later,
+    # while nothing else is in flight and no other event will wake the prober.
+    script, base = graph
+    script.append(Mailboxes(first={"u000": (429, {"Retry-After": "1"})}))
+    done, prober = probe(base, [user(0)])
+    assert done["probes"]["u000"].outcome == "mailbox"
+    runs = script[0].runs["u000"]
+    assert len(runs) == 2 and runs[1] - runs[0] >= 0.95
+
+
+def test_refused_probes_of_one_batch_go_again_in_order_on_a_coarse_clock(graph):
+    # Items answered 424 in one batch go again at once: on a clock as coarse as Windows' monotonic one
+    # (about 16 ms) they share one instant, and the prober must still tell them apart.
+    script, base = graph
+    script.append(Mailboxes(first={"u000": (503, {"Retry-After": "0"})}))
+    done, _ = probe(base, [user(n) for n in range(6)], clock=lambda: float(int(time.monotonic())))
+    assert sorted(done["probes"]) == [f"u{n:03}" for n in range(6)]
+    assert all(p.outcome == "mailbox" for p in done["probes"].values())
+    assert len(script[0].batches) == 2 and len(script[0].batches[1]) == 6  # all six went again together
+
+
+def test_a_batch_graph_refuses_as_a_whole_ends_the_probes_with_its_error(graph):
+    # A 400 to the POST itself is about the batch, not any mailbox: close() raises it, and no probe is
+    # reported as if it had been answered.
+    script, base = graph
+    script.append(Mailboxes(whole=(400, {"error": {"code": "BadRequest", "message": "Invalid batch payload."}})))
+    done, _ = probe(base, [user(0)])
+    assert "probes" not in done and done["error"].status == 400 and done["error"].code == "BadRequest"
