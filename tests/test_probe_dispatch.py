@@ -23,11 +23,13 @@ from audit.graph import GraphClient, GraphError
 from tests.local_http import serving
 
 EXCHANGE_PLAN = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
+THROTTLED = {"error": {"code": "TooManyRequests", "message": "Please retry again later."}}
+UNAVAILABLE = {"error": {"code": "serviceNotAvailable", "message": "The service is temporarily unavailable."}}
 
 
 class Mailboxes:
     """Answers $batch items: 200 for a user with a mailbox, 404 for one without; `first` scripts the first
-    answer a user's probe gets (e.g. a 429), `whole` the answer to every POST (e.g. a 400)."""
+    answer (status, headers, body) a user's probe gets, `whole` the answer to every POST (e.g. a 400)."""
 
     def __init__(self, without: set[str] = frozenset(), first: dict | None = None, whole: tuple | None = None):
         self.without, self.first, self.whole = without, dict(first or {}), whole
@@ -50,8 +52,8 @@ class Mailboxes:
                 self.runs.setdefault(user, []).append(time.monotonic())
                 scripted = self.first.pop(user, None)
             if scripted is not None:
-                status, headers = scripted
-                out.append({"id": item["id"], "status": status, "headers": headers, "body": {"error": {}}})
+                status, headers, body = scripted
+                out.append({"id": item["id"], "status": status, "headers": headers, "body": body})
             elif user in self.without:
                 body = {"error": {"code": "MailboxNotEnabledForRESTAPI", "message": "The mailbox is inactive"}}
                 out.append({"id": item["id"], "status": 404, "body": body})
@@ -145,6 +147,7 @@ def test_sequential_batches_put_likely_mailboxes_first_and_one_doubtful_user_las
     assert sorted(sent[3:]) == [["u103", "u104"], ["u104"]]  # u104 failed with u103 (424), and went again
     for batch in script[0].batches:  # every item after the first depends on the one before it
         assert [item.get("dependsOn") for item in batch] == [None] + [[str(i)] for i in range(len(batch) - 1)]
+        assert {item["method"] for item in batch} == {"GET"}  # as json-batching writes it
 
 
 def test_a_batch_of_likely_mailboxes_only_is_full(graph):
@@ -160,7 +163,7 @@ def test_a_refused_probe_waits_out_its_own_retry_after_and_the_prober_then_ends(
     # The only probe left is refused 429 with Retry-After 1: it goes again no sooner than a second later,
     # while nothing else is in flight and no other event will wake the prober.
     script, base = graph
-    script.append(Mailboxes(first={"u000": (429, {"Retry-After": "1"})}))
+    script.append(Mailboxes(first={"u000": (429, {"Retry-After": "1"}, THROTTLED)}))
     done, prober = probe(base, [user(0)])
     assert done["probes"]["u000"].outcome == "mailbox"
     runs = script[0].runs["u000"]
@@ -171,7 +174,7 @@ def test_refused_probes_of_one_batch_go_again_in_order_on_a_coarse_clock(graph):
     # Items answered 424 in one batch go again at once: on a clock as coarse as Windows' monotonic one
     # (about 16 ms) they share one instant, and the prober must still tell them apart.
     script, base = graph
-    script.append(Mailboxes(first={"u000": (503, {"Retry-After": "0"})}))
+    script.append(Mailboxes(first={"u000": (503, {"Retry-After": "0"}, UNAVAILABLE)}))
     done, _ = probe(base, [user(n) for n in range(6)], clock=lambda: float(int(time.monotonic())))
     assert sorted(done["probes"]) == [f"u{n:03}" for n in range(6)]
     assert all(p.outcome == "mailbox" for p in done["probes"].values())
@@ -185,3 +188,17 @@ def test_a_batch_graph_refuses_as_a_whole_ends_the_probes_with_its_error(graph):
     script.append(Mailboxes(whole=(400, {"error": {"code": "BadRequest", "message": "Invalid batch payload."}})))
     done, _ = probe(base, [user(0)])
     assert "probes" not in done and done["error"].status == 400 and done["error"].code == "BadRequest"
+
+
+def test_each_refusal_by_the_outlook_cap_is_counted_and_shows_the_batch_mode(graph):
+    # With a ceiling above 4 the first batch is parallel (no dependsOn): it learns whether Graph queues batch
+    # items beyond 4 or refuses them. Three of its six items come back 429 from the cap, worded as Graph
+    # words it ("Application is over its MailboxConcurrency limit.", github.com/alcionai/corso/issues/3695).
+    script, base = graph
+    cap = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
+    refusal = (429, {"Retry-After": "0"}, cap)
+    script.append(Mailboxes(first={"u003": refusal, "u004": refusal, "u005": refusal}))
+    done, prober = probe(base, [user(n) for n in range(6)], ceiling=16)
+    assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 6
+    assert all("dependsOn" not in item for item in script[0].batches[0])
+    assert (prober.limiter.refusals, prober.limiter.batch_mode) == (3, "refuse")
