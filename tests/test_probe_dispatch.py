@@ -186,8 +186,9 @@ def test_a_batch_graph_refuses_as_a_whole_ends_the_probes_with_its_error(graph):
     # reported as if it had been answered.
     script, base = graph
     script.append(Mailboxes(whole=(400, {"error": {"code": "BadRequest", "message": "Invalid batch payload."}})))
-    done, _ = probe(base, [user(0)])
+    done, prober = probe(base, [user(0)])
     assert "probes" not in done and done["error"].status == 400 and done["error"].code == "BadRequest"
+    assert (prober.limiter.refusals, prober.limiter.in_use) == (0, 0)  # nothing learnt about the cap; slots back
 
 
 def test_each_refusal_by_the_outlook_cap_is_counted_and_shows_the_batch_mode(graph):
