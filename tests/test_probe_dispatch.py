@@ -151,12 +151,13 @@ def test_sequential_batches_put_likely_mailboxes_first_and_one_doubtful_user_las
 
 
 def test_a_batch_of_likely_mailboxes_only_is_full(graph):
-    # Nothing doubtful to end a batch with: 20 likely mailboxes to a batch, Graph's limit, not 19.
+    # Nothing doubtful to end a batch with: 20 likely mailboxes to a batch, Graph's limit, not 19. Six batches
+    # and 4 slots: the last two wait for a slot to come back.
     script, base = graph
     script.append(Mailboxes())
-    done, _ = probe(base, [user(n) for n in range(45)])
-    assert len(done["probes"]) == 45
-    assert sorted(len(batch) for batch in script[0].batches) == [5, 20, 20]
+    done, _ = probe(base, [user(n) for n in range(105)])
+    assert len(done["probes"]) == 105
+    assert sorted(len(batch) for batch in script[0].batches) == [5, 20, 20, 20, 20, 20]
 
 
 def test_a_refused_probe_waits_out_its_own_retry_after_and_the_prober_then_ends(graph):
