@@ -80,15 +80,23 @@ def test_what_the_probe_workers_log_names_the_tenant(sim_factory, make_config, t
     assert records and all(r.get("tenant") == "contoso" and r.get("phase") == "collect" for r in records)
 
 
-def test_a_tenant_without_exchange_online_stops_the_probes_and_says_so(sim_factory, make_config, tmp_path) -> None:
+def test_a_tenant_without_exchange_online_stops_the_probes_and_says_so(
+    sim_factory, make_config, tmp_path, caplog
+) -> None:
     # Graph answers mailbox calls of a tenant with no Exchange Online organisation 401
     # OrganizationFromTenantGuidNotFound, "The tenant for tenant guid '...' does not exist." (public reports:
     # python-o365 issue 757 on /users/{id}/mailFolders, msgraph-sdk-dotnet issue 1920, azure-docs issue
     # 32957): nothing about any mailbox, so the probes end and the tenant-wide answer is "no Exchange Online".
     spec = {**generate_tenant("contoso", 60, seed=2), "exchange_online": False}
     snapshot, _ = collect(sim_factory, make_config, tmp_path, spec)
-    assert not snapshot.probes.ok and "Exchange Online has no organisation" in snapshot.probes.error
+    assert not snapshot.probes.ok and snapshot.probes.error == (
+        "Exchange Online has no organisation for this tenant (Graph 401 OrganizationFromTenantGuidNotFound), so "
+        "no mailbox can be probed or remediated (see tenant-no-exchange-online)"
+    )
     assert snapshot.exchange_online.ok and snapshot.exchange_online.value is False
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "Exchange Online" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("contoso: Exchange Online has no organisation for this tenant (")
+    assert "OrganizationFromTenantGuidNotFound" in said[0]
 
 
 EXCHANGE_STANDARD_PLAN = "9aaf7827-d63c-4b61-89c3-182f06f82e5c"  # EXCHANGE_S_STANDARD
