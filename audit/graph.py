@@ -296,7 +296,7 @@ class OutlookLimiter:
         self.accepted = 0  # the highest level a batch taking the last slot came back from unrefused
         self.settled = False  # a refusal was seen (or the ceiling reached): the level never grows again
         self.batch_mode: str | None = None  # "queue" | "refuse", once a batch has shown it
-        self.refusals = 0  # 429s from the cap, learning included
+        self.refusals = 0  # 429s from the cap (not those of the batch that showed a refusing batch mode)
         self.in_use = 0
         self._testing = False
         self._lock = threading.Lock()
@@ -342,12 +342,12 @@ class OutlookLimiter:
         taken, full, level, _ = slots
         with self._lock:
             self.in_use -= taken
-            self.refusals += refused
             if self._testing:
                 self._testing = False
                 if items > taken:  # only a batch larger than the slots it holds shows the mode
                     self.batch_mode = "refuse" if refused else "queue"
                     refused = 0  # items a refusing batch could not run say nothing about the cap
+            self.refusals += refused
             if refused and level > self.limit:
                 pass  # sent under a level already given up: this refusal was answered
             elif refused and not self.settled:

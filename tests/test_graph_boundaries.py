@@ -320,8 +320,9 @@ def test_the_limiter_says_what_it_learnt(mode: str | None, text: str) -> None:
     assert limiter.batch_mode == mode
     assert limiter.describe().startswith(f"up to {limiter.limit} Outlook probes in flight (")
     assert limiter.describe().endswith(f"); {text}")
-    if mode != "refuse":  # a refusing batch's refusals are counted (see the README)
-        assert limiter.describe() == f"up to {limiter.limit} Outlook probes in flight (Graph refused none); {text}"
+    # The items a refusing batch could not run show the batch mode, not the cap: no refusal by the cap yet.
+    assert limiter.describe() == f"up to {limiter.limit} Outlook probes in flight (Graph refused none); {text}"
+    assert limiter.refusals == 0
 
 
 def test_the_limiter_names_the_ceiling_once_it_reached_it() -> None:

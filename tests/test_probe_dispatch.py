@@ -192,15 +192,33 @@ def test_a_batch_graph_refuses_as_a_whole_ends_the_probes_with_its_error(graph):
     assert (prober.limiter.refusals, prober.limiter.in_use) == (0, 0)  # nothing learnt about the cap; slots back
 
 
-def test_each_refusal_by_the_outlook_cap_is_counted_and_shows_the_batch_mode(graph):
-    # With a ceiling above 4 the first batch is parallel (no dependsOn): it learns whether Graph queues batch
-    # items beyond 4 or refuses them. Three of its six items come back 429 from the cap, worded as Graph
-    # words it ("Application is over its MailboxConcurrency limit.", github.com/alcionai/corso/issues/3695).
+def test_each_refusal_by_the_outlook_cap_is_counted_and_only_those(graph):
+    # With a ceiling above 4 batches are parallel (no dependsOn) while the cap is learnt. The first, of 20,
+    # comes back whole: Graph queues batch items beyond 4, and one batch more may go. Three items of the next
+    # come back 429 from the cap, worded as Graph words it ("Application is over its MailboxConcurrency
+    # limit.", github.com/alcionai/corso/issues/3695): three refusals, and back to the 4 Graph accepted.
     script, base = graph
     cap = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
     refusal = (429, {"Retry-After": "0"}, cap)
-    script.append(Mailboxes(first={"u003": refusal, "u004": refusal, "u005": refusal}))
+    script.append(Mailboxes(first={"u020": refusal, "u021": refusal, "u022": refusal}))
+    done, prober = probe(base, [user(n) for n in range(26)], ceiling=16)
+    assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 26
+    assert [len(b) for b in script[0].batches[:2]] == [20, 6]
+    assert all("dependsOn" not in item for batch in script[0].batches[:2] for item in batch)
+    limiter = prober.limiter
+    assert (limiter.refusals, limiter.batch_mode, limiter.limit, limiter.settled) == (3, "queue", 4, True)
+    assert "(Graph refused more than 4 at once)" in limiter.describe()
+
+
+def test_items_a_refusing_batch_could_not_run_count_as_no_refusal_by_the_cap(graph):
+    # Where Graph answers 429 to the items of one $batch beyond the 4 it runs at once (older throttling
+    # pages), the first batch of more than 4 shows it: those 429s say how Graph runs batches, not that the
+    # cap was passed, and the log must not say Graph refused more than some number at once.
+    script, base = graph
+    cap = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
+    refusal = (429, {"Retry-After": "0"}, cap)
+    script.append(Mailboxes(first={"u004": refusal, "u005": refusal}))
     done, prober = probe(base, [user(n) for n in range(6)], ceiling=16)
     assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 6
-    assert all("dependsOn" not in item for item in script[0].batches[0])
-    assert (prober.limiter.refusals, prober.limiter.batch_mode) == (3, "refuse")
+    assert (prober.limiter.refusals, prober.limiter.batch_mode) == (0, "refuse")
+    assert "Graph refused none" in prober.limiter.describe()
