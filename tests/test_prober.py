@@ -135,3 +135,57 @@ def test_the_tenants_own_sku_list_decides_whether_the_usage_report_is_trusted(si
     snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="auto")
     probe = snapshot.probes.value[user["id"]]
     assert (probe.outcome, probe.source) == ("mailbox", "usage_report")
+
+
+def test_probes_cut_off_by_a_failed_sign_in_leave_the_mailboxes_unread_with_the_reason(
+    sim_factory, make_config, tmp_path, caplog
+) -> None:
+    # The sign-in service refuses a new token while the probes run (a secret revoked mid-run): the $batch
+    # fails as a whole, so the mailboxes were not read, which the report and the log say; the directory
+    # data read before still counts.
+    from audit.auth import AuthError
+
+    spec = generate_tenant("contoso", 30, seed=6)
+    sim = sim_factory([spec])
+    config = make_config(sim, [spec], tmp_path)
+    tenant = config.tenants[0]
+    provider, client = connect(tenant, config.audit)
+    signed_in = client.token
+
+    class GoneForProbes:
+        def token(self) -> str:
+            if threading.current_thread().name.startswith("probe_"):
+                raise AuthError("AADSTS7000222: the client secret has expired")
+            return signed_in.token()
+
+        def invalidate(self) -> None:
+            signed_in.invalidate()
+
+    client.token = GoneForProbes()
+    snapshot = collect_tenant(client, tenant, config, probe="all", audit_roles=provider.roles())
+    reason = "0 SignInFailed: a new access token could not be obtained: AADSTS7000222: the client secret has expired"
+    assert snapshot.users.ok and len(snapshot.users.value) == 30
+    assert snapshot.probes.error == f"Graph failed while reading mailboxes: {reason} (request-id None)"
+    assert snapshot.exchange_online.error == snapshot.probes.error
+    assert f"mailboxes: {reason} (request-id None)" in snapshot.problems
+    said = [r.getMessage() for r in caplog.records if "could not read mailboxes" in r.getMessage()]
+    assert said == [f"contoso: could not read mailboxes: {reason} (request-id None)"]
+
+
+def test_a_tenant_whose_probes_are_all_refused_does_not_say_whether_exchange_online_serves_it(
+    sim_factory, make_config, tmp_path
+) -> None:
+    # Without MailboxSettings.Read every probe is answered 403 ErrorAccessDenied (as Exchange answers an app
+    # without the permission): nothing shows whether Exchange Online serves the tenant. With the usage report
+    # (auto) the mailboxes it lists show that it does.
+    spec = generate_tenant("contoso", 30, seed=6)
+    spec["clients"][0]["roles"] = [r for r in spec["clients"][0]["roles"] if r != "MailboxSettings.Read"]
+    snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="all")
+    assert snapshot.probes.ok and {p.outcome for p in snapshot.probes.value.values()} == {"access_denied"}
+    assert not snapshot.exchange_online.ok and snapshot.exchange_online.error == (
+        "no mailbox probe was answered (none was needed, or every one was refused or failed), so whether "
+        "Exchange Online serves this tenant is not known"
+    )
+    snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="auto")
+    assert snapshot.exchange_online.ok and snapshot.exchange_online.value is True
+    assert any(p.source == "usage_report" and p.outcome == "mailbox" for p in snapshot.probes.value.values())
