@@ -32,6 +32,7 @@ from requests.adapters import HTTPAdapter
 
 from audit.clouds import CLOUDS
 from audit.config import GUID_RE, TenantConfig
+from audit.graph import tls_failure
 from audit.logs import register_secret
 
 log = logging.getLogger("audit")
@@ -421,11 +422,7 @@ class TokenProvider:
         """Turn an exception raised inside msal or requests into an AuthError with a clear message."""
         host = self.host
         if isinstance(exc, requests.exceptions.SSLError):
-            what = (
-                f"the sign-in service at {host} presented a certificate this machine does not trust. "
-                "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
-            )
-            return AuthError(self._message(None, what))
+            return AuthError(self._message(None, tls_failure(f"the sign-in service at {host}", exc)))
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
             what = f"the sign-in service at {host} answered HTTP {exc.response.status_code}. Try again later"
             return AuthError(self._message(aadsts_code(exc.response.text), what))

@@ -237,6 +237,25 @@ def request_class(path: str) -> str:
     return "directory"
 
 
+def tls_failure(host: str, exc: Exception) -> str:
+    # `host`: the host and port, or a longer name of the other end ("the sign-in service at ...").
+    """What a failed TLS handshake means: an untrusted certificate (often a TLS-inspecting proxy), or not
+    TLS at all (a plain-HTTP port, a proxy that breaks it)."""
+    text = str(exc)
+    untrusted = re.search(r"certificate verify failed[^'\")(]*", text)
+    if untrusted:
+        return (
+            f"{host} presented a certificate this machine does not trust ({untrusted.group(0).strip()}). "
+            "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
+        )
+    ssl = re.search(r"\[SSL: \w+\][^'\")(]*", text)
+    reason = ssl.group(0).strip() if ssl else type(exc).__name__
+    return (
+        f"the TLS handshake with {host} failed ({reason}); check that this address speaks HTTPS and that no "
+        "proxy in between breaks TLS"
+    )
+
+
 def read_ahead(pages: Iterator[list[dict]]) -> Iterator[list[dict]]:
     """The pages of `pages`, the next one fetched in a thread of its own while the caller works on this one.
 
@@ -621,14 +640,8 @@ class GraphClient:
                     allow_redirects=want != "redirect",
                 )
             except requests.exceptions.SSLError as exc:
-                found = re.search(r"certificate verify failed[^'\")(]*", str(exc))
-                reason = found.group(0).strip() if found else "the TLS handshake failed"
                 host = urlsplit(url).netloc.rpartition("@")[2]
-                message = (
-                    f"{host} presented a certificate this machine does not trust ({reason}). "
-                    "If a TLS-inspecting proxy is in the way, set audit.ca_bundle to its CA certificates"
-                )
-                raise GraphError(0, "TLSError", message) from exc
+                raise GraphError(0, "TLSError", tls_failure(host, exc)) from exc
             except CONNECTION_ERRORS as exc:
                 log.debug("%s %s failed: %s (attempt %d)", method, path, type(exc).__name__, attempt)
                 # requests names the whole URL in its text: for a download, name only the host and the error.
