@@ -222,3 +222,13 @@ def test_items_a_refusing_batch_could_not_run_count_as_no_refusal_by_the_cap(gra
     assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 6
     assert (prober.limiter.refusals, prober.limiter.batch_mode) == (0, "refuse")
     assert "Graph refused none" in prober.limiter.describe()
+
+
+def test_a_probe_answered_200_without_any_setting_is_asked_again(graph):
+    # A 200 whose body holds no setting (only OData annotations, or nothing) is no answer about the mailbox,
+    # as a proxy or a garbling gateway may send: the probe goes again and the next answer counts.
+    script, base = graph
+    empty = (200, {}, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('u000')/mailboxSettings"})
+    script.append(Mailboxes(first={"u000": empty}))
+    done, _ = probe(base, [user(0)])
+    assert done["probes"]["u000"].outcome == "mailbox" and len(script[0].runs["u000"]) == 2
