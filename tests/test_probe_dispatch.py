@@ -29,10 +29,18 @@ UNAVAILABLE = {"error": {"code": "serviceNotAvailable", "message": "The service 
 
 class Mailboxes:
     """Answers $batch items: 200 for a user with a mailbox, 404 for one without; `first` scripts the first
-    answer (status, headers, body) a user's probe gets, `whole` the answer to every POST (e.g. a 400)."""
+    answer (status, headers, body) a user's probe gets, `always` every answer, `whole` the answer to every
+    POST (e.g. a 400); the first `drops` POSTs get no answer at all."""
 
-    def __init__(self, without: set[str] = frozenset(), first: dict | None = None, whole: tuple | None = None):
-        self.without, self.first, self.whole = without, dict(first or {}), whole
+    def __init__(
+        self,
+        without: set[str] = frozenset(),
+        first: dict | None = None,
+        whole: tuple | None = None,
+        always: tuple | None = None,
+        drops: int = 0,
+    ):
+        self.without, self.first, self.whole, self.always, self.drops = without, dict(first or {}), whole, always, drops
         self.batches: list[list[dict]] = []  # the items of each batch, as sent
         self.runs: dict[str, list[float]] = {}  # user id -> when each of its probes was run (not 424'd)
         self.lock = threading.Lock()
@@ -50,7 +58,7 @@ class Mailboxes:
                 continue
             with self.lock:
                 self.runs.setdefault(user, []).append(time.monotonic())
-                scripted = self.first.pop(user, None)
+                scripted = self.first.pop(user, None) or self.always
             if scripted is not None:
                 status, headers, body = scripted
                 out.append({"id": item["id"], "status": status, "headers": headers, "body": body})
@@ -72,6 +80,10 @@ def graph() -> Iterator[tuple[list[Mailboxes], str]]:
         def do_POST(self) -> None:  # noqa: N802 - http.server's hook name
             sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             mailboxes = script[0]
+            if mailboxes.drops:  # the connection closes with no answer, as a broken network does
+                mailboxes.drops -= 1
+                self.close_connection = True
+                return
             if mailboxes.whole is not None:
                 status, body = mailboxes.whole
             else:
@@ -232,3 +244,24 @@ def test_a_probe_answered_200_without_any_setting_is_asked_again(graph):
     script.append(Mailboxes(first={"u000": empty}))
     done, _ = probe(base, [user(0)])
     assert done["probes"]["u000"].outcome == "mailbox" and len(script[0].runs["u000"]) == 2
+
+
+@pytest.mark.parametrize("max_attempts", [1, 2, 3])
+def test_a_probe_that_keeps_failing_is_sent_twice_the_clients_attempts_then_reported_failed(graph, max_attempts):
+    # The prober gives each probe twice the client's attempts (see _settle_item): with 17% of calls faulted,
+    # six in a row would otherwise leave one mailbox in ~40,000 unassessed.
+    script, base = graph
+    script.append(Mailboxes(always=(503, {"Retry-After": "0"}, UNAVAILABLE)))
+    done, _ = probe(base, [user(0)], max_attempts=max_attempts)
+    assert done["probes"]["u000"].outcome == "failed"
+    assert len(script[0].runs["u000"]) == 2 * max_attempts
+
+
+def test_a_batch_lost_to_a_dropped_connection_is_sent_again(graph):
+    # The client gives up on the POST after its attempts (here 1) and hands each item status 0; the prober
+    # sends those probes again.
+    script, base = graph
+    script.append(Mailboxes(drops=1))
+    done, _ = probe(base, [user(0), user(1)], max_attempts=1)
+    assert {p.outcome for p in done["probes"].values()} == {"mailbox"} and len(done["probes"]) == 2
+    assert len(script[0].batches) == 1  # the dropped POST was never answered, so never recorded
