@@ -265,3 +265,11 @@ def test_a_batch_lost_to_a_dropped_connection_is_sent_again(graph):
     done, _ = probe(base, [user(0), user(1)], max_attempts=1)
     assert {p.outcome for p in done["probes"].values()} == {"mailbox"} and len(done["probes"]) == 2
     assert len(script[0].batches) == 1  # the dropped POST was never answered, so never recorded
+
+
+def test_a_probe_answered_200_without_settings_to_the_last_attempt_is_reported_failed(graph):
+    script, base = graph
+    script.append(Mailboxes(always=(200, {}, {})))
+    done, _ = probe(base, [user(0)], max_attempts=1)
+    assert (done["probes"]["u000"].outcome, done["probes"]["u000"].code) == ("failed", "InvalidResponse")
+    assert len(script[0].runs["u000"]) == 2

@@ -189,3 +189,19 @@ def test_a_tenant_whose_probes_are_all_refused_does_not_say_whether_exchange_onl
     snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="auto")
     assert snapshot.exchange_online.ok and snapshot.exchange_online.value is True
     assert any(p.source == "usage_report" and p.outcome == "mailbox" for p in snapshot.probes.value.values())
+
+
+@pytest.mark.parametrize("mailboxes", [True, False])
+def test_exchange_online_answering_about_any_mailbox_shows_it_serves_the_tenant(
+    sim_factory, make_config, tmp_path, mailboxes
+) -> None:
+    # A probe answered 200 (settings) or 404 (no such mailbox) is Exchange Online speaking for the tenant;
+    # without the usage report (probe all) that is the only evidence, and a 404 is as good as a mailbox.
+    spec = generate_tenant("contoso", 30, seed=6)
+    if not mailboxes:
+        for user in spec["users"]:
+            user["mailbox"] = None
+    snapshot, _ = collect(sim_factory, make_config, tmp_path, spec, probe="all")
+    outcomes = {p.outcome for p in snapshot.probes.value.values()}
+    assert outcomes == ({"mailbox", "no_mailbox"} if mailboxes else {"no_mailbox"})
+    assert snapshot.exchange_online.ok and snapshot.exchange_online.value is True
