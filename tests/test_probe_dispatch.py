@@ -273,3 +273,11 @@ def test_a_probe_answered_200_without_settings_to_the_last_attempt_is_reported_f
     done, _ = probe(base, [user(0)], max_attempts=1)
     assert (done["probes"]["u000"].outcome, done["probes"]["u000"].code) == ("failed", "InvalidResponse")
     assert len(script[0].runs["u000"]) == 2
+
+
+def test_an_error_answer_without_a_code_is_named_by_its_status(graph):
+    # An item's error body may lack its code (a gateway's bare 404): the probe then carries the status.
+    script, base = graph
+    script.append(Mailboxes(first={"u000": (404, {}, {})}))
+    done, _ = probe(base, [user(0)])
+    assert done["probes"]["u000"].code == "404"
