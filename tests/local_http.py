@@ -17,3 +17,16 @@ def serving(server: HTTPServer) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class StaticToken:
+    """A token source for GraphClient that always hands out the same access token; these servers check none."""
+
+    def __init__(self, value: str = "token-1") -> None:
+        self.value = value
+
+    def token(self) -> str:
+        return self.value
+
+    def invalidate(self) -> None:
+        pass

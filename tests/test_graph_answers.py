@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import pytest
 
 from audit.graph import GraphClient, GraphError
-from tests.local_http import serving
+from tests.local_http import StaticToken, serving
 
 Answer = tuple[int, dict[str, str], bytes]
 
@@ -62,17 +62,9 @@ def server() -> Iterator[tuple[Script, str]]:
         yield script, f"http://{host}"
 
 
-class Token:
-    def token(self) -> str:
-        return "token-1"
-
-    def invalidate(self) -> None:
-        pass
-
-
 def client_for(base: str, waits: list[float] | None = None, **options) -> GraphClient:
     record = waits if waits is not None else []
-    return GraphClient(f"{base}/v1.0", Token(), sleep=record.append, rng=lambda: 0.5, **options)
+    return GraphClient(f"{base}/v1.0", StaticToken(), sleep=record.append, rng=lambda: 0.5, **options)
 
 
 REPORT = "/reports/getMailboxUsageDetail(period='D7')"
@@ -224,7 +216,7 @@ def test_a_sign_in_that_fails_mid_run_fails_the_call_with_the_reason(server) -> 
     # fails with the reason, so the tenant is partial, not aborted.
     from audit.auth import AuthError
 
-    class Revoked(Token):
+    class Revoked(StaticToken):
         def token(self) -> str:
             raise AuthError("AADSTS7000222: the client secret has expired")
 

@@ -19,7 +19,7 @@ from audit.models import Dataset, MailboxProbe
 from audit.runner import RunOptions, audit_tenant, audit_tenants
 from audit.simulator import demo_tenants, generate_tenant
 from tests.e2e.tenant_builder import E3, TenantBuilder
-from tests.local_http import serving
+from tests.local_http import StaticToken, serving
 
 # The only words in which a finding may differ between the two paths: where the mailbox answer came from.
 PROBE_WORDING = re.compile(r"mailbox (usage report|probe): [^;]*")
@@ -233,14 +233,6 @@ class _ReportHost(BaseHTTPRequestHandler):
         pass
 
 
-class _Token:
-    def token(self) -> str:
-        return "secret-token"
-
-    def invalidate(self) -> None:
-        pass
-
-
 @pytest.fixture
 def report_host():
     _ReportHost.seen = []
@@ -249,7 +241,7 @@ def report_host():
 
 
 def test_report_download_is_fetched_without_the_token(report_host):
-    client = GraphClient(f"{report_host}/v1.0", _Token())
+    client = GraphClient(f"{report_host}/v1.0", StaticToken("secret-token"))
     text = client.get_report("/reports/getMailboxUsageDetail(period='D7')")
     assert text.startswith("Report Refresh Date,User Principal Name")
     assert _ReportHost.seen == [

@@ -20,7 +20,7 @@ import pytest
 
 from audit.collect import Collector, MailboxProber, user_from_graph
 from audit.graph import GraphClient, GraphError
-from tests.local_http import serving
+from tests.local_http import StaticToken, serving
 
 EXCHANGE_PLAN = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
 THROTTLED = {"error": {"code": "TooManyRequests", "message": "Please retry again later."}}
@@ -102,14 +102,6 @@ def graph() -> Iterator[tuple[list[Mailboxes], str]]:
         yield script, f"http://{host}/v1.0"
 
 
-class Token:
-    def token(self) -> str:
-        return "token-1"
-
-    def invalidate(self) -> None:
-        pass
-
-
 def user(n: int, mailbox_plan: bool = True) -> dict:
     plans = [{"servicePlanId": EXCHANGE_PLAN, "service": "exchange", "capabilityStatus": "Enabled"}]
     return {
@@ -122,7 +114,7 @@ def user(n: int, mailbox_plan: bool = True) -> dict:
 def probe(base: str, users: list[dict], ceiling: int = 4, **client) -> tuple[dict, MailboxProber]:
     """Probe `users` as one page; with a ceiling of 4 every batch is sequential (each item dependsOn the
     one before). Fails the test if the prober does not end within 20 s."""
-    graph_client = GraphClient(base, Token(), rng=lambda: 0.5, **client)
+    graph_client = GraphClient(base, StaticToken(), rng=lambda: 0.5, **client)
     config = SimpleNamespace(audit=SimpleNamespace(max_outlook_concurrency=ceiling))
     prober = MailboxProber(Collector(graph_client, SimpleNamespace(name="contoso"), config), None)
     prober.add([user_from_graph(u) for u in users])
