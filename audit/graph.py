@@ -238,9 +238,9 @@ def request_class(path: str) -> str:
 
 
 def tls_failure(host: str, exc: Exception) -> str:
-    # `host`: the host and port, or a longer name of the other end ("the sign-in service at ...").
     """What a failed TLS handshake means: an untrusted certificate (often a TLS-inspecting proxy), or not
-    TLS at all (a plain-HTTP port, a proxy that breaks it)."""
+    TLS at all (a plain-HTTP port, a proxy that breaks it). `host`: the host and port, or a longer name of
+    the other end ("the sign-in service at ...")."""
     text = str(exc)
     untrusted = re.search(r"certificate verify failed[^'\")(]*", text)
     if untrusted:
