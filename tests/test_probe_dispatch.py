@@ -25,6 +25,9 @@ from tests.local_http import StaticToken, serving
 EXCHANGE_PLAN = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
 THROTTLED = {"error": {"code": "TooManyRequests", "message": "Please retry again later."}}
 UNAVAILABLE = {"error": {"code": "serviceNotAvailable", "message": "The service is temporarily unavailable."}}
+# A 429 from Outlook's concurrency cap, worded as Graph words it (github.com/alcionai/corso/issues/3695).
+CAP = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
+CAP_REFUSAL = (429, {"Retry-After": "0"}, CAP)
 
 
 class Mailboxes:
@@ -202,9 +205,7 @@ def test_each_refusal_by_the_outlook_cap_is_counted_and_only_those(graph):
     # come back 429 from the cap, worded as Graph words it ("Application is over its MailboxConcurrency
     # limit.", github.com/alcionai/corso/issues/3695): three refusals, and back to the 4 Graph accepted.
     script, base = graph
-    cap = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
-    refusal = (429, {"Retry-After": "0"}, cap)
-    script.append(Mailboxes(first={"u020": refusal, "u021": refusal, "u022": refusal}))
+    script.append(Mailboxes(first={"u020": CAP_REFUSAL, "u021": CAP_REFUSAL, "u022": CAP_REFUSAL}))
     done, prober = probe(base, [user(n) for n in range(26)], ceiling=16)
     assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 26
     assert [len(b) for b in script[0].batches[:2]] == [20, 6]
@@ -219,9 +220,7 @@ def test_items_a_refusing_batch_could_not_run_count_as_no_refusal_by_the_cap(gra
     # pages), the first batch of more than 4 shows it: those 429s say how Graph runs batches, not that the
     # cap was passed, and the log must not say Graph refused more than some number at once.
     script, base = graph
-    cap = {"error": {"code": "ApplicationThrottled", "message": "Application is over its MailboxConcurrency limit."}}
-    refusal = (429, {"Retry-After": "0"}, cap)
-    script.append(Mailboxes(first={"u004": refusal, "u005": refusal}))
+    script.append(Mailboxes(first={"u004": CAP_REFUSAL, "u005": CAP_REFUSAL}))
     done, prober = probe(base, [user(n) for n in range(6)], ceiling=16)
     assert all(p.outcome == "mailbox" for p in done["probes"].values()) and len(done["probes"]) == 6
     assert (prober.limiter.refusals, prober.limiter.batch_mode) == (0, "refuse")
