@@ -459,12 +459,12 @@ class GraphClient:
             return answer  # answered directly, without a redirect
         return self._call("GET", answer, want="text", auth=False)
 
-    def iter_pages(self, path: str, params: dict | None = None, headers: dict | None = None) -> Iterator[list[dict]]:
+    def iter_pages(self, path: str, params: dict | None = None) -> Iterator[list[dict]]:
         """Yield each page's `value`; the next page is exactly the `@odata.nextLink` Graph gave."""
         url: str | None = path
         page_params = params
         while url:
-            page = self._call("GET", url, params=page_params, headers=headers, want="collection")
+            page = self._call("GET", url, params=page_params, want="collection")
             yield page["value"]
             link = page.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
@@ -479,8 +479,8 @@ class GraphClient:
                     "it was not followed, so the access token was not sent there",
                 )
 
-    def post(self, path: str, body: dict, headers: dict | None = None) -> dict | None:
-        return self._call("POST", path, json_body=body, headers=headers, want="optional")
+    def post(self, path: str, body: dict) -> dict | None:
+        return self._call("POST", path, json_body=body, want="optional")
 
     def close(self) -> None:
         self.session.close()
