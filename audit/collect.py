@@ -35,6 +35,7 @@ from audit.graph import (
     backoff_delay,
     is_concurrency_refusal,
     odata_string,
+    parse_error,
     parse_retry_after,
     read_ahead,
 )
@@ -824,7 +825,7 @@ class MailboxProber:
             wait = parse_retry_after(answer.header("Retry-After"), client.wall())
             return backoff_delay(target.attempts, client.rng) if wait is None else wait
         if status == 401:
-            raise answer.error() or GraphError(401, "HTTP401", "no mailbox could be probed")  # not about this mailbox
+            raise parse_error(status, body, answer.headers)  # the token was refused: not about this mailbox
         self.answered = self.answered or status == 404 or settings  # Exchange answered about this mailbox
         if status == 200:
             self._out[target.user.id] = (

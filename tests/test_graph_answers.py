@@ -11,6 +11,7 @@ byte-order mark (as downloaded from the admin center and Graph alike), and a col
 from __future__ import annotations
 
 import email.utils
+import json
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -204,11 +205,15 @@ def test_a_retry_after_date_is_read_against_the_clients_own_clock(server) -> Non
     when = email.utils.formatdate(now + 30, usegmt=True)
     script.answers["/v1.0/organization"] = [(429, {"Retry-After": when}, b"{}"), (200, {}, b'{"id": "o"}')]
     script.answers["/v1.0/domains"] = [(200, {"Retry-After": when}, b"[1]"), (200, {}, b'{"value": []}')]
+    item = {"id": "1", "status": 429, "headers": {"Retry-After": when}, "body": {}}
+    done = {"id": "1", "status": 200, "body": {"userPurpose": "user"}}
+    script.answers["/v1.0/$batch"] = [(200, {}, json.dumps({"responses": [r]}).encode()) for r in (item, done)]
     waits: list[float] = []
     client = client_for(base, waits, wall=lambda: now)
     assert client.get("/organization") == {"id": "o"}
     assert list(client.iter_pages("/domains")) == [[]]  # an unusable answer's Retry-After is honoured too
-    assert waits == [30.0, 30.0]
+    assert client.batch([{"id": "1", "method": "GET", "url": "/users/u1/mailboxSettings"}])["1"].status == 200
+    assert waits == [30.0, 30.0, 30.0]  # a batch item's own Retry-After as well
 
 
 def test_a_sign_in_that_fails_mid_run_fails_the_call_with_the_reason(server) -> None:

@@ -9,6 +9,7 @@ item carries its own status and headers, a 429 with its own Retry-After
 
 from __future__ import annotations
 
+import email.utils
 import json
 import threading
 import time
@@ -176,6 +177,31 @@ def test_a_refused_probe_waits_out_its_own_retry_after_and_the_prober_then_ends(
     assert done["probes"]["u000"].outcome == "mailbox"
     runs = script[0].runs["u000"]
     assert len(runs) == 2 and runs[1] - runs[0] >= 0.95
+
+
+def test_a_retry_after_date_is_read_against_the_clients_own_wall_clock(graph):
+    # Retry-After may be an HTTP-date (RFC 9110, section 10.2.3). Against the client's wall clock, which
+    # here stands in November 2023, this one is a second away; against the machine's own clock it has long
+    # passed.
+    script, base = graph
+    now = 1_700_000_000.0
+    later = (429, {"Retry-After": email.utils.formatdate(now + 1, usegmt=True)}, THROTTLED)
+    script.append(Mailboxes(first={"u000": later}))
+    done, _ = probe(base, [user(0)], wall=lambda: now)
+    runs = script[0].runs["u000"]
+    assert done["probes"]["u000"].outcome == "mailbox" and len(runs) == 2 and runs[1] - runs[0] >= 0.95
+
+
+def test_a_probe_answered_401_ends_the_probes_with_graphs_error(graph):
+    # A 401 is about the token, not the mailbox (learn.microsoft.com/graph/errors): no probe is reported,
+    # and the error keeps Graph's code and request id for a support case.
+    script, base = graph
+    refused = {"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}
+    script.append(Mailboxes(first={"u000": (401, {"request-id": "req-401"}, refused)}))
+    done, _ = probe(base, [user(0)])
+    error = done["error"]
+    assert "probes" not in done
+    assert (error.status, error.code, error.request_id) == (401, "InvalidAuthenticationToken", "req-401")
 
 
 def test_refused_probes_of_one_batch_go_again_in_order_on_a_coarse_clock(graph):
