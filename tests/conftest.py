@@ -6,10 +6,16 @@
   tenants (sim None: tenants are (simulator, spec) pairs), with the client secrets put in the environment
   for the test's duration and the configuration written to its path as TOML.
 - `small_tenant`: a generated 60-user tenant in which the remediation app is consented and enabled.
+
+Every test gets back the logging set-up it started with: a command run in-process installs its own
+handler on the root logger, writing to that test's captured stderr, which is closed once the test ends.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -18,6 +24,22 @@ import pytest
 from audit.config import Config
 from audit.simulator import FaultSpec, Limits, Simulator, generate_tenant
 from tests.simconfig import Placed, secrets_env, sim_config, write_config_file
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    root = logging.getLogger()
+    named = [logging.getLogger(name) for name in ("audit", "msal", "urllib3")]
+    handlers, levels = list(root.handlers), [root.level] + [logger.level for logger in named]
+    hooks = sys.excepthook, threading.excepthook
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    for logger, level in zip([root, *named], levels, strict=True):
+        logger.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
 
 
 @pytest.fixture
