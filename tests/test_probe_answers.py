@@ -14,6 +14,9 @@ import pytest
 from audit.collect import probe_from_item
 from audit.models import MailboxProbe
 
+EXCHANGE = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
+SHAREPOINT = "5dbe027f-2339-4123-9542-606e4d348a72"  # SHAREPOINTENTERPRISE
+
 
 def error(code: str) -> dict:
     return {"error": {"code": code, "message": "..."}}
@@ -59,3 +62,23 @@ def test_members_that_have_or_should_have_a_mailbox_are_probed(who, probed):
     from tests.checks.builders import user
 
     assert should_probe(user("u1", **who)) is probed
+
+
+@pytest.mark.parametrize(
+    ("plans", "likely"),
+    [
+        ([(EXCHANGE, "Enabled", "exchange")], True),
+        ([(EXCHANGE, "Enabled", "Exchange")], True),  # the service name's case is Graph's to choose
+        ([(EXCHANGE, "Suspended", "exchange")], False),  # suspended: the licence lapsed
+        ([(SHAREPOINT, "Enabled", "SharePoint")], False),
+        ([(SHAREPOINT, "Enabled", "SharePoint"), (EXCHANGE, "Deleted", "exchange")], False),
+        ([], False),
+    ],
+)
+def test_a_mailbox_is_likely_only_with_an_enabled_exchange_plan(plans, likely):
+    # likely_mailbox orders the probes (likely mailboxes first in a sequential batch); capabilityStatus
+    # values as assignedPlan documents them (learn.microsoft.com/graph/api/resources/assignedplan).
+    from audit.collect import likely_mailbox
+    from tests.checks.builders import user
+
+    assert likely_mailbox(user("u1", plans=plans)) is likely
