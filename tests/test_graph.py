@@ -122,6 +122,11 @@ def test_batch_item_headers_and_error() -> None:
         ("users/abc/messages?$top=1", "outlook"),
         ("/reports/getMailboxUsageDetail(period='D7')", "reports"),
         ("/$batch", "batch"),
+        ("$batch", "batch"),
+        ("/$batch/", "batch"),
+        ("/$batch?x=1?y=2", "batch"),  # the query, whatever it holds, is not part of the path
+        ("/users?$filter=mail eq 'a/messages'", "directory"),
+        ("reports/getMailboxUsageDetail(period='D7')", "reports"),
         ("/servicePrincipals/x/appRoleAssignments", "directory"),
     ],
 )

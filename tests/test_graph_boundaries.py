@@ -28,6 +28,7 @@ from audit.graph import (
     parse_error,
     parse_retry_after,
     read_ahead,
+    tls_failure,
 )
 from audit.simulator import Limits, Simulator, generate_tenant
 from tests.local_http import serving
@@ -696,3 +697,9 @@ def test_a_tls_failure_other_than_an_untrusted_certificate_says_the_handshake_fa
         f"the TLS handshake with {host} failed ([SSL: WRONG_VERSION_NUMBER] wrong version number); check that "
         "this address speaks HTTPS and that no proxy in between breaks TLS",
     )  # not blamed on a certificate: the server sent none
+
+
+def test_a_tls_failure_without_an_ssl_reason_is_named_by_its_exception_type() -> None:
+    # A handshake cut off by the other end carries no "[SSL: ...]" reason: the exception's type stands in.
+    text = tls_failure("graph.example:443", ConnectionResetError(104, "Connection reset by peer"))
+    assert text.startswith("the TLS handshake with graph.example:443 failed (ConnectionResetError); ")
