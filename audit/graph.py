@@ -230,7 +230,9 @@ def request_class(path: str) -> str:
         return "batch"
     if "/reports/" in p or p.startswith("reports/"):
         return "reports"
-    if p.startswith(("/users/", "users/", "/me/", "me/")) and any(
+    # No /me: app-only tokens are refused there, 400 "/me request is only valid with delegated authentication
+    # flow." (github.com/microsoftgraph/msgraph-sdk-php/issues/1163).
+    if p.startswith(("/users/", "users/")) and any(
         part in p for part in ("/mailboxsettings", "/mailfolders", "/sendmail", "/messages")
     ):
         return "outlook"
