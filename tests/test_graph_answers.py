@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -30,6 +31,7 @@ class Script:
     def __init__(self) -> None:
         self.answers: dict[str, list[Answer]] = {}
         self.seen: list[tuple[str, str, str | None]] = []  # method, path, Authorization header
+        self.accepts: list[str | None] = []  # the Accept header of each request
 
     def answer(self, method: str, path: str, auth: str | None) -> Answer:
         path = unquote(path.split("?")[0])
@@ -46,6 +48,7 @@ def server() -> Iterator[tuple[Script, str]]:
         def _reply(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(length)
+            script.accepts.append(self.headers.get("Accept"))
             status, headers, body = script.answer(self.command, self.path, self.headers.get("Authorization"))
             self.send_response(status)
             for name, value in headers.items():
@@ -231,3 +234,25 @@ def test_a_sign_in_that_fails_mid_run_fails_the_call_with_the_reason(server) -> 
     error = caught.value
     assert (error.status, error.code) == (0, "SignInFailed")
     assert error.message == "a new access token could not be obtained: AADSTS7000222: the client secret has expired"
+
+
+def test_every_call_asks_for_json(server) -> None:
+    # Graph answers JSON whatever the client asks; the client says so anyway (learn.microsoft.com/graph/use-the-api).
+    script, base = server
+    script.answers["/v1.0/organization"] = [(200, {}, b'{"id": "o"}')]
+    script.answers["/v1.0/users/u1/sendMail"] = [(202, {}, b"")]
+    client = client_for(base)
+    client.get("/organization")
+    client.post("/users/u1/sendMail", {"message": {}})
+    assert script.accepts == ["application/json", "application/json"]
+
+
+@pytest.mark.parametrize("header", ["request-id", "client-request-id"])
+def test_the_debug_line_of_each_answer_names_its_request_id(server, caplog, header) -> None:
+    # Graph names each answer in a request-id header, and echoes the caller's client-request-id
+    # (learn.microsoft.com/graph/errors): whichever came, the debug log has it for a support case.
+    script, base = server
+    script.answers["/v1.0/organization"] = [(200, {header: "f00d-1"}, b'{"id": "o"}')]
+    with caplog.at_level(logging.DEBUG, logger="audit"):
+        client_for(base).get("/organization")
+    assert "GET /v1.0/organization 200 request-id=f00d-1 attempt=1" in caplog.text
