@@ -255,4 +255,4 @@ def test_the_debug_line_of_each_answer_names_its_request_id(server, caplog, head
     script.answers["/v1.0/organization"] = [(200, {header: "f00d-1"}, b'{"id": "o"}')]
     with caplog.at_level(logging.DEBUG, logger="audit"):
         client_for(base).get("/organization")
-    assert "GET /v1.0/organization 200 request-id=f00d-1 attempt=1" in caplog.text
+    assert "GET /v1.0/organization 200 request-id=f00d-1 attempt=1" in [r.getMessage() for r in caplog.records]
