@@ -256,3 +256,26 @@ def test_the_debug_line_of_each_answer_names_its_request_id(server, caplog, head
     with caplog.at_level(logging.DEBUG, logger="audit"):
         client_for(base).get("/organization")
     assert "GET /v1.0/organization 200 request-id=f00d-1 attempt=1" in [r.getMessage() for r in caplog.records]
+
+
+EXPIRED = (401, {}, b'{"error": {"code": "InvalidAuthenticationToken", "message": "Access token has expired."}}')
+DOWN = (503, {"Retry-After": "0"}, b'{"error": {"code": "serviceNotAvailable", "message": "Try later."}}')
+
+
+def test_a_token_refreshed_after_a_401_costs_no_attempt(server) -> None:
+    # The 401 for an expired token is answered by signing in again and sending once more; that resend is
+    # not one of the client's attempts, so two attempts still ride out one 503.
+    script, base = server
+    script.answers["/v1.0/organization"] = [EXPIRED, DOWN, (200, {}, b'{"id": "o"}')]
+    assert client_for(base, max_attempts=2).get("/organization") == {"id": "o"}
+    assert len(script.seen) == 3
+
+
+def test_a_call_that_runs_out_of_attempts_after_a_refresh_says_so_in_the_log(server, caplog) -> None:
+    script, base = server
+    script.answers["/v1.0/organization"] = [EXPIRED, DOWN, DOWN, (200, {}, b'{"id": "o"}')]
+    with caplog.at_level(logging.DEBUG, logger="audit"), pytest.raises(GraphError) as caught:
+        client_for(base, max_attempts=2).get("/organization")
+    assert caught.value.status == 503 and len(script.seen) == 3  # the refresh, then two attempts
+    gave_up = f"GET /v1.0/organization: giving up after 2 attempt(s): {caught.value}"
+    assert gave_up in [r.getMessage() for r in caplog.records]
