@@ -37,6 +37,20 @@ from tests.simconfig import secrets_env, sim_config
 # ---- pure helpers ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("https://Graph.Microsoft.com/v1.0/users", "https://graph.microsoft.com:443"),
+        ("http://graph.example/v1.0", "http://graph.example:80"),  # each scheme's own default port
+        ("https://graph.example:8443/v1.0?$top=1", "https://graph.example:8443"),
+        ("https://graph.example:99999/v1.0", "https://graph.example:443"),  # a port out of range is no port
+        ("file:///etc/hosts", "file://"),  # no host and no port to name
+    ],
+)
+def test_an_origin_is_scheme_host_and_port_only(url: str, where: str) -> None:
+    assert origin(url) == where
+
+
 def test_a_quote_in_a_filter_value_is_written_twice() -> None:
     # OData 4.01 URL Conventions: a single quote inside a string literal is escaped by doubling it.
     assert odata_string("O'Brien") == "'O''Brien'"
