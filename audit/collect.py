@@ -35,7 +35,6 @@ from audit.graph import (
     backoff_delay,
     is_concurrency_refusal,
     odata_string,
-    parse_error,
     parse_retry_after,
     read_ahead,
 )
@@ -825,7 +824,7 @@ class MailboxProber:
             wait = parse_retry_after(answer.header("Retry-After"), client.wall())
             return backoff_delay(target.attempts, client.rng) if wait is None else wait
         if status == 401:
-            raise parse_error(status, body, answer.headers)  # the token was refused: not about this mailbox
+            raise answer.error()  # the token was refused, not this mailbox (a 401 is always an error)
         self.answered = self.answered or status == 404 or settings  # Exchange answered about this mailbox
         if status == 200:
             self._out[target.user.id] = (
