@@ -237,7 +237,7 @@ def test_a_sign_in_that_fails_mid_run_fails_the_call_with_the_reason(server) -> 
 
 
 def test_every_call_asks_for_json(server) -> None:
-    # Graph answers JSON whatever the client asks; the client says so anyway (learn.microsoft.com/graph/use-the-api).
+    # The local server answers JSON whatever it is asked, so only the header shows what the client asks for.
     script, base = server
     script.answers["/v1.0/organization"] = [(200, {}, b'{"id": "o"}')]
     script.answers["/v1.0/users/u1/sendMail"] = [(202, {}, b"")]
@@ -249,8 +249,8 @@ def test_every_call_asks_for_json(server) -> None:
 
 @pytest.mark.parametrize("header", ["request-id", "client-request-id"])
 def test_the_debug_line_of_each_answer_names_its_request_id(server, caplog, header) -> None:
-    # Graph names each answer in a request-id header, and echoes the caller's client-request-id
-    # (learn.microsoft.com/graph/errors): whichever came, the debug log has it for a support case.
+    # Graph's answers carry request-id and client-request-id headers (both are in the headers of each
+    # json-batching item, learn.microsoft.com/graph/json-batching): whichever came, the debug log has it.
     script, base = server
     script.answers["/v1.0/organization"] = [(200, {header: "f00d-1"}, b'{"id": "o"}')]
     with caplog.at_level(logging.DEBUG, logger="audit"):
