@@ -13,8 +13,8 @@ import pytest
 
 from audit.collect import probe_from_item
 from audit.models import MailboxProbe
+from tests.checks.builders import EXO_P2 as EXCHANGE
 
-EXCHANGE = "efb87545-963c-4e0d-99df-69c6916d9eb0"  # EXCHANGE_S_ENTERPRISE
 SHAREPOINT = "5dbe027f-2339-4123-9542-606e4d348a72"  # SHAREPOINTENTERPRISE
 
 
